@@ -1,0 +1,32 @@
+# evstream — one entry point: all, install, deps, demo, test, bench, clean.
+EXTENSION   = evstream
+EXTVERSION  = 0.1.0
+MODULE_big  = evstream
+OBJS        = $(patsubst %.cpp,%.o,$(wildcard extension/src/*.cpp extension/src/pg/*.cpp))
+DATA_built  = sql/evstream--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/evstream--*--*.sql))
+PG_CPPFLAGS = -Iextension/include -Iextension/src
+PG_CXXFLAGS = -std=c++17 -Wno-register -fexceptions -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+SHLIB_LINK  = -lstdc++
+EXTRA_CLEAN = build
+override with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+sql/evstream--$(EXTVERSION).sql: sql/evstream.sql
+	cp $< $@
+
+.PHONY: deps test demo bench unit
+deps:
+	@scripts/deps
+
+test:
+	@scripts/test
+
+demo:
+	@scripts/demo
+
+bench:
+	@scripts/bench

@@ -1,0 +1,253 @@
+// post_event / post_events (see append.hpp for the contract, README for the behaviour).
+#include "append.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "doorbell.hpp"
+#include "evstream/error.hpp"
+#include "evstream/validate.hpp"
+#include "pg/spi.hpp"
+
+extern "C" {
+#include "catalog/namespace.h"  // get_namespace_oid
+#include "catalog/pg_type.h"    // TEXTOID, JSONBOID, ...
+#include "commands/sequence.h"  // nextval_internal
+#include "storage/lwlock.h"     // LWLockAcquire
+#include "utils/builtins.h"     // text_to_cstring
+#include "utils/lsyscache.h"    // get_relname_relid
+}
+
+namespace evstream::append {
+namespace {
+
+using pg::KeptPlan;
+using pg::PgCall;
+namespace ss = evstream::sqlstate;
+
+KeptPlan g_lock_key(
+    "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 7331))",
+    {TEXTOID, TEXTOID});
+KeptPlan g_find_key(
+    "SELECT e, (e.aggregate_type = $3 AND e.aggregate_id = $4 AND e.event_type = $5"
+    "           AND e.data = $6 AND e.display IS NOT DISTINCT FROM $7)"
+    "  FROM evstream.events e WHERE e.channel = $1 AND e.idempotency_key = $2",
+    {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID});
+KeptPlan g_bump(
+    "INSERT INTO evstream.aggregates AS a (aggregate_type, aggregate_id, version)"
+    " VALUES ($1, $2, 1) ON CONFLICT (aggregate_type, aggregate_id)"
+    " DO UPDATE SET version = a.version + 1, updated_at = now() RETURNING a.version",
+    {TEXTOID, TEXTOID});
+KeptPlan g_create(
+    "INSERT INTO evstream.aggregates (aggregate_type, aggregate_id, version)"
+    " VALUES ($1, $2, 1) ON CONFLICT (aggregate_type, aggregate_id) DO NOTHING RETURNING version",
+    {TEXTOID, TEXTOID});
+KeptPlan g_advance(
+    "UPDATE evstream.aggregates SET version = version + 1, updated_at = now()"
+    " WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3 RETURNING version",
+    {TEXTOID, TEXTOID, INT4OID});
+KeptPlan g_current(
+    "SELECT version FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2",
+    {TEXTOID, TEXTOID});
+KeptPlan g_insert(
+    "INSERT INTO evstream.events AS e (position, id, tx, channel, aggregate_type, aggregate_id,"
+    "   version, event_type, data, metadata, display, created_by, created_at, correlation_id,"
+    "   causation_id, idempotency_key)"
+    " VALUES ($1, gen_random_uuid(), pg_current_xact_id(), $2, $3, $4, $5, $6, $7, $8, $9,"
+    "   COALESCE($10, 'user:' || (NULLIF(current_setting('request.jwt.claims', true), '')::jsonb"
+    "   ->> 'sub'), 'system'), now(), $11, $12, $13)"
+    " RETURNING e",
+    {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, TEXTOID,
+     UUIDOID, UUIDOID, TEXTOID});
+
+Datum Text(const char* s) { return s ? CStringGetTextDatum(s) : (Datum)0; }
+
+void Check(const std::optional<std::string>& problem) {
+  if (problem) throw Error(ss::kInvalidParameter, *problem);
+}
+
+void Require(const Request& r, const char* value, const char* field) {
+  if (value == nullptr) throw Error(ss::kNullValue, r.label + field + " must not be null");
+}
+
+bool IsObject(Jsonb* j) { return JB_ROOT_IS_OBJECT(j) && !JB_ROOT_IS_SCALAR(j); }
+
+// The display protocol: an object; when it has "role", one of user/assistant/system.
+void CheckDisplay(const Request& r) {
+  if (r.display == nullptr) return;
+  if (!IsObject(r.display))
+    throw Error(ss::kInvalidParameter, r.label + "display must be a JSON object or null");
+  std::optional<std::string> role;
+  bool role_not_string = false;
+  PgCall([&] {
+    JsonbValue v;
+    JsonbValue* found = getKeyJsonValueFromContainer(&r.display->root, "role", 4, &v);
+    if (found == nullptr) return;
+    if (found->type == jbvString) role.emplace(found->val.string.val, found->val.string.len);
+    else role_not_string = true;
+  });
+  if (role_not_string)
+    throw Error(ss::kInvalidParameter, r.label + "display.role must be a string");
+  if (role) Check(validate::DisplayRole(r.label + "display.role", *role));
+}
+
+void ValidateRequest(const Request& r) {
+  Require(r, r.channel, "channel");
+  Require(r, r.aggregate_type, "aggregate_type");
+  Require(r, r.aggregate_id, "aggregate_id");
+  Require(r, r.event_type, "event_type");
+  Check(validate::Channel(r.label + "channel", r.channel));
+  Check(validate::Identifier(r.label + "aggregate_type", r.aggregate_type));
+  Check(validate::Identifier(r.label + "aggregate_id", r.aggregate_id));
+  Check(validate::EventType(r.label + "event_type", r.event_type));
+  if (r.data == nullptr) throw Error(ss::kNullValue, r.label + "data must not be null");
+  if (!IsObject(r.data)) throw Error(ss::kInvalidParameter, r.label + "data must be a JSON object");
+  if (r.metadata != nullptr && !IsObject(r.metadata))
+    throw Error(ss::kInvalidParameter, r.label + "metadata must be a JSON object");
+  CheckDisplay(r);
+  if (r.idempotency_key) Check(validate::IdempotencyKey(r.label + "idempotency_key", r.idempotency_key));
+  if (r.has_expected_version && r.expected_version < 0)
+    throw Error(ss::kInvalidParameter, r.label + "expected_version must be 0 or more");
+  if (r.created_by) Check(validate::CreatedBy(r.label + "created_by", r.created_by));
+}
+
+// Looks up an earlier event with the same (channel, idempotency_key), holding a transaction
+// lock on the key so that racing sessions serialise here and the loser sees the winner's row.
+std::optional<Datum> FindByKey(const Request& r) {
+  Datum key_args[2] = {Text(r.channel), Text(r.idempotency_key)};
+  g_lock_key.Run(key_args, nullptr, false, 1);
+  Datum args[7] = {Text(r.channel), Text(r.idempotency_key), Text(r.aggregate_type),
+                   Text(r.aggregate_id), Text(r.event_type), JsonbPGetDatum(r.data),
+                   r.display ? JsonbPGetDatum(r.display) : (Datum)0};
+  char nulls[7];
+  memset(nulls, ' ', sizeof nulls);
+  if (!r.display) nulls[6] = 'n';
+  if (g_find_key.Run(args, nulls, false, 1) == 0) return std::nullopt;
+  bool isnull = false;
+  Datum row = pg::ResultValue(0, 1, &isnull);
+  bool same = DatumGetBool(pg::ResultValue(0, 2, &isnull));
+  if (!same)
+    throw Error(ss::kIdempotencyConflict,
+                r.label + "idempotency_key \"" + r.idempotency_key + "\" was already used on " +
+                    r.channel + " for a different event",
+                "The original event has other aggregate, event_type, data or display.",
+                "Use a new idempotency key for a new event.");
+  return row;
+}
+
+std::string AggregateName(const Request& r) {
+  return std::string(r.aggregate_type) + "/" + r.aggregate_id;
+}
+
+// Bumps the aggregate's version (checking expected_version) and returns the new version.
+int32 NextVersion(const Request& r) {
+  Datum args[3] = {Text(r.aggregate_type), Text(r.aggregate_id), Int32GetDatum(r.expected_version)};
+  uint64_t n;
+  if (!r.has_expected_version) n = g_bump.Run(args, nullptr, false, 1);
+  else if (r.expected_version == 0) n = g_create.Run(args, nullptr, false, 1);
+  else n = g_advance.Run(args, nullptr, false, 1);
+  bool isnull = false;
+  if (n == 1) return DatumGetInt32(pg::ResultValue(0, 1, &isnull));
+
+  int32 actual = 0;
+  if (g_current.Run(args, nullptr, false, 1) == 1)
+    actual = DatumGetInt32(pg::ResultValue(0, 1, &isnull));
+  char msg[512];
+  snprintf(msg, sizeof msg, "expected version %d but aggregate %s is at version %d",
+           r.expected_version, AggregateName(r).c_str(), actual);
+  throw Error(ss::kVersionConflict, r.label + msg, "",
+              "Reload the aggregate and retry with its current version.");
+}
+
+// Allocates n positions that are consecutive: singles hold the lock shared around their
+// nextval, batches exclusive, so no other append takes a value inside a batch's range.
+std::vector<int64> AllocatePositions(size_t n) {
+  std::vector<int64> out(n);
+  if (n == 0) return out;
+  Oid seq = InvalidOid;
+  PgCall([&] {
+    seq = get_relname_relid("events_position_seq", get_namespace_oid("evstream", false));
+    if (!OidIsValid(seq)) elog(ERROR, "evstream: sequence evstream.events_position_seq is missing");
+  });
+  int64* slots = out.data();
+  PgCall([&] {
+    LWLockAcquire(doorbell::PositionLock(), n == 1 ? LW_SHARED : LW_EXCLUSIVE);
+    for (size_t i = 0; i < n; i++) slots[i] = nextval_internal(seq, false);
+    LWLockRelease(doorbell::PositionLock());
+  });
+  return out;
+}
+
+Datum Insert(const Request& r, int64 position, int32 version) {
+  Datum args[13] = {Int64GetDatum(position), Text(r.channel), Text(r.aggregate_type),
+                    Text(r.aggregate_id), Int32GetDatum(version), Text(r.event_type),
+                    JsonbPGetDatum(r.data), r.metadata ? JsonbPGetDatum(r.metadata) : (Datum)0,
+                    r.display ? JsonbPGetDatum(r.display) : (Datum)0, Text(r.created_by),
+                    r.correlation_id, r.causation_id, Text(r.idempotency_key)};
+  char nulls[13];
+  memset(nulls, ' ', sizeof nulls);
+  if (!r.metadata) nulls[7] = 'n';
+  if (!r.display) nulls[8] = 'n';
+  if (!r.created_by) nulls[9] = 'n';
+  if (!r.has_correlation_id) nulls[10] = 'n';
+  if (!r.has_causation_id) nulls[11] = 'n';
+  if (!r.idempotency_key) nulls[12] = 'n';
+  Datum empty = 0;
+  if (!r.metadata) {
+    PgCall([&] { empty = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")); });
+    args[7] = empty;
+    nulls[7] = ' ';
+  }
+  g_insert.Run(args, nulls, false, 1);
+  bool isnull = false;
+  return pg::ResultValue(0, 1, &isnull);
+}
+
+}  // namespace
+
+std::vector<Datum> Append(std::vector<Request>& requests) {
+  if (!doorbell::Preloaded())
+    throw Error("55000", "evstream is not loaded through shared_preload_libraries", "",
+                "Add evstream to shared_preload_libraries and restart PostgreSQL.");
+  for (const Request& r : requests) ValidateRequest(r);
+  {
+    std::set<std::pair<std::string, std::string>> keys;
+    for (const Request& r : requests)
+      if (r.idempotency_key && !keys.emplace(r.channel, r.idempotency_key).second)
+        throw Error(ss::kInvalidParameter,
+                    r.label + "idempotency_key repeats an earlier event of the same batch");
+  }
+
+  std::vector<Datum> rows(requests.size(), (Datum)0);
+  pg::SpiSession spi;
+  // 1. Replays: events already appended under the same key are returned as they are.
+  std::vector<size_t> fresh;
+  for (size_t i = 0; i < requests.size(); i++) {
+    std::optional<Datum> original;
+    if (requests[i].idempotency_key) original = FindByKey(requests[i]);
+    if (original) {
+      PgCall([&] { rows[i] = SPI_datumTransfer(*original, false, -1); });
+    } else {
+      fresh.push_back(i);
+    }
+  }
+  // 2. Versions (row locks on the aggregates, in request order).
+  std::vector<int32> versions;
+  versions.reserve(fresh.size());
+  for (size_t i : fresh) versions.push_back(NextVersion(requests[i]));
+  // 3. Positions, consecutive for the whole batch, then the rows themselves.
+  std::vector<int64> positions = AllocatePositions(fresh.size());
+  for (size_t k = 0; k < fresh.size(); k++) {
+    Datum row = Insert(requests[fresh[k]], positions[k], versions[k]);
+    PgCall([&] { rows[fresh[k]] = SPI_datumTransfer(row, false, -1); });
+  }
+  if (!fresh.empty()) PgCall([] { doorbell::MarkAppended(); });
+  spi.Finish();
+  return rows;
+}
+
+}  // namespace evstream::append

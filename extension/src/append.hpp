@@ -1,0 +1,39 @@
+// Appending events: the one code path behind post_event and post_events.
+#pragma once
+
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "postgres.h"
+#include "utils/jsonb.h"  // Jsonb
+}
+
+namespace evstream::append {
+
+// One event to append. Strings are palloc'd C strings or nullptr when SQL NULL.
+struct Request {
+  std::string label;  // how errors name this event's fields: "" or "events[3]."
+  const char* channel = nullptr;
+  const char* aggregate_type = nullptr;
+  const char* aggregate_id = nullptr;
+  const char* event_type = nullptr;
+  Jsonb* data = nullptr;
+  Jsonb* metadata = nullptr;  // nullptr = {}
+  Jsonb* display = nullptr;   // nullptr = SQL NULL
+  const char* idempotency_key = nullptr;
+  bool has_expected_version = false;
+  int32 expected_version = 0;
+  bool has_correlation_id = false;
+  Datum correlation_id = 0;
+  bool has_causation_id = false;
+  Datum causation_id = 0;
+  const char* created_by = nullptr;
+};
+
+// Validates, deduplicates by idempotency key, checks and bumps aggregate versions, allocates
+// consecutive positions and inserts. Returns one evstream.events composite Datum per request,
+// in order, allocated in the caller's memory context. Throws evstream::Error or PgException.
+std::vector<Datum> Append(std::vector<Request>& requests);
+
+}  // namespace evstream::append

@@ -1,0 +1,279 @@
+// Doorbell background workers and the commit hook that wakes them (see doorbell.hpp).
+#include "doorbell.hpp"
+
+extern "C" {
+#include "access/xact.h"           // RegisterXactCallback, StartTransactionCommand
+#include "commands/async.h"        // Async_Notify
+#include "miscadmin.h"             // MyDatabaseId, MyLatch, CHECK_FOR_INTERRUPTS
+#include "pgstat.h"                // pgstat_report_activity, PG_WAIT_EXTENSION
+#include "postmaster/bgworker.h"   // RegisterDynamicBackgroundWorker
+#include "postmaster/interrupt.h"  // SignalHandlerForShutdownRequest, ShutdownRequestPending
+#include "storage/ipc.h"           // shmem_request_hook, on_shmem_exit
+#include "storage/latch.h"         // SetLatch, WaitLatch
+#include "storage/shmem.h"         // ShmemInitStruct
+#include "storage/spin.h"          // slock_t
+#include "tcop/tcopprot.h"         // die
+#include "utils/timestamp.h"       // GetCurrentTimestamp
+
+PGDLLEXPORT void evstream_doorbell_main(Datum arg);
+}
+
+namespace evstream::doorbell {
+
+int g_mode = kWorker;
+int g_idle_exit_ms = 2000;
+
+namespace {
+
+constexpr int kMaxDatabases = 64;
+
+enum SlotState { kFree = 0, kStarting, kRunning };
+
+struct Slot {
+  SlotState state;
+  Oid dbid;
+  bool pending;         // a commit happened since the worker last sent
+  int committing;       // backends between pre-commit and commit that counted on this slot
+  Latch* latch;         // the worker's latch once it runs
+};
+
+struct Shared {
+  slock_t mutex;
+  LWLock* position_lock;
+  uint64 rings;  // notifications sent by all workers since server start
+  Slot slots[kMaxDatabases];
+};
+
+Shared* g_shared = nullptr;
+bool g_preloaded = false;
+shmem_request_hook_type g_prev_request = nullptr;
+shmem_startup_hook_type g_prev_startup = nullptr;
+
+// Per backend: what the current transaction did.
+bool g_appended = false;
+int g_counted_slot = -1;  // slot whose `committing` this transaction incremented
+int g_worker_slot = -1;   // in a doorbell worker: its slot
+
+void OnShmemRequest() {
+  if (g_prev_request) g_prev_request();
+  RequestAddinShmemSpace(sizeof(Shared));
+  RequestNamedLWLockTranche("evstream", 1);
+}
+
+void OnShmemStartup() {
+  if (g_prev_startup) g_prev_startup();
+  LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+  bool found = false;
+  g_shared = static_cast<Shared*>(ShmemInitStruct("evstream", sizeof(Shared), &found));
+  if (!found) {
+    memset(g_shared, 0, sizeof(Shared));
+    SpinLockInit(&g_shared->mutex);
+    g_shared->position_lock = &(GetNamedLWLockTranche("evstream"))->lock;
+  }
+  LWLockRelease(AddinShmemInitLock);
+}
+
+// Caller holds the mutex.
+int FindSlot(Oid dbid) {
+  for (int i = 0; i < kMaxDatabases; i++)
+    if (g_shared->slots[i].state != kFree && g_shared->slots[i].dbid == dbid) return i;
+  return -1;
+}
+
+// Pre-commit: make sure a worker serves this database and keep it from exiting until our
+// commit has rung. May ereport (we are still allowed to fail here).
+void EnsureWorker() {
+  bool start = false;
+  SpinLockAcquire(&g_shared->mutex);
+  int idx = FindSlot(MyDatabaseId);
+  if (idx < 0) {
+    for (int i = 0; i < kMaxDatabases; i++) {
+      if (g_shared->slots[i].state == kFree) {
+        idx = i;
+        break;
+      }
+    }
+    if (idx >= 0) {
+      Slot* s = &g_shared->slots[idx];
+      s->state = kStarting;
+      s->dbid = MyDatabaseId;
+      s->pending = false;
+      s->committing = 0;
+      s->latch = nullptr;
+      start = true;
+    }
+  }
+  if (idx >= 0) g_shared->slots[idx].committing++;
+  SpinLockRelease(&g_shared->mutex);
+  if (idx < 0) {
+    ereport(WARNING, (errmsg("evstream: no free doorbell slot; notifying inside the transaction")));
+    Async_Notify(kChannel, nullptr);
+    return;
+  }
+  g_counted_slot = idx;
+  if (!start) return;
+
+  BackgroundWorker worker;
+  memset(&worker, 0, sizeof worker);
+  worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+  worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+  worker.bgw_restart_time = BGW_NEVER_RESTART;
+  snprintf(worker.bgw_library_name, BGW_MAXLEN, "evstream");
+  snprintf(worker.bgw_function_name, BGW_MAXLEN, "evstream_doorbell_main");
+  snprintf(worker.bgw_name, BGW_MAXLEN, "evstream doorbell for database %u", MyDatabaseId);
+  snprintf(worker.bgw_type, BGW_MAXLEN, "evstream doorbell");
+  worker.bgw_main_arg = Int32GetDatum(idx);
+  worker.bgw_notify_pid = 0;
+  if (!RegisterDynamicBackgroundWorker(&worker, nullptr)) {
+    SpinLockAcquire(&g_shared->mutex);
+    g_shared->slots[idx] = Slot{};
+    SpinLockRelease(&g_shared->mutex);
+    g_counted_slot = -1;
+    ereport(WARNING, (errmsg("evstream: could not start the doorbell worker; notifying inside "
+                             "the transaction"),
+                      errhint("Raise max_worker_processes.")));
+    Async_Notify(kChannel, nullptr);
+  }
+}
+
+// Commit (cannot fail): flag the slot and wake its worker. Abort: just uncount.
+void Release(bool ring) {
+  if (g_counted_slot < 0) return;
+  Latch* latch = nullptr;
+  SpinLockAcquire(&g_shared->mutex);
+  Slot* s = &g_shared->slots[g_counted_slot];
+  s->committing--;
+  if (ring) {
+    s->pending = true;
+    latch = s->latch;
+  }
+  SpinLockRelease(&g_shared->mutex);
+  g_counted_slot = -1;
+  if (latch != nullptr) SetLatch(latch);
+}
+
+void OnXact(XactEvent event, void*) {
+  switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+      if (g_appended && g_mode == kWorker) EnsureWorker();
+      break;
+    case XACT_EVENT_COMMIT:
+      Release(true);
+      g_appended = false;
+      break;
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PREPARE:
+    case XACT_EVENT_PARALLEL_ABORT:
+      Release(false);
+      g_appended = false;
+      break;
+    default:
+      break;
+  }
+}
+
+void OnWorkerExit(int, Datum) {
+  if (g_worker_slot < 0 || g_shared == nullptr) return;
+  SpinLockAcquire(&g_shared->mutex);
+  g_shared->slots[g_worker_slot] = Slot{};
+  SpinLockRelease(&g_shared->mutex);
+}
+
+void SendNotify() {
+  SetCurrentStatementStartTimestamp();
+  StartTransactionCommand();
+  pgstat_report_activity(STATE_RUNNING, "NOTIFY evstream");
+  Async_Notify(kChannel, nullptr);
+  CommitTransactionCommand();
+  pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+}  // namespace
+
+void Init() {
+  g_preloaded = true;
+  g_prev_request = shmem_request_hook;
+  shmem_request_hook = OnShmemRequest;
+  g_prev_startup = shmem_startup_hook;
+  shmem_startup_hook = OnShmemStartup;
+  RegisterXactCallback(OnXact, nullptr);
+}
+
+bool Preloaded() { return g_preloaded && g_shared != nullptr; }
+
+LWLock* PositionLock() { return g_shared->position_lock; }
+
+uint64 Rings() {
+  SpinLockAcquire(&g_shared->mutex);
+  uint64 n = g_shared->rings;
+  SpinLockRelease(&g_shared->mutex);
+  return n;
+}
+
+void MarkAppended() {
+  if (g_mode == kInline) Async_Notify(kChannel, nullptr);
+  else if (g_mode == kWorker) g_appended = true;
+}
+
+}  // namespace evstream::doorbell
+
+// The worker: wait on the latch; when a commit flagged the slot, send one NOTIFY for every
+// commit since the last. Exit after evstream.doorbell_idle_exit ms without work (so that
+// DROP DATABASE is not held up), but never while a committing backend counts on it.
+void evstream_doorbell_main(Datum arg) {
+  using namespace evstream::doorbell;
+  int idx = DatumGetInt32(arg);
+  pqsignal(SIGTERM, die);
+  BackgroundWorkerUnblockSignals();
+
+  Oid dbid;
+  SpinLockAcquire(&g_shared->mutex);
+  dbid = g_shared->slots[idx].dbid;
+  SpinLockRelease(&g_shared->mutex);
+  g_worker_slot = idx;
+  before_shmem_exit(OnWorkerExit, (Datum)0);
+
+  BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+  pgstat_report_appname("evstream doorbell");
+
+  SpinLockAcquire(&g_shared->mutex);
+  g_shared->slots[idx].latch = MyLatch;
+  g_shared->slots[idx].state = kRunning;
+  SpinLockRelease(&g_shared->mutex);
+
+  TimestampTz last_work = GetCurrentTimestamp();
+  for (;;) {
+    bool pending;
+    SpinLockAcquire(&g_shared->mutex);
+    pending = g_shared->slots[idx].pending;
+    g_shared->slots[idx].pending = false;
+    SpinLockRelease(&g_shared->mutex);
+
+    if (pending) {
+      SendNotify();
+      SpinLockAcquire(&g_shared->mutex);
+      g_shared->rings++;
+      SpinLockRelease(&g_shared->mutex);
+      last_work = GetCurrentTimestamp();
+      continue;  // commits that rang while we sent are served at once
+    }
+    if (TimestampDifferenceExceeds(last_work, GetCurrentTimestamp(), g_idle_exit_ms)) {
+      bool quit = false;
+      SpinLockAcquire(&g_shared->mutex);
+      Slot* s = &g_shared->slots[idx];
+      if (!s->pending && s->committing == 0) {
+        *s = Slot{};
+        quit = true;
+      }
+      SpinLockRelease(&g_shared->mutex);
+      if (quit) {
+        g_worker_slot = -1;
+        proc_exit(0);
+      }
+    }
+    (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+                    Max(g_idle_exit_ms / 4, 10), PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+  }
+}

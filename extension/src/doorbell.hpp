@@ -1,0 +1,32 @@
+// The doorbell: after a transaction that appended events commits, one coalesced NOTIFY on
+// channel "evstream" tells listeners to read the log. The NOTIFY is sent by a per-database
+// background worker woken at commit, so the writing transaction never takes the cluster-wide
+// notify lock (see BENCHMARKS.md). evstream.doorbell = worker | inline | off.
+#pragma once
+
+extern "C" {
+#include "postgres.h"
+#include "storage/lwlock.h"  // LWLock
+}
+
+namespace evstream::doorbell {
+
+inline constexpr const char* kChannel = "evstream";
+
+enum Mode { kWorker = 0, kInline = 1, kOff = 2 };
+
+extern int g_mode;          // GUC evstream.doorbell
+extern int g_idle_exit_ms;  // GUC evstream.doorbell_idle_exit
+
+// Called from _PG_init when loaded by shared_preload_libraries.
+void Init();
+bool Preloaded();
+// The lock that makes a batch's positions consecutive: singles take it shared around their
+// nextval, batches exclusive.
+LWLock* PositionLock();
+// Notifications sent by doorbell workers since server start.
+uint64 Rings();
+// Record that the current transaction appended (rings at commit).
+void MarkAppended();
+
+}  // namespace evstream::doorbell

@@ -1,0 +1,140 @@
+// SQL-callable entry points and module initialisation. Each entry point reads its arguments
+// with PostgreSQL macros, then runs the C++ body through InvokeCpp (the one boundary guard).
+#include <string>
+#include <vector>
+
+#include "append.hpp"
+#include "batch.hpp"
+#include "doorbell.hpp"
+#include "evstream/error.hpp"
+#include "pg/guard.hpp"
+#include "read.hpp"
+
+extern "C" {
+#include "fmgr.h"               // PG_FUNCTION_ARGS
+#include "funcapi.h"            // InitMaterializedSRF
+#include "miscadmin.h"          // process_shared_preload_libraries_in_progress
+#include "utils/builtins.h"     // text_to_cstring
+#include "utils/guc.h"          // DefineCustomEnumVariable, MarkGUCPrefixReserved
+
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+PG_FUNCTION_INFO_V1(evstream_require_preload);
+PG_FUNCTION_INFO_V1(evstream_post_event);
+PG_FUNCTION_INFO_V1(evstream_post_events);
+PG_FUNCTION_INFO_V1(evstream_read_after);
+PG_FUNCTION_INFO_V1(evstream_stream);
+PG_FUNCTION_INFO_V1(evstream_doorbell_rings);
+}
+
+namespace {
+
+const struct config_enum_entry kDoorbellModes[] = {
+    {"worker", evstream::doorbell::kWorker, false},
+    {"inline", evstream::doorbell::kInline, false},
+    {"off", evstream::doorbell::kOff, false},
+    {nullptr, 0, false},
+};
+
+const char* OptText(FunctionCallInfo fcinfo, int n) {
+  return PG_ARGISNULL(n) ? nullptr : text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+Jsonb* OptJsonb(FunctionCallInfo fcinfo, int n) {
+  return PG_ARGISNULL(n) ? nullptr : PG_GETARG_JSONB_P(n);
+}
+
+}  // namespace
+
+void _PG_init(void) {
+  DefineCustomEnumVariable(
+      "evstream.doorbell", "How committed appends ring the NOTIFY doorbell.",
+      "worker: a background worker sends one coalesced NOTIFY after commits (default); "
+      "inline: NOTIFY inside the writing transaction; off: no doorbell.",
+      &evstream::doorbell::g_mode, evstream::doorbell::kWorker, kDoorbellModes, PGC_USERSET, 0,
+      nullptr, nullptr, nullptr);
+  DefineCustomIntVariable(
+      "evstream.doorbell_idle_exit", "Idle time after which a doorbell worker exits.", nullptr,
+      &evstream::doorbell::g_idle_exit_ms, 2000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS,
+      nullptr, nullptr, nullptr);
+  MarkGUCPrefixReserved("evstream");
+  if (process_shared_preload_libraries_in_progress) evstream::doorbell::Init();
+}
+
+extern "C" Datum evstream_require_preload(PG_FUNCTION_ARGS) {
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    if (!evstream::doorbell::Preloaded())
+      throw evstream::Error("55000", "evstream must be loaded through shared_preload_libraries",
+                            "The doorbell worker and the position lock live in shared memory.",
+                            "Add evstream to shared_preload_libraries in postgresql.conf and "
+                            "restart PostgreSQL.");
+    PG_RETURN_VOID();
+  });
+}
+
+extern "C" Datum evstream_post_event(PG_FUNCTION_ARGS) {
+  evstream::append::Request r;
+  r.channel = OptText(fcinfo, 0);
+  r.aggregate_type = OptText(fcinfo, 1);
+  r.aggregate_id = OptText(fcinfo, 2);
+  r.event_type = OptText(fcinfo, 3);
+  r.data = OptJsonb(fcinfo, 4);
+  r.metadata = OptJsonb(fcinfo, 5);
+  r.idempotency_key = OptText(fcinfo, 6);
+  r.has_expected_version = !PG_ARGISNULL(7);
+  r.expected_version = r.has_expected_version ? PG_GETARG_INT32(7) : 0;
+  r.has_correlation_id = !PG_ARGISNULL(8);
+  r.correlation_id = r.has_correlation_id ? PG_GETARG_DATUM(8) : (Datum)0;
+  r.has_causation_id = !PG_ARGISNULL(9);
+  r.causation_id = r.has_causation_id ? PG_GETARG_DATUM(9) : (Datum)0;
+  r.display = OptJsonb(fcinfo, 10);
+  r.created_by = OptText(fcinfo, 11);
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    std::vector<evstream::append::Request> one{r};
+    return evstream::append::Append(one).front();
+  });
+}
+
+extern "C" Datum evstream_post_events(PG_FUNCTION_ARGS) {
+  Jsonb* events = OptJsonb(fcinfo, 0);
+  InitMaterializedSRF(fcinfo, 0);
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    evstream::batch::PostEvents(fcinfo, events);
+    return (Datum)0;
+  });
+}
+
+extern "C" Datum evstream_read_after(PG_FUNCTION_ARGS) {
+  int64 after = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+  int32 max_count = PG_ARGISNULL(1) ? 1000 : PG_GETARG_INT32(1);
+  bool channels_null = PG_ARGISNULL(2);
+  Datum channels = channels_null ? (Datum)0 : PG_GETARG_DATUM(2);
+  InitMaterializedSRF(fcinfo, 0);
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    evstream::read::ReadAfter(fcinfo, after, max_count, channels, channels_null);
+    return (Datum)0;
+  });
+}
+
+extern "C" Datum evstream_stream(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+    ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                    errmsg("aggregate_type and aggregate_id must not be null")));
+  Datum aggregate_type = PG_GETARG_DATUM(0);
+  Datum aggregate_id = PG_GETARG_DATUM(1);
+  int32 after_version = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
+  InitMaterializedSRF(fcinfo, 0);
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    evstream::read::Stream(fcinfo, aggregate_type, aggregate_id, after_version);
+    return (Datum)0;
+  });
+}
+
+extern "C" Datum evstream_doorbell_rings(PG_FUNCTION_ARGS) {
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    if (!evstream::doorbell::Preloaded())
+      throw evstream::Error("55000", "evstream is not loaded through shared_preload_libraries");
+    return Int64GetDatum(static_cast<int64>(evstream::doorbell::Rings()));
+  });
+}

@@ -1,0 +1,43 @@
+// SPI plans prepared once per backend and kept (SPI_keepplan), executed through PgCall so a
+// PostgreSQL error becomes a C++ exception. Call only between SPI_connect and SPI_finish.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "guard.hpp"
+
+extern "C" {
+#include "executor/spi.h"  // SPI_prepare, SPI_execute_plan
+}
+
+namespace evstream::pg {
+
+class KeptPlan {
+ public:
+  KeptPlan(const char* sql, std::initializer_list<Oid> types);
+  // Runs the plan; returns SPI_processed. Results are in SPI_tuptable until the next call.
+  uint64_t Run(const Datum* values, const char* nulls, bool read_only, long limit = 0);
+
+ private:
+  const char* sql_;
+  int nargs_;
+  Oid types_[16];
+  SPIPlanPtr plan_ = nullptr;
+};
+
+// Column `col` (1-based) of result row `row`, or nullopt-like via *isnull.
+Datum ResultValue(uint64_t row, int col, bool* isnull);
+
+// RAII for SPI_connect / SPI_finish on the success path (on error, abort cleans up SPI).
+class SpiSession {
+ public:
+  SpiSession();
+  ~SpiSession();
+  void Finish();
+
+ private:
+  bool open_ = false;
+};
+
+}  // namespace evstream::pg
