@@ -2,7 +2,7 @@
 EXTENSION   = evstream
 EXTVERSION  = 0.1.0
 MODULE_big  = evstream
-OBJS        = $(patsubst %.cpp,%.o,$(wildcard extension/src/*.cpp extension/src/pg/*.cpp))
+OBJS        = $(patsubst %.cpp,%.o,$(wildcard extension/src/*.cpp extension/src/pg/*.cpp extension/src/core/*.cpp))
 DATA_built  = sql/evstream--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/evstream--*--*.sql))
 PG_CPPFLAGS = -Iextension/include -Iextension/src
