@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Append benchmark: pgbench against the private cluster, every variant in the same run.
+#   plain      INSERT ... RETURNING into a table of the same shape and indexes (the physical limit)
+#   plpgsql    a hand-written PL/pgSQL post_event with NOTIFY inside the transaction
+#   evstream   evstream.post_event with evstream.doorbell = worker (default) | inline | off
+# Prints TPS and the ratios, and appends them to bench/results/append.tsv.
+# Settings: DURATION (s per run, default 10), ROUNDS (default 3), CLIENTS (default "8"),
+# VARIANTS (default all). Variants are interleaved round by round and each reports its median,
+# so a burst of load from elsewhere on the machine hits all of them alike.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+CLIENTS="${CLIENTS:-8}"
+VARIANTS="${VARIANTS:-plain plpgsql evstream-worker evstream-inline evstream-off}"
+bin="$(pg_config --bindir)"
+here=bench/append
+
+scripts/pg start >/dev/null
+eval "$(scripts/pg env)"
+export PGDATABASE=evstream_bench
+psql -X -q -d postgres -c "SET client_min_messages = warning" \
+  -c "DROP DATABASE IF EXISTS evstream_bench WITH (FORCE)" -c "CREATE DATABASE evstream_bench"
+
+fresh() {  # a clean log before each run, so no variant pays for another's rows
+  psql -X -q -c "SET client_min_messages = warning" -c "DROP EXTENSION IF EXISTS evstream CASCADE" \
+    -c "CREATE EXTENSION evstream" -f "$here/plpgsql_post_event.sql" \
+    -c "DROP TABLE IF EXISTS bench_plain" \
+    -c "CREATE TABLE bench_plain (LIKE evstream.events INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)" \
+    -c "CHECKPOINT" >/dev/null
+}
+
+tps() {  # tps SCRIPT CLIENTS [PGOPTIONS]
+  local out
+  out=$(PGOPTIONS="${3:-}" "$bin/pgbench" -n -M prepared -c "$2" -j "$2" -T "$DURATION" -f "$1" 2>&1) || {
+    echo "$out" >&2; return 1; }
+  echo "$out" | awk '/^tps = / {printf "%.0f\n", $3}'
+}
+
+mkdir -p bench/results
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+cpu=$(nproc)
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+for c in $CLIENTS; do
+  declare -A all=() r=()
+  for round in $(seq 1 "$ROUNDS"); do
+    for v in $VARIANTS; do
+      fresh
+      case "$v" in
+        plain) t=$(tps "$here/plain.pgbench" "$c") ;;
+        plpgsql) t=$(tps "$here/plpgsql.pgbench" "$c") ;;
+        evstream-*) t=$(tps "$here/post_event.pgbench" "$c" "-c evstream.doorbell=${v#evstream-}") ;;
+      esac
+      all[$v]="${all[$v]:-} $t"
+      printf '  round %s %-18s clients=%-3s %8s tps\n' "$round" "$v" "$c" "$t"
+    done
+  done
+  for v in $VARIANTS; do
+    r[$v]=$(echo "${all[$v]}" | median)
+    printf '%-18s clients=%-3s median %8s tps  (runs:%s)\n' "$v" "$c" "${r[$v]}" "${all[$v]}"
+    printf '%s\t%s\t%s cpus\tappend\t%s\t%s\t%sx%ss\t%s\n' "$stamp" "$commit" "$cpu" "$v" "$c" "$ROUNDS" "$DURATION" "${r[$v]}" \
+      >>bench/results/append.tsv
+  done
+  base=${r[plain]:-}
+  if [ -n "$base" ]; then
+    for v in $VARIANTS; do
+      [ "$v" = plain ] && continue
+      awk -v a="${r[$v]}" -v b="$base" -v n="$v" -v c="$c" \
+        'BEGIN {printf "ratio %-18s / plain  (clients=%s): %.2f\n", n, c, a / b}'
+    done
+  fi
+  if [ -n "${r[plpgsql]:-}" ] && [ -n "${r[evstream-worker]:-}" ]; then
+    awk -v a="${r[evstream-worker]}" -v b="${r[plpgsql]}" -v c="$c" \
+      'BEGIN {printf "ratio evstream-worker / plpgsql (clients=%s): %.2f\n", c, a / b}'
+  fi
+  if [ -n "${r[evstream-off]:-}" ] && [ -n "${r[evstream-worker]:-}" ]; then
+    awk -v a="${r[evstream-worker]}" -v b="${r[evstream-off]}" -v c="$c" \
+      'BEGIN {printf "doorbell cost: worker / off (clients=%s): %.2f\n", c, a / b}'
+  fi
+  if [ -n "${r[evstream-off]:-}" ] && [ -n "${r[evstream-inline]:-}" ]; then
+    awk -v a="${r[evstream-inline]}" -v b="${r[evstream-off]}" -v c="$c" \
+      'BEGIN {printf "doorbell cost: inline / off (clients=%s): %.2f\n", c, a / b}'
+  fi
+  unset r all
+done
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS evstream_bench WITH (FORCE)"
