@@ -1,0 +1,71 @@
+// Types for web/evstream.js.
+export type ConnectionState = 'connecting' | 'open' | 'closed';
+
+/** One stored event, as the stream and the HTTP API deliver it. */
+export interface EvstreamEvent<D = Record<string, unknown>> {
+  type: string;
+  channel: string;
+  entity: string;        // aggregate_type
+  id: string;            // aggregate_id
+  version: number;
+  position: number;
+  eventId: string;
+  data: D;
+  metadata: Record<string, unknown>;
+  display: { role?: 'user' | 'assistant' | 'system'; content?: unknown; icon?: string; color?: string } | null;
+  timestamp: string;     // ISO 8601
+  correlationId: string | null;
+  causationId: string | null;
+  createdBy: string;
+}
+
+/** Control frames delivered to '*' subscribers: connected, reset, overflow, error. */
+export interface ControlEvent { type: 'connected' | 'reset' | 'overflow' | 'error'; [k: string]: unknown }
+
+export interface ConnectOptions {
+  url?: string;                 // base URL of evstreamd; '' = same origin
+  token?: string;               // JWT, sent as Authorization: Bearer
+  channels?: string[];          // project:<id>, user:<id>, channel:<id>
+  topics?: string[];            // server-side filter, e.g. 'document:*'
+  lastEventId?: string | null;  // resume point
+  fetch?: typeof fetch;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface NewEvent {
+  channel: string;
+  aggregate_type: string;
+  aggregate_id: string;
+  event_type: string;
+  data?: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+  display?: EvstreamEvent['display'];
+  expected_version?: number;
+  correlation_id?: string;
+  causation_id?: string;
+}
+
+export declare class EvstreamError extends Error {
+  status: number;
+  body: unknown;
+}
+
+export declare class Client {
+  readonly connectionState: ConnectionState;
+  readonly connectionId: string | null;
+  readonly lastEventId: string | null;
+  /** pattern: '*', 'document:*' or 'document:doc_1'. Returns the unsubscribe function. */
+  subscribe(pattern: string, callback: (event: EvstreamEvent | ControlEvent) => void): () => void;
+  onStateChange(callback: (state: ConnectionState) => void): () => void;
+  /** Posts an event; the idempotency key defaults to a fresh UUID, so retries are safe. */
+  post(event: NewEvent, options?: { idempotencyKey?: string; retries?: number }): Promise<EvstreamEvent>;
+  close(): void;
+}
+
+export declare function connect(options: ConnectOptions): Client;
+export declare function matches(pattern: string, event: { entity: string; id: string }): boolean;
+export declare class SseParser {
+  constructor(onEvent: (frame: { event: string; data: string; id?: string; retry?: number }) => void);
+  push(text: string): void;
+}

@@ -1,0 +1,244 @@
+// evstream browser (and Node 20+) client: live events over Server-Sent Events with resume.
+//
+//   import { connect } from './evstream.js';
+//   const client = connect({ url: 'http://127.0.0.1:8080', token, channels: ['project:p1'] });
+//   const off = client.subscribe('document:*', (event) => render(event));
+//   client.onStateChange((state) => indicator.textContent = state);  // connecting | open | closed
+//   await client.post({ channel: 'project:p1', aggregate_type: 'document', aggregate_id: 'doc_1',
+//                       event_type: 'document.renamed', data: { title: 'B' } });
+//
+// The stream is read with fetch() so the token travels in the Authorization header (EventSource
+// cannot set headers). On any disconnect the client reconnects with backoff and sends
+// Last-Event-ID, so the server replays what was missed: nothing lost, nothing twice.
+
+const RESERVED = new Set(['connected', 'heartbeat', 'reset', 'overflow']);
+
+// Splits an SSE byte stream into events (WHATWG "event stream interpretation").
+export class SseParser {
+  constructor(onEvent) {
+    this.onEvent = onEvent;
+    this.buffer = '';
+    this.reset();
+  }
+  reset() {
+    this.data = [];
+    this.event = '';
+    this.id = undefined;
+    this.retry = undefined;
+  }
+  push(text) {
+    this.buffer += text;
+    const re = /\r\n|\r|\n/g;
+    let start = 0;
+    let m;
+    while ((m = re.exec(this.buffer))) {
+      // A trailing lone \r may be the first half of \r\n: wait for the next chunk.
+      if (m[0] === '\r' && m.index === this.buffer.length - 1) break;
+      this.line(this.buffer.slice(start, m.index));
+      start = m.index + m[0].length;
+    }
+    this.buffer = this.buffer.slice(start);
+  }
+  line(line) {
+    if (line === '') {
+      if (this.data.length > 0 || this.event) {
+        this.onEvent({ event: this.event || 'message', data: this.data.join('\n'), id: this.id, retry: this.retry });
+      } else if (this.retry !== undefined || this.id !== undefined) {
+        this.onEvent({ event: '', data: '', id: this.id, retry: this.retry });
+      }
+      this.reset();
+      return;
+    }
+    if (line.startsWith(':')) return; // comment
+    const colon = line.indexOf(':');
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'data') this.data.push(value);
+    else if (field === 'event') this.event = value;
+    else if (field === 'id' && !value.includes('\0')) this.id = value;
+    else if (field === 'retry' && /^\d+$/.test(value)) this.retry = Number(value);
+  }
+}
+
+// Does `pattern` ('*', 'document:*', 'document:doc_1') match an event's entity and id?
+export function matches(pattern, event) {
+  if (pattern === '*') return true;
+  const colon = pattern.indexOf(':');
+  const entity = colon < 0 ? pattern : pattern.slice(0, colon);
+  const id = colon < 0 ? '*' : pattern.slice(colon + 1);
+  if (entity !== '*' && entity !== event.entity) return false;
+  if (id === '*') return true;
+  if (id.endsWith('*')) return String(event.id ?? '').startsWith(id.slice(0, -1));
+  return id === String(event.id ?? '');
+}
+
+function uuid() {
+  if (globalThis.crypto?.randomUUID) return globalThis.crypto.randomUUID();
+  const b = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(b);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export class EvstreamError extends Error {
+  constructor(status, body) {
+    super(body?.message || body?.error || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export function connect(options) {
+  return new Client(options);
+}
+
+export class Client {
+  constructor({ url = '', token, channels = [], topics = [], lastEventId, fetch: fetchImpl,
+                minBackoffMs = 250, maxBackoffMs = 10000 } = {}) {
+    this.url = url.replace(/\/$/, '');
+    this.token = token;
+    this.channels = channels;
+    this.topics = topics;
+    this.lastEventId = lastEventId ?? null;
+    this.fetch = fetchImpl ?? globalThis.fetch.bind(globalThis);
+    this.minBackoffMs = minBackoffMs;
+    this.maxBackoffMs = maxBackoffMs;
+    this.connectionState = 'connecting';
+    this.connectionId = null;
+    this.subscriptions = new Set();
+    this.stateListeners = new Set();
+    this.closed = false;
+    this.retryMs = null;
+    this.attempt = 0;
+    this.controller = null;
+    this.loop = this.run();
+  }
+
+  subscribe(pattern, callback) {
+    const sub = { pattern, callback };
+    this.subscriptions.add(sub);
+    return () => this.subscriptions.delete(sub);
+  }
+
+  onStateChange(callback) {
+    this.stateListeners.add(callback);
+    return () => this.stateListeners.delete(callback);
+  }
+
+  async post(event, { idempotencyKey = uuid(), retries = 3 } = {}) {
+    const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    for (let attempt = 0; ; attempt++) {
+      let response;
+      try {
+        response = await this.fetch(`${this.url}/api/events`, {
+          method: 'POST', headers, body: JSON.stringify(event), credentials: 'include',
+        });
+      } catch (networkError) {
+        // Safe to retry: the same idempotency key returns the original event.
+        if (attempt >= retries) throw networkError;
+        await new Promise((r) => setTimeout(r, this.minBackoffMs * 2 ** attempt));
+        continue;
+      }
+      const body = await response.json().catch(() => null);
+      if (!response.ok) throw new EvstreamError(response.status, body);
+      return body;
+    }
+  }
+
+  close() {
+    this.closed = true;
+    this.controller?.abort();
+    this.setState('closed');
+  }
+
+  setState(state) {
+    if (this.connectionState === state) return;
+    this.connectionState = state;
+    for (const l of [...this.stateListeners]) l(state);
+  }
+
+  dispatch(frame) {
+    if (frame.id !== undefined && frame.id !== '') this.lastEventId = frame.id;
+    if (frame.retry !== undefined) this.retryMs = frame.retry;
+    if (!frame.data) return;
+    let payload;
+    try {
+      payload = JSON.parse(frame.data);
+    } catch {
+      return;
+    }
+    if (frame.event === 'connected') {
+      this.connectionId = payload.connectionId;
+      this.attempt = 0;
+      this.setState('open');
+    }
+    if (frame.event === 'reset') this.lastEventId = null;
+    if (frame.event === 'heartbeat') return;
+    const event = RESERVED.has(frame.event) ? { ...payload, type: payload.type ?? frame.event } : payload;
+    for (const sub of [...this.subscriptions]) {
+      if (RESERVED.has(frame.event) ? sub.pattern === '*' || frame.event === 'reset' : matches(sub.pattern, event)) {
+        try {
+          sub.callback(event);
+        } catch (e) {
+          queueMicrotask(() => { throw e; });
+        }
+      }
+    }
+  }
+
+  streamUrl() {
+    const q = new URLSearchParams();
+    for (const c of this.channels) q.append('channel', c);
+    for (const t of this.topics) q.append('topic', t);
+    const qs = q.toString();
+    return `${this.url}/api/events/stream${qs ? '?' + qs : ''}`;
+  }
+
+  async run() {
+    while (!this.closed) {
+      this.setState('connecting');
+      this.controller = new AbortController();
+      const headers = { Accept: 'text/event-stream' };
+      if (this.token) headers.Authorization = `Bearer ${this.token}`;
+      if (this.lastEventId) headers['Last-Event-ID'] = this.lastEventId;
+      let fatal = null;
+      try {
+        const response = await this.fetch(this.streamUrl(), {
+          headers, signal: this.controller.signal, credentials: 'include', cache: 'no-store',
+        });
+        if (response.status === 401 || response.status === 403) {
+          fatal = new EvstreamError(response.status, await response.json().catch(() => null));
+        } else if (!response.ok || !response.body) {
+          throw new EvstreamError(response.status, null);
+        } else {
+          const parser = new SseParser((f) => this.dispatch(f));
+          const decoder = new TextDecoder();
+          const reader = response.body.getReader();
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            parser.push(decoder.decode(value, { stream: true }));
+          }
+        }
+      } catch (e) {
+        if (this.closed) break;
+      }
+      if (fatal) {
+        this.error = fatal;
+        for (const sub of [...this.subscriptions]) if (sub.pattern === '*') sub.callback({ type: 'error', status: fatal.status, error: fatal.body });
+        this.close();
+        break;
+      }
+      if (this.closed) break;
+      this.setState('connecting');
+      const base = this.retryMs ?? this.minBackoffMs;
+      const delay = Math.min(this.maxBackoffMs, base * 2 ** Math.min(this.attempt, 6));
+      this.attempt++;
+      await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() * 0.5)));
+    }
+  }
+}
