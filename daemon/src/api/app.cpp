@@ -1,0 +1,111 @@
+#include "api/app.hpp"
+
+#include "core/log.hpp"
+#include "http/cors.hpp"
+#include "http/static_files.hpp"
+
+namespace evstream::api {
+namespace {
+auth::VerifierConfig VerifierFrom(const core::Config& c) {
+  auth::VerifierConfig v;
+  v.hs256_secret = c.jwt_secret;
+  v.public_key_pem = c.jwt_public_key_pem;
+  v.audience = c.jwt_audience;
+  v.issuer = c.jwt_issuer;
+  v.leeway_seconds = c.jwt_leeway_seconds;
+  return v;
+}
+http::ServerOptions ServerFrom(const core::Config& c) {
+  http::ServerOptions o;
+  o.max_body_bytes = c.max_body_bytes;
+  o.max_queue_bytes = c.max_queue_bytes;
+  o.max_connections = c.max_connections;
+  return o;
+}
+}  // namespace
+
+App::App(uv_loop_t* loop, const core::Config& cfg)
+    : loop_(loop), cfg_(cfg), verifier_(VerifierFrom(cfg)), hub_(),
+      feed_(loop, feed::FeedOptions{cfg.database_url, cfg.batch_size, cfg.held_back_ms}, &hub_, &metrics_),
+      pool_(loop, cfg.database_url, cfg.db_pool_size),
+      streams_(sse::StreamDeps{loop, &cfg_, &metrics_, &hub_, &feed_, &pool_, &verifier_}),
+      events_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
+      server_(loop, ServerFrom(cfg), [this](const http::ConnectionPtr& c, http::Request& r) { Route(c, r); },
+              &metrics_) {}
+
+int App::Start() {
+  int rc = server_.Listen(cfg_.listen_host, cfg_.listen_port);
+  if (rc != 0) return rc;
+  feed_.Start();
+  pool_.Start();
+  streams_.Start();
+  return 0;
+}
+
+void App::Shutdown() {
+  server_.Close();
+  streams_.Close();
+  feed_.Close();
+  pool_.Close();
+}
+
+http::Response App::Health() const {
+  nlohmann::json j = {{"status", "ok"}, {"position", feed_.Cursor().position}};
+  if (!feed_.Connected()) {
+    j["status"] = "unavailable";
+    j["reason"] = "database disconnected";
+    return http::Json(503, j);
+  }
+  if (!feed_.Positioned()) {
+    j["status"] = "unavailable";
+    j["reason"] = "feed starting";
+    return http::Json(503, j);
+  }
+  return http::Json(200, j);
+}
+
+void App::Route(const http::ConnectionPtr& conn, http::Request& req) {
+  http::Headers cors = http::CorsHeaders(cfg_.cors_origins, req);
+  auto respond = [&](http::Response r) {
+    for (const auto& h : cors) r.headers.push_back(h);
+    if (req.method == "HEAD") r.head_only = true;
+    conn->Respond(r);
+  };
+  const std::string& path = req.path;
+  const std::string& m = req.method;
+  if (m == "OPTIONS") {
+    conn->Respond(http::CorsPreflight(cfg_.cors_origins, req));
+    return;
+  }
+  bool get = m == "GET" || m == "HEAD";
+  if (path == "/healthz") {
+    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    return respond(Health());
+  }
+  if (path == "/metrics") {
+    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    http::Response r;
+    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.body = metrics_.Render();
+    return respond(r);
+  }
+  if (path == "/api/events/stream") {
+    if (m != "GET") return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    streams_.Handle(conn, req, cors);
+    return;
+  }
+  if (path == "/api/events") {
+    if (m == "POST") return events_api_.Post(conn, req, cors);
+    if (get) return events_api_.History(conn, req, cors);
+    return respond(http::JsonError(405, "method_not_allowed", "use GET or POST"));
+  }
+  if (path.rfind("/api/streams/", 0) == 0) {
+    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    return events_api_.Stream(conn, req, cors);
+  }
+  if (path.rfind("/api/", 0) == 0) return respond(http::JsonError(404, "not_found", "no such endpoint"));
+  if (!cfg_.web_root.empty() && get) return respond(http::ServeStatic(cfg_.web_root, req));
+  respond(http::JsonError(404, "not_found", "no such endpoint"));
+}
+
+}  // namespace evstream::api

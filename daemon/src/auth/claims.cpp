@@ -1,0 +1,109 @@
+#include "auth/claims.hpp"
+
+#include <algorithm>
+
+namespace evstream::auth {
+namespace {
+bool StartsWith(const std::string& s, const std::string& prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+void AddUnique(std::vector<std::string>* v, const std::string& s) {
+  if (std::find(v->begin(), v->end(), s) == v->end()) v->push_back(s);
+}
+}  // namespace
+
+Principal PrincipalFromClaims(const nlohmann::json& claims) {
+  Principal p;
+  if (!claims.is_object()) return p;
+  if (auto it = claims.find("sub"); it != claims.end() && it->is_string()) {
+    p.sub = it->get<std::string>();
+    if (!p.sub.empty()) AddUnique(&p.exact, "user:" + p.sub);
+  }
+  if (auto it = claims.find("projects"); it != claims.end() && it->is_array())
+    for (const auto& v : *it)
+      if (v.is_string() && !v.get<std::string>().empty()) AddUnique(&p.exact, "project:" + v.get<std::string>());
+  if (auto it = claims.find("channels"); it != claims.end() && it->is_array())
+    for (const auto& v : *it) {
+      if (!v.is_string()) continue;
+      std::string c = v.get<std::string>();
+      if (c.empty()) continue;
+      if (c.back() == '*')
+        AddUnique(&p.prefixes, c.substr(0, c.size() - 1));
+      else
+        AddUnique(&p.exact, c);
+    }
+  return p;
+}
+
+bool ChannelSet::Matches(const std::string& channel) const {
+  for (const auto& e : exact)
+    if (e == channel) return true;
+  for (const auto& pre : prefixes)
+    if (StartsWith(channel, pre)) return true;
+  return false;
+}
+
+std::vector<std::string> ChannelSet::Names() const {
+  std::vector<std::string> names = exact;
+  for (const auto& pre : prefixes) names.push_back(pre + "*");
+  return names;
+}
+
+bool Allows(const Principal& p, const std::string& requested) {
+  if (requested.empty()) return false;
+  if (requested.back() == '*') {
+    // A pattern is allowed only when one granted pattern covers all of it.
+    std::string pre = requested.substr(0, requested.size() - 1);
+    for (const auto& g : p.prefixes)
+      if (StartsWith(pre, g)) return true;
+    return false;
+  }
+  for (const auto& e : p.exact)
+    if (e == requested) return true;
+  for (const auto& g : p.prefixes)
+    if (StartsWith(requested, g)) return true;
+  return false;
+}
+
+bool SelectChannels(const Principal& p, const std::vector<std::string>& requested, ChannelSet* out,
+                    std::string* denied) {
+  ChannelSet set;
+  if (requested.empty()) {
+    set.exact = p.exact;
+  } else {
+    for (const auto& r : requested) {
+      if (!Allows(p, r)) {
+        *denied = r;
+        return false;
+      }
+      if (r.back() == '*')
+        AddUnique(&set.prefixes, r.substr(0, r.size() - 1));
+      else
+        AddUnique(&set.exact, r);
+    }
+  }
+  *out = std::move(set);
+  return true;
+}
+
+bool TopicMatches(const std::string& pattern, const std::string& aggregate_type,
+                  const std::string& aggregate_id) {
+  if (pattern == "*") return true;
+  auto colon = pattern.find(':');
+  std::string type = colon == std::string::npos ? pattern : pattern.substr(0, colon);
+  if (type != "*" && type != aggregate_type) return false;
+  if (colon == std::string::npos) return true;
+  std::string id = pattern.substr(colon + 1);
+  if (!id.empty() && id.back() == '*') return StartsWith(aggregate_id, id.substr(0, id.size() - 1));
+  return id == aggregate_id;
+}
+
+bool AnyTopicMatches(const std::vector<std::string>& patterns, const std::string& aggregate_type,
+                     const std::string& aggregate_id) {
+  if (patterns.empty()) return true;
+  for (const auto& p : patterns)
+    if (TopicMatches(p, aggregate_type, aggregate_id)) return true;
+  return false;
+}
+
+}  // namespace evstream::auth

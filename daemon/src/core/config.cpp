@@ -1,0 +1,254 @@
+#include "core/config.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+namespace evstream::core {
+namespace {
+
+struct Option {
+  const char* flag;  // without "--"
+  const char* env;
+  const char* arg;   // nullptr: no argument
+  const char* help;
+  std::function<bool(Config*, const std::string&, std::string*)> apply;
+};
+
+bool ToInt(const std::string& s, long min, long max, long* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(s.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+template <typename T>
+std::function<bool(Config*, const std::string&, std::string*)> IntField(T Config::*field, long min,
+                                                                        long max) {
+  return [=](Config* c, const std::string& v, std::string* err) {
+    long n;
+    if (!ToInt(v, min, max, &n)) {
+      *err = "expected an integer between " + std::to_string(min) + " and " + std::to_string(max);
+      return false;
+    }
+    c->*field = static_cast<T>(n);
+    return true;
+  };
+}
+
+std::function<bool(Config*, const std::string&, std::string*)> StrField(std::string Config::*field) {
+  return [=](Config* c, const std::string& v, std::string*) {
+    c->*field = v;
+    return true;
+  };
+}
+
+const std::vector<Option>& Options() {
+  static const std::vector<Option> options = {
+      {"listen", "EVSTREAM_LISTEN", "HOST:PORT", "address to listen on (default 127.0.0.1:8080)",
+       [](Config* c, const std::string& v, std::string* err) {
+         if (!ParseListen(v, &c->listen_host, &c->listen_port)) {
+           *err = "expected HOST:PORT";
+           return false;
+         }
+         return true;
+       }},
+      {"database-url", "EVSTREAM_DATABASE_URL", "URL",
+       "libpq connection string or URL (default: the PGHOST/PGPORT/PGDATABASE/... variables)",
+       StrField(&Config::database_url)},
+      {"jwt-secret", "EVSTREAM_JWT_SECRET", "SECRET", "shared secret: accept HS256 tokens",
+       StrField(&Config::jwt_secret)},
+      {"jwt-public-key", "EVSTREAM_JWT_PUBLIC_KEY", "FILE",
+       "PEM public key: accept RS256 (RSA key) or ES256 (P-256 key) tokens",
+       StrField(&Config::jwt_public_key_file)},
+      {"jwt-audience", "EVSTREAM_JWT_AUDIENCE", "AUD", "require this `aud` claim",
+       StrField(&Config::jwt_audience)},
+      {"jwt-issuer", "EVSTREAM_JWT_ISSUER", "ISS", "require this `iss` claim",
+       StrField(&Config::jwt_issuer)},
+      {"jwt-leeway", "EVSTREAM_JWT_LEEWAY", "SECONDS", "clock skew allowed for exp/nbf (default 0)",
+       IntField(&Config::jwt_leeway_seconds, 0, 3600)},
+      {"heartbeat", "EVSTREAM_HEARTBEAT", "SECONDS",
+       "seconds between `event: heartbeat` frames (default 15)",
+       IntField(&Config::heartbeat_seconds, 1, 3600)},
+      {"retry-ms", "EVSTREAM_RETRY_MS", "MS", "`retry:` hint sent to clients on connect (default 2000)",
+       IntField(&Config::retry_ms, 0, 600000)},
+      {"max-queue-bytes", "EVSTREAM_MAX_QUEUE_BYTES", "BYTES",
+       "per-client unsent bytes before the client is dropped with `event: overflow` (default 1048576)",
+       IntField(&Config::max_queue_bytes, 1024, 1L << 30)},
+      {"max-body-bytes", "EVSTREAM_MAX_BODY_BYTES", "BYTES",
+       "largest accepted request body; larger gets 413 (default 1048576)",
+       IntField(&Config::max_body_bytes, 1, 1L << 30)},
+      {"max-connections", "EVSTREAM_MAX_CONNECTIONS", "N",
+       "open HTTP connections before new ones are refused (default 10000)",
+       IntField(&Config::max_connections, 1, 1000000)},
+      {"batch-size", "EVSTREAM_BATCH_SIZE", "N", "events per read from the log (default 1000)",
+       IntField(&Config::batch_size, 1, 100000)},
+      {"held-back-ms", "EVSTREAM_HELD_BACK_MS", "MS",
+       "re-read period while committed events are held back by an older open transaction (default 25)",
+       IntField(&Config::held_back_ms, 1, 10000)},
+      {"db-pool", "EVSTREAM_DB_POOL", "N",
+       "database connections for replays and the HTTP API (default 4)",
+       IntField(&Config::db_pool_size, 1, 64)},
+      {"web-root", "EVSTREAM_WEB_ROOT", "DIR",
+       "serve static files from DIR (default: web/ in the current directory when it exists)",
+       [](Config* c, const std::string& v, std::string*) {
+         c->web_root = v;
+         c->web_root_explicit = true;
+         return true;
+       }},
+      {"cors-origin", "EVSTREAM_CORS_ORIGIN", "ORIGIN",
+       "allow this browser origin (repeatable, or comma-separated; `*` = any), with credentials",
+       [](Config* c, const std::string& v, std::string*) {
+         std::stringstream ss(v);
+         std::string item;
+         while (std::getline(ss, item, ','))
+           if (!item.empty()) c->cors_origins.push_back(item);
+         return true;
+       }},
+      {"log-level", "EVSTREAM_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)",
+       [](Config* c, const std::string& v, std::string* err) {
+         if (v != "debug" && v != "info" && v != "warn" && v != "error") {
+           *err = "expected debug, info, warn or error";
+           return false;
+         }
+         c->log_level = v;
+         return true;
+       }},
+  };
+  return options;
+}
+
+}  // namespace
+
+bool ParseListen(const std::string& text, std::string* host, int* port) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string h = text.substr(0, colon);
+  long p;
+  if (!ToInt(text.substr(colon + 1), 0, 65535, &p)) return false;
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h.empty()) h = "127.0.0.1";
+  *host = h;
+  *port = static_cast<int>(p);
+  return true;
+}
+
+ParseOutcome ParseConfig(int argc, const char* const* argv, Config* out, std::string* error,
+                         GetEnvFn getenv_fn) {
+  if (!getenv_fn) getenv_fn = [](const char* n) -> const char* { return std::getenv(n); };
+  const auto& options = Options();
+  // Environment first, then flags override (cors-origin from flags replaces the env list).
+  Config cfg;
+  for (const auto& o : options) {
+    const char* v = getenv_fn(o.env);
+    if (!v || !*v) continue;
+    std::string why;
+    if (!o.apply(&cfg, v, &why)) {
+      *error = std::string(o.env) + ": " + why;
+      return ParseOutcome::Error;
+    }
+  }
+  bool cors_from_flags = false;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") return ParseOutcome::Help;
+    if (a == "--version" || a == "-V") return ParseOutcome::Version;
+    if (a.rfind("--", 0) != 0) {
+      *error = "unexpected argument: " + a;
+      return ParseOutcome::Error;
+    }
+    std::string name = a.substr(2), value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    const Option* opt = nullptr;
+    for (const auto& o : options)
+      if (name == o.flag) opt = &o;
+    if (!opt) {
+      *error = "unknown flag: --" + name + " (see --help)";
+      return ParseOutcome::Error;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) {
+        *error = "--" + name + " needs a value";
+        return ParseOutcome::Error;
+      }
+      value = argv[++i];
+    }
+    if (name == "cors-origin" && !cors_from_flags) {
+      cfg.cors_origins.clear();
+      cors_from_flags = true;
+    }
+    std::string why;
+    if (!opt->apply(&cfg, value, &why)) {
+      *error = "--" + name + ": " + why;
+      return ParseOutcome::Error;
+    }
+  }
+  *out = std::move(cfg);
+  return ParseOutcome::Run;
+}
+
+bool LoadFiles(Config* cfg, std::string* error) {
+  if (!cfg->jwt_public_key_file.empty()) {
+    std::ifstream in(cfg->jwt_public_key_file, std::ios::binary);
+    if (!in) {
+      *error = "cannot read --jwt-public-key file " + cfg->jwt_public_key_file;
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    cfg->jwt_public_key_pem = ss.str();
+  }
+  struct stat st;
+  if (cfg->web_root_explicit) {
+    if (!cfg->web_root.empty() && (stat(cfg->web_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
+      *error = "--web-root " + cfg->web_root + " is not a directory";
+      return false;
+    }
+  } else if (stat("web", &st) == 0 && S_ISDIR(st.st_mode)) {
+    cfg->web_root = "web";
+  }
+  return true;
+}
+
+std::string HelpText() {
+  std::ostringstream o;
+  o << "evstreamd " << EVSTREAMD_VERSION
+    << " - streams the evstream event log to browsers as Server-Sent Events\n\n"
+       "Usage: evstreamd [FLAGS]\n\n"
+       "Each flag can also be set by the environment variable shown (the flag wins).\n\n";
+  for (const auto& opt : Options()) {
+    std::string left = std::string("  --") + opt.flag + (opt.arg ? std::string(" ") + opt.arg : "");
+    o << left << "\n      " << opt.help << "  [" << opt.env << "]\n";
+  }
+  o << "  --help     show this text\n  --version  print the version\n\n"
+       "Endpoints:\n"
+       "  GET  /api/events/stream   SSE; token via Authorization: Bearer, cookie evstream_token, or\n"
+       "                            ?access_token= (least safe: lands in logs); ?channel= (repeatable),\n"
+       "                            X-Project-Id, ?topic=type:id|type:*, ?batch_ms=, Last-Event-ID\n"
+       "  POST /api/events          append an event (JSON body, Idempotency-Key header)\n"
+       "  GET  /api/events          history: ?channel=&after=&limit=\n"
+       "  GET  /api/streams/{aggregate_type}/{aggregate_id}   one aggregate's history\n"
+       "  GET  /healthz             200, or 503 while the database is unreachable\n"
+       "  GET  /metrics             Prometheus text format\n"
+       "  GET  /*                   static files from --web-root\n\n"
+       "Claims rule: sub -> user:<sub>; projects[] -> project:<p>; channels[] -> names, a trailing *\n"
+       "matches a prefix.\n";
+  return o.str();
+}
+
+std::string VersionText() { return std::string("evstreamd ") + EVSTREAMD_VERSION + "\n"; }
+
+}  // namespace evstream::core

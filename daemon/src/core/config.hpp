@@ -1,0 +1,52 @@
+// evstreamd configuration: flags with matching environment variables (flag wins).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace evstream::core {
+
+struct Config {
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 8080;
+  std::string database_url;          // empty: libpq's PG* environment variables
+  std::string jwt_secret;            // enables HS256
+  std::string jwt_public_key_file;   // enables RS256 (RSA key) or ES256 (P-256 key)
+  std::string jwt_public_key_pem;    // loaded from the file by LoadFiles()
+  std::string jwt_audience;
+  std::string jwt_issuer;
+  int jwt_leeway_seconds = 0;
+  int heartbeat_seconds = 15;
+  int retry_ms = 2000;
+  std::size_t max_queue_bytes = 1 << 20;  // per SSE client before it is dropped
+  std::size_t max_body_bytes = 1 << 20;   // POST bodies (413 above)
+  int max_connections = 10000;
+  int batch_size = 1000;                  // rows per read_after
+  int held_back_ms = 25;                  // re-read period while events are held back
+  int db_pool_size = 4;                   // connections for replays and the HTTP API
+  int max_batch_ms = 5000;
+  std::string web_root;                   // static files; empty: none
+  bool web_root_explicit = false;
+  std::vector<std::string> cors_origins;  // "*" allows any origin
+  std::string log_level = "info";
+};
+
+enum class ParseOutcome { Run, Help, Version, Error };
+
+// Parses argv then the environment (flags win). On Error, *error explains.
+// getenv is injectable for tests.
+using GetEnvFn = const char* (*)(const char*);
+ParseOutcome ParseConfig(int argc, const char* const* argv, Config* out, std::string* error,
+                         GetEnvFn getenv_fn = nullptr);
+
+// Reads the files named by the config (public key); picks web/ by default when it exists.
+bool LoadFiles(Config* cfg, std::string* error);
+
+std::string HelpText();
+std::string VersionText();
+
+// "host:port", "[v6]:port" or ":port".
+bool ParseListen(const std::string& text, std::string* host, int* port);
+
+}  // namespace evstream::core

@@ -1,0 +1,39 @@
+#include "core/metrics.hpp"
+
+#include <sstream>
+
+namespace evstream::core {
+
+std::string Metrics::Render() const {
+  std::ostringstream o;
+  auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n'
+      << name << ' ' << value << '\n';
+  };
+  metric("evstream_http_connections", "gauge", "Open HTTP connections.", http_connections);
+  metric("evstream_sse_connections", "gauge", "Open Server-Sent Events streams.", sse_clients);
+  metric("evstream_http_requests_total", "counter", "HTTP requests parsed.", http_requests);
+  metric("evstream_events_read_total", "counter", "Events read from the log by the live feed.",
+         events_read);
+  metric("evstream_events_delivered_total", "counter", "Event frames queued to clients.",
+         events_delivered);
+  metric("evstream_bytes_sent_total", "counter", "Bytes written to clients.", bytes_sent);
+  metric("evstream_slow_client_drops_total", "counter",
+         "Clients disconnected because their unsent queue passed the limit.", slow_client_drops);
+  metric("evstream_auth_failures_total", "counter", "Requests refused with 401.", auth_failures);
+  metric("evstream_forbidden_total", "counter", "Requests refused with 403.", forbidden);
+  metric("evstream_resets_total", "counter", "Streams sent event: reset (unknown position).", resets);
+  metric("evstream_replays_total", "counter", "Streams resumed from the log.", replays);
+  metric("evstream_db_reconnects_total", "counter", "Database reconnections of the feed.",
+         db_reconnects);
+  metric("evstream_doorbells_total", "counter", "NOTIFY evstream doorbells received.", doorbells);
+  metric("evstream_feed_reads_total", "counter", "read_after calls by the live feed.", feed_reads);
+  metric("evstream_last_position", "gauge", "Position of the last event fanned out.", last_position);
+  metric("evstream_feed_lag_seconds", "gauge",
+         "Seconds between the last event's creation and its fan-out.", feed_lag_seconds);
+  metric("evstream_db_connected", "gauge", "1 while the feed's database connection is up.",
+         db_connected ? 1 : 0);
+  return o.str();
+}
+
+}  // namespace evstream::core

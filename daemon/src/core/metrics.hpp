@@ -1,0 +1,30 @@
+// Process-wide counters, rendered in the Prometheus text format for GET /metrics.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace evstream::core {
+
+struct Metrics {
+  int64_t http_connections = 0;       // open TCP connections
+  int64_t sse_clients = 0;            // open event streams
+  uint64_t http_requests = 0;
+  uint64_t events_read = 0;           // events read from the log by the feed
+  uint64_t events_delivered = 0;      // event frames queued to clients (live + replay)
+  uint64_t bytes_sent = 0;
+  uint64_t slow_client_drops = 0;
+  uint64_t auth_failures = 0;
+  uint64_t forbidden = 0;
+  uint64_t resets = 0;
+  uint64_t replays = 0;
+  uint64_t db_reconnects = 0;
+  uint64_t doorbells = 0;
+  uint64_t feed_reads = 0;
+  int64_t last_position = 0;          // last position delivered by the feed
+  double feed_lag_seconds = 0;        // commit-to-fan-out delay of the last event
+  bool db_connected = false;
+
+  std::string Render() const;
+};
+
+}  // namespace evstream::core

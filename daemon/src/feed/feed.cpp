@@ -1,0 +1,172 @@
+#include "feed/feed.hpp"
+
+#include <cstdlib>
+
+#include "core/log.hpp"
+
+namespace evstream::feed {
+namespace {
+const std::string kReadSql = std::string("SELECT ") + kEventColumns +
+                             " FROM evstream.read_after($1::bigint, $2::int) e";
+// The last event in the gap-free order that is already readable.
+const char* const kTailSql =
+    "SELECT position, tx::text FROM evstream.events"
+    " WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx DESC, position DESC LIMIT 1";
+const char* const kHeldBackSql =
+    "SELECT EXISTS (SELECT 1 FROM evstream.events WHERE tx >= pg_snapshot_xmin(pg_current_snapshot()))";
+}  // namespace
+
+EventRow RowAt(const QueryResult& r, int i) {
+  EventRow row;
+  row.position = std::strtoll(r.value(i, 0), nullptr, 10);
+  row.tx = std::strtoull(r.value(i, 1), nullptr, 10);
+  row.channel = r.value(i, 2);
+  row.aggregate_type = r.value(i, 3);
+  row.aggregate_id = r.value(i, 4);
+  row.version = std::atoi(r.value(i, 5));
+  row.event_type = r.value(i, 6);
+  row.event_id = r.value(i, 7);
+  row.data_json = r.value(i, 8);
+  row.metadata_json = r.value(i, 9);
+  row.display_null = r.null(i, 10);
+  if (!row.display_null) row.display_json = r.value(i, 10);
+  row.timestamp = r.value(i, 11);
+  row.correlation_null = r.null(i, 12);
+  if (!row.correlation_null) row.correlation_id = r.value(i, 12);
+  row.causation_null = r.null(i, 13);
+  if (!row.causation_null) row.causation_id = r.value(i, 13);
+  row.created_by = r.value(i, 14);
+  row.created_epoch = std::strtod(r.value(i, 15), nullptr);
+  return row;
+}
+
+Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metrics)
+    : loop_(loop), opts_(std::move(opts)), hub_(hub), metrics_(metrics),
+      conn_(loop, opts_.conninfo, "feed") {
+  if (uv_timer_init(loop_, held_back_timer_.get()) == 0) held_back_timer_.MarkInitialised();
+  held_back_timer_->data = this;
+  conn_.on_connected = [this] { OnConnected(); };
+  conn_.on_disconnected = [this](const std::string&) {
+    metrics_->db_connected = false;
+    busy_ = false;
+    uv_timer_stop(held_back_timer_.get());
+  };
+  conn_.on_notify = [this](const std::string& channel) {
+    if (channel == "evstream") OnDoorbell();
+  };
+}
+
+void Feed::Start() { conn_.Start(); }
+
+void Feed::Close() {
+  uv_timer_stop(held_back_timer_.get());
+  conn_.Close();
+}
+
+void Feed::OnConnected() {
+  metrics_->db_connected = true;
+  if (ever_connected_) metrics_->db_reconnects++;
+  ever_connected_ = true;
+  busy_ = true;
+  doorbell_pending_ = false;
+  // LISTEN before reading: a commit after this point rings a doorbell we will hear.
+  conn_.Send("LISTEN evstream", {}, [this](QueryResult& r) {
+    if (!r.ok()) {
+      core::LogWarn("LISTEN failed", {{"error", r.error}});
+      busy_ = false;
+      return;
+    }
+    if (positioned_)
+      Read();  // catch up from the last position fanned out
+    else
+      FindTail();
+  });
+}
+
+void Feed::FindTail() {
+  conn_.Send(kTailSql, {}, [this](QueryResult& r) {
+    if (!r.ok()) {
+      core::LogWarn("reading the end of the log failed", {{"error", r.error}});
+      busy_ = false;
+      return;
+    }
+    if (r.rows() == 1) {
+      cursor_.position = std::strtoll(r.value(0, 0), nullptr, 10);
+      cursor_.tx = std::strtoull(r.value(0, 1), nullptr, 10);
+    }
+    positioned_ = true;
+    metrics_->last_position = cursor_.position;
+    core::LogInfo("feed positioned", {{"position", cursor_.position}});
+    Read();
+  });
+}
+
+void Feed::Read() {
+  busy_ = true;
+  doorbell_pending_ = false;
+  uv_timer_stop(held_back_timer_.get());
+  metrics_->feed_reads++;
+  conn_.Send(kReadSql, {std::to_string(cursor_.position), std::to_string(opts_.batch_size)},
+             [this](QueryResult& r) { OnRows(r); });
+}
+
+void Feed::OnRows(QueryResult& r) {
+  if (!r.ok()) {
+    busy_ = false;
+    if (r.sqlstate == "EV006") {
+      // Our cursor's event was erased: nothing before the current end can be recovered here.
+      core::LogError("feed position vanished from the log; repositioning at its end",
+                     {{"position", cursor_.position}});
+      positioned_ = false;
+      busy_ = true;
+      FindTail();
+    } else if (!r.sqlstate.empty()) {
+      core::LogError("feed read failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
+    }
+    return;  // connection errors: the reconnect catches up
+  }
+  int n = r.rows();
+  double now = core::NowSeconds();
+  for (int i = 0; i < n; i++) {
+    EventPtr ev = MakeEvent(RowAt(r, i));
+    cursor_ = ev->key;
+    metrics_->events_read++;
+    metrics_->last_position = ev->key.position;
+    metrics_->feed_lag_seconds = now - ev->created_epoch;
+    hub_->Publish(ev);
+  }
+  if (n >= opts_.batch_size || doorbell_pending_) {
+    Read();
+    return;
+  }
+  CheckHeldBack();
+}
+
+// After a short read: if committed events wait behind an older open transaction, re-read soon
+// (their own doorbell may already have rung while they were unreadable).
+void Feed::CheckHeldBack() {
+  conn_.Send(kHeldBackSql, {}, [this](QueryResult& r) {
+    busy_ = false;
+    if (!r.ok()) return;
+    if (doorbell_pending_) {
+      Read();
+      return;
+    }
+    if (r.rows() == 1 && r.value(0, 0)[0] == 't')
+      uv_timer_start(held_back_timer_.get(), [](uv_timer_t* t) {
+        auto* self = static_cast<Feed*>(t->data);
+        if (!self->busy_ && self->Connected()) self->Read();
+      }, opts_.held_back_ms, 0);
+  });
+}
+
+void Feed::OnDoorbell() {
+  metrics_->doorbells++;
+  if (!positioned_ || busy_) {
+    doorbell_pending_ = true;
+    return;
+  }
+  Read();
+}
+
+}  // namespace evstream::feed

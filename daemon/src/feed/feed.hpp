@@ -1,0 +1,61 @@
+// The live feed: one LISTEN connection that also reads the log. Doorbells (NOTIFY evstream)
+// trigger a gap-free read_after from the last position fanned out; doorbells during a read
+// coalesce into one more read; while committed events are held back by an older open
+// transaction, a short timer re-reads. On reconnect it re-LISTENs and catches up from its cursor.
+#pragma once
+#include <uv.h>
+
+#include <functional>
+#include <string>
+
+#include "core/metrics.hpp"
+#include "core/uv_handle.hpp"
+#include "feed/event.hpp"
+#include "feed/pg.hpp"
+#include "hub/hub.hpp"
+
+namespace evstream::feed {
+
+struct FeedOptions {
+  std::string conninfo;
+  int batch_size = 1000;
+  int held_back_ms = 25;
+};
+
+// Converts row `row` of a result selected with kEventColumns.
+EventRow RowAt(const QueryResult& r, int row);
+
+class Feed {
+ public:
+  Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metrics);
+  void Start();
+  void Close();
+  bool Connected() const { return conn_.state() == PgConnection::State::Ready ||
+                                  conn_.state() == PgConnection::State::Busy; }
+  // True once the feed knows where the log ends (its cursor is meaningful).
+  bool Positioned() const { return positioned_; }
+  LogKey Cursor() const { return cursor_; }
+  int BackendPid() const { return conn_.BackendPid(); }
+
+ private:
+  void OnConnected();
+  void FindTail();
+  void Read();
+  void OnRows(QueryResult& r);
+  void CheckHeldBack();
+  void OnDoorbell();
+
+  uv_loop_t* loop_;
+  FeedOptions opts_;
+  hub::Hub* hub_;
+  core::Metrics* metrics_;
+  PgConnection conn_;
+  core::UvHandle<uv_timer_t> held_back_timer_;
+  LogKey cursor_;
+  bool positioned_ = false;
+  bool busy_ = false;           // a read or held-back check is in flight
+  bool doorbell_pending_ = false;
+  bool ever_connected_ = false;
+};
+
+}  // namespace evstream::feed

@@ -1,0 +1,231 @@
+#include "feed/pg.hpp"
+
+#include <algorithm>
+
+#include "core/log.hpp"
+
+namespace evstream::feed {
+namespace {
+constexpr uint64_t kMinBackoffMs = 100;
+constexpr uint64_t kMaxBackoffMs = 5000;
+
+std::string ConnError(PGconn* c) {
+  std::string e = c ? PQerrorMessage(c) : "out of memory";
+  while (!e.empty() && (e.back() == '\n' || e.back() == ' ')) e.pop_back();
+  return e;
+}
+}  // namespace
+
+PgConnection::PgConnection(uv_loop_t* loop, std::string conninfo, std::string name)
+    : loop_(loop), conninfo_(std::move(conninfo)), name_(std::move(name)) {
+  int rc = uv_timer_init(loop_, retry_timer_.get());
+  if (rc == 0) retry_timer_.MarkInitialised();
+  retry_timer_->data = this;
+}
+
+PgConnection::~PgConnection() { Close(); }
+
+int PgConnection::BackendPid() const { return conn_ ? PQbackendPID(conn_.get()) : 0; }
+
+void PgConnection::Start() {
+  if (state_ == State::Closed) return;
+  Connect();
+}
+
+void PgConnection::Close() {
+  if (state_ == State::Closed) return;
+  state_ = State::Closed;
+  if (retry_timer_.initialised()) uv_timer_stop(retry_timer_.get());
+  poll_.Reset();  // stop watching before the socket goes away
+  poll_fd_ = -1;
+  conn_.reset();
+  if (in_flight_) Fail(std::move(in_flight_), "shutting down");
+  on_connected = nullptr;
+  on_disconnected = nullptr;
+  on_notify = nullptr;
+}
+
+// Starts a non-blocking connect; PQconnectPoll drives it from OnPoll.
+void PgConnection::Connect() {
+  poll_.Reset();
+  poll_fd_ = -1;
+  conn_.reset(PQconnectStart(conninfo_.c_str()));
+  if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
+    std::string why = ConnError(conn_.get());
+    conn_.reset();
+    core::LogWarn("database connect failed", {{"conn", name_}, {"error", why}});
+    ScheduleReconnect();
+    return;
+  }
+  PQsetnonblocking(conn_.get(), 1);
+  state_ = State::Connecting;
+  Watch(UV_WRITABLE);
+}
+
+// (Re)points the poll handle at PQsocket with the given events; the socket can change while
+// connecting (several hosts) and always changes on reconnect.
+void PgConnection::Watch(int events) {
+  int fd = PQsocket(conn_.get());
+  if (fd < 0) {
+    Lost("no socket");
+    return;
+  }
+  if (fd != poll_fd_ || !poll_.initialised()) {
+    poll_.Renew();
+    int rc = uv_poll_init_socket(loop_, poll_.get(), fd);
+    if (rc != 0) {
+      core::LogError("uv_poll_init_socket failed", {{"conn", name_}, {"error", uv_err_name(rc)}});
+      Lost("poll init failed");
+      return;
+    }
+    poll_.MarkInitialised();
+    poll_->data = this;
+    poll_fd_ = fd;
+    poll_events_ = 0;
+  }
+  if (events == poll_events_) return;
+  poll_events_ = events;
+  int rc = uv_poll_start(poll_.get(), events, [](uv_poll_t* h, int status, int ev) {
+    static_cast<PgConnection*>(h->data)->OnPoll(status, ev);
+  });
+  if (rc != 0) Lost(std::string("uv_poll_start: ") + uv_err_name(rc));
+}
+
+void PgConnection::OnPoll(int status, int events) {
+  if (state_ == State::Closed || state_ == State::Disconnected) return;
+  if (status < 0 && status != UV_EBADF) {
+    Lost(std::string("poll error: ") + uv_err_name(status));
+    return;
+  }
+  if (state_ == State::Connecting) {
+    ContinueConnect();
+    return;
+  }
+  if (events & UV_WRITABLE) {
+    int f = PQflush(conn_.get());
+    if (f < 0) {
+      Lost(ConnError(conn_.get()));
+      return;
+    }
+    if (f == 0) Watch(UV_READABLE);
+  }
+  if (events & UV_READABLE) ReadInput();
+}
+
+void PgConnection::ContinueConnect() {
+  switch (PQconnectPoll(conn_.get())) {
+    case PGRES_POLLING_OK:
+      state_ = State::Ready;
+      backoff_ms_ = 0;
+      Watch(UV_READABLE);
+      core::LogInfo("database connected", {{"conn", name_}, {"backend_pid", BackendPid()}});
+      if (on_connected) on_connected();
+      return;
+    case PGRES_POLLING_READING:
+      Watch(UV_READABLE);
+      return;
+    case PGRES_POLLING_WRITING:
+      Watch(UV_WRITABLE);
+      return;
+    default:
+      Lost(ConnError(conn_.get()));
+  }
+}
+
+// Input arrived: notifications, or (while Busy) the result of the query in flight.
+void PgConnection::ReadInput() {
+  if (!PQconsumeInput(conn_.get()) || PQstatus(conn_.get()) == CONNECTION_BAD) {
+    Lost(ConnError(conn_.get()));
+    return;
+  }
+  while (PGnotify* n = PQnotifies(conn_.get())) {
+    std::string channel = n->relname;
+    PQfreemem(n);
+    if (on_notify) on_notify(channel);
+    if (state_ == State::Closed || !conn_) return;
+  }
+  if (state_ != State::Busy) return;
+  while (!PQisBusy(conn_.get())) {
+    PGresult* r = PQgetResult(conn_.get());
+    if (!r) {
+      // Query complete.
+      state_ = State::Ready;
+      Callback cb = std::move(in_flight_);
+      in_flight_ = nullptr;
+      QueryResult result = std::move(pending_);
+      pending_ = QueryResult{};
+      if (!result.res && result.error.empty()) result.error = "no result";
+      if (cb) cb(result);
+      return;
+    }
+    PgResultPtr res(r);
+    auto st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+      if (pending_.error.empty()) pending_.res = std::move(res);
+    } else if (pending_.error.empty()) {
+      const char* msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+      const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      pending_.error = msg ? msg : PQresultErrorMessage(r);
+      pending_.sqlstate = code ? code : "";
+      pending_.res.reset();
+    }
+  }
+  if (PQstatus(conn_.get()) == CONNECTION_BAD) Lost(ConnError(conn_.get()));
+}
+
+bool PgConnection::Send(const std::string& sql, const Params& params, Callback cb) {
+  if (state_ != State::Ready) return false;
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  if (!PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
+                         values.data(), nullptr, nullptr, 0)) {
+    std::string why = ConnError(conn_.get());
+    Fail(std::move(cb), why);
+    Lost(why);
+    return true;
+  }
+  state_ = State::Busy;
+  in_flight_ = std::move(cb);
+  pending_ = QueryResult{};
+  int f = PQflush(conn_.get());
+  if (f < 0) {
+    Lost(ConnError(conn_.get()));
+    return true;
+  }
+  Watch(f == 1 ? (UV_READABLE | UV_WRITABLE) : UV_READABLE);
+  return true;
+}
+
+void PgConnection::Fail(Callback cb, const std::string& why) {
+  if (!cb) return;
+  QueryResult r;
+  r.error = why.empty() ? "connection lost" : why;
+  cb(r);
+}
+
+void PgConnection::Lost(const std::string& why) {
+  if (state_ == State::Closed || state_ == State::Disconnected) return;
+  bool was_connected = state_ == State::Ready || state_ == State::Busy;
+  state_ = State::Disconnected;
+  poll_.Reset();
+  poll_fd_ = -1;
+  conn_.reset();
+  core::LogWarn("database connection lost", {{"conn", name_}, {"error", why}});
+  Callback cb = std::move(in_flight_);
+  in_flight_ = nullptr;
+  ScheduleReconnect();
+  Fail(std::move(cb), "database connection lost: " + why);
+  if (was_connected && on_disconnected) on_disconnected(why);
+}
+
+void PgConnection::ScheduleReconnect() {
+  state_ = State::Disconnected;
+  backoff_ms_ = backoff_ms_ == 0 ? kMinBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
+  uv_timer_start(retry_timer_.get(), [](uv_timer_t* t) {
+    auto* self = static_cast<PgConnection*>(t->data);
+    if (self->state_ == State::Disconnected) self->Connect();
+  }, backoff_ms_, 0);
+}
+
+}  // namespace evstream::feed

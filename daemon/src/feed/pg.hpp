@@ -1,0 +1,83 @@
+// libpq without blocking the loop: one non-blocking connection driven by a uv_poll_t on
+// PQsocket, an explicit connection state, reconnect with backoff, one query in flight.
+#pragma once
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/uv_handle.hpp"
+
+namespace evstream::feed {
+
+struct PgFinish {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+struct PgClear {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgConnPtr = std::unique_ptr<PGconn, PgFinish>;
+using PgResultPtr = std::unique_ptr<PGresult, PgClear>;
+
+struct QueryResult {
+  PgResultPtr res;        // set on success (PGRES_TUPLES_OK / PGRES_COMMAND_OK)
+  std::string error;      // primary message on failure
+  std::string sqlstate;   // SQLSTATE on a server error; empty if the connection failed
+  bool ok() const { return res != nullptr && error.empty(); }
+  int rows() const { return res ? PQntuples(res.get()) : 0; }
+  const char* value(int row, int col) const { return PQgetvalue(res.get(), row, col); }
+  bool null(int row, int col) const { return PQgetisnull(res.get(), row, col) != 0; }
+};
+
+using Params = std::vector<std::optional<std::string>>;
+
+class PgConnection {
+ public:
+  enum class State { Disconnected, Connecting, Ready, Busy, Closed };
+  using Callback = std::function<void(QueryResult&)>;
+
+  PgConnection(uv_loop_t* loop, std::string conninfo, std::string name);
+  ~PgConnection();
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  void Start();  // connect now (and reconnect with backoff whenever the connection drops)
+  void Close();  // for good: no more reconnects; a query in flight fails
+  State state() const { return state_; }
+  bool Ready() const { return state_ == State::Ready; }
+  int BackendPid() const;
+  // Sends one statement; false if not Ready. The callback runs exactly once.
+  bool Send(const std::string& sql, const Params& params, Callback cb);
+
+  std::function<void()> on_connected;
+  std::function<void(const std::string& why)> on_disconnected;
+  std::function<void(const std::string& channel)> on_notify;
+
+ private:
+  void Connect();
+  void Watch(int events);
+  void OnPoll(int status, int events);
+  void ContinueConnect();
+  void ReadInput();
+  void Lost(const std::string& why);
+  void ScheduleReconnect();
+  void Fail(Callback cb, const std::string& why);
+
+  uv_loop_t* loop_;
+  std::string conninfo_, name_;
+  State state_ = State::Disconnected;
+  PgConnPtr conn_;
+  core::UvHandle<uv_poll_t> poll_;
+  int poll_fd_ = -1;
+  int poll_events_ = 0;
+  core::UvHandle<uv_timer_t> retry_timer_;
+  uint64_t backoff_ms_ = 0;
+  Callback in_flight_;
+  QueryResult pending_;
+};
+
+}  // namespace evstream::feed

@@ -1,0 +1,225 @@
+#include "http/request.hpp"
+
+#include <cctype>
+#include <climits>
+#include <cstring>
+
+namespace evstream::http {
+namespace {
+constexpr size_t kMaxHeaders = 100;
+int Hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+}  // namespace
+
+std::string PercentDecode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '%' && i + 2 < s.size() && Hex(s[i + 1]) >= 0 && Hex(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(Hex(s[i + 1]) * 16 + Hex(s[i + 2])));
+      i += 2;
+    } else if (s[i] == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+const std::string* Request::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (k == name) return &v;
+  return nullptr;
+}
+
+std::vector<std::pair<std::string, std::string>> Request::QueryParams() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t start = 0;
+  while (start <= query.size()) {
+    size_t amp = query.find('&', start);
+    if (amp == std::string::npos) amp = query.size();
+    std::string_view part(query.data() + start, amp - start);
+    if (!part.empty()) {
+      size_t eq = part.find('=');
+      if (eq == std::string_view::npos)
+        out.emplace_back(PercentDecode(part, true), "");
+      else
+        out.emplace_back(PercentDecode(part.substr(0, eq), true), PercentDecode(part.substr(eq + 1), true));
+    }
+    start = amp + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> Request::QueryAll(std::string_view name) const {
+  std::vector<std::string> out;
+  for (auto& [k, v] : QueryParams())
+    if (k == name) out.push_back(v);
+  return out;
+}
+
+std::optional<std::string> Request::QueryOne(std::string_view name) const {
+  for (auto& [k, v] : QueryParams())
+    if (k == name) return v;
+  return std::nullopt;
+}
+
+std::optional<std::string> Request::Cookie(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k != "cookie") continue;
+    size_t start = 0;
+    while (start < v.size()) {
+      size_t semi = v.find(';', start);
+      if (semi == std::string::npos) semi = v.size();
+      std::string_view part(v.data() + start, semi - start);
+      while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+      size_t eq = part.find('=');
+      if (eq != std::string_view::npos && part.substr(0, eq) == name) {
+        std::string_view val = part.substr(eq + 1);
+        if (val.size() >= 2 && val.front() == '"' && val.back() == '"') val = val.substr(1, val.size() - 2);
+        return PercentDecode(val, false);
+      }
+      start = semi + 1;
+    }
+  }
+  return std::nullopt;
+}
+
+RequestParser::RequestParser(size_t max_body_bytes) : max_body_(max_body_bytes) {
+  http_parser_init(&parser_, HTTP_REQUEST);
+  parser_.data = this;
+  http_parser_settings_init(&settings_);
+  settings_.on_message_begin = OnMessageBegin;
+  settings_.on_url = OnUrl;
+  settings_.on_header_field = OnHeaderField;
+  settings_.on_header_value = OnHeaderValue;
+  settings_.on_headers_complete = OnHeadersComplete;
+  settings_.on_body = OnBody;
+  settings_.on_message_complete = OnMessageComplete;
+}
+
+int RequestParser::OnMessageBegin(http_parser* p) {
+  auto* self = static_cast<RequestParser*>(p->data);
+  self->req_ = Request{};
+  self->in_value_ = false;
+  return 0;
+}
+
+int RequestParser::OnUrl(http_parser* p, const char* at, size_t len) {
+  auto* self = static_cast<RequestParser*>(p->data);
+  self->req_.target.append(at, len);
+  if (self->req_.target.size() > 16 * 1024) {
+    self->error_status_ = 414;
+    return 1;
+  }
+  return 0;
+}
+
+int RequestParser::OnHeaderField(http_parser* p, const char* at, size_t len) {
+  auto* self = static_cast<RequestParser*>(p->data);
+  auto& h = self->req_.headers;
+  if (self->in_value_ || h.empty()) {
+    if (h.size() >= kMaxHeaders) {
+      self->error_status_ = 431;
+      return 1;
+    }
+    h.emplace_back();
+    self->in_value_ = false;
+  }
+  h.back().first.append(at, len);
+  return 0;
+}
+
+int RequestParser::OnHeaderValue(http_parser* p, const char* at, size_t len) {
+  auto* self = static_cast<RequestParser*>(p->data);
+  self->in_value_ = true;
+  if (!self->req_.headers.empty()) self->req_.headers.back().second.append(at, len);
+  return 0;
+}
+
+int RequestParser::OnHeadersComplete(http_parser* p) {
+  auto* self = static_cast<RequestParser*>(p->data);
+  Request& r = self->req_;
+  for (auto& h : r.headers) h.first = Lower(h.first);
+  r.method = http_method_str(static_cast<http_method>(p->method));
+  http_parser_url u;
+  http_parser_url_init(&u);
+  if (http_parser_parse_url(r.target.data(), r.target.size(), 0, &u) != 0) {
+    self->error_status_ = 400;
+    return -1;
+  }
+  if (u.field_set & (1 << UF_PATH))
+    r.path = PercentDecode(std::string_view(r.target).substr(u.field_data[UF_PATH].off, u.field_data[UF_PATH].len), false);
+  if (u.field_set & (1 << UF_QUERY))
+    r.query = r.target.substr(u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
+  if (p->content_length != ULLONG_MAX && p->content_length > self->max_body_) {
+    self->error_status_ = 413;
+    return -1;
+  }
+  return 0;
+}
+
+int RequestParser::OnBody(http_parser* p, const char* at, size_t len) {
+  auto* self = static_cast<RequestParser*>(p->data);
+  if (self->req_.body.size() + len > self->max_body_) {
+    self->error_status_ = 413;
+    return 1;
+  }
+  self->req_.body.append(at, len);
+  return 0;
+}
+
+int RequestParser::OnMessageComplete(http_parser* p) {
+  auto* self = static_cast<RequestParser*>(p->data);
+  self->req_.keep_alive = http_should_keep_alive(p) != 0;
+  self->complete_ = true;
+  http_parser_pause(p, 1);  // one request at a time; the rest waits in leftover_
+  return 0;
+}
+
+RequestParser::Status RequestParser::Run(const char* data, size_t len) {
+  complete_ = false;
+  size_t used = http_parser_execute(&parser_, &settings_, data, len);
+  auto err = HTTP_PARSER_ERRNO(&parser_);
+  if (complete_) {
+    if (err == HPE_PAUSED) http_parser_pause(&parser_, 0);
+    leftover_.assign(data + used, len - used);
+    return Status::Complete;
+  }
+  if (err != HPE_OK) {
+    if (err == HPE_HEADER_OVERFLOW) error_status_ = 431;
+    else if (err != HPE_CB_headers_complete && err != HPE_CB_body && err != HPE_CB_url &&
+             err != HPE_CB_header_field)
+      error_status_ = 400;
+    return Status::Error;
+  }
+  return Status::NeedMore;
+}
+
+RequestParser::Status RequestParser::Feed(const char* data, size_t len) {
+  if (!leftover_.empty()) {
+    leftover_.append(data, len);
+    std::string buf = std::move(leftover_);
+    leftover_.clear();
+    return Run(buf.data(), buf.size());
+  }
+  return Run(data, len);
+}
+
+RequestParser::Status RequestParser::Next() {
+  std::string buf = std::move(leftover_);
+  leftover_.clear();
+  if (buf.empty()) return Status::NeedMore;
+  return Run(buf.data(), buf.size());
+}
+
+}  // namespace evstream::http

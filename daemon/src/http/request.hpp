@@ -1,0 +1,70 @@
+// HTTP/1.1 requests through Debian's http_parser (Node's original parser): bytes in, complete
+// requests out, with limits on header and body size. Pure: no I/O, unit-tested.
+#pragma once
+#include <http_parser.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace evstream::http {
+
+struct Request {
+  std::string method;
+  std::string target;  // as sent: path + "?" + query
+  std::string path;    // percent-decoded
+  std::string query;   // raw
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+  bool keep_alive = false;
+
+  // First header with that (lower-case) name.
+  const std::string* Header(std::string_view name) const;
+  // Query parameters, percent-decoded ('+' is a space), in order.
+  std::vector<std::pair<std::string, std::string>> QueryParams() const;
+  std::vector<std::string> QueryAll(std::string_view name) const;
+  std::optional<std::string> QueryOne(std::string_view name) const;
+  // A cookie value from the Cookie header(s).
+  std::optional<std::string> Cookie(std::string_view name) const;
+};
+
+std::string PercentDecode(std::string_view s, bool plus_is_space);
+
+class RequestParser {
+ public:
+  enum class Status { NeedMore, Complete, Error };
+
+  explicit RequestParser(size_t max_body_bytes);
+  // Feeds bytes; on Complete the request is ready and unconsumed bytes are kept for the next
+  // request (call Next() to continue with them). On Error, ErrorStatus() is the HTTP status to
+  // answer (400, 413, 431).
+  Status Feed(const char* data, size_t len);
+  // Continues with bytes left over after the previous request (pipelining).
+  Status Next();
+  Request& request() { return req_; }
+  int ErrorStatus() const { return error_status_; }
+  bool Upgrade() const { return parser_.upgrade; }
+
+ private:
+  static int OnMessageBegin(http_parser* p);
+  static int OnUrl(http_parser* p, const char* at, size_t len);
+  static int OnHeaderField(http_parser* p, const char* at, size_t len);
+  static int OnHeaderValue(http_parser* p, const char* at, size_t len);
+  static int OnHeadersComplete(http_parser* p);
+  static int OnBody(http_parser* p, const char* at, size_t len);
+  static int OnMessageComplete(http_parser* p);
+  Status Run(const char* data, size_t len);
+
+  http_parser parser_;
+  http_parser_settings settings_;
+  size_t max_body_;
+  Request req_;
+  bool in_value_ = false;
+  bool complete_ = false;
+  int error_status_ = 400;
+  std::string leftover_;
+};
+
+}  // namespace evstream::http

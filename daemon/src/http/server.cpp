@@ -1,0 +1,318 @@
+#include "http/server.hpp"
+
+#include <vector>
+
+#include "core/log.hpp"
+
+namespace evstream::http {
+
+// One uv_write with every frame queued at the time (the frames stay alive until it completes).
+struct Connection::WriteReq {
+  uv_write_t req;
+  std::vector<Frame> frames;
+  std::vector<uv_buf_t> bufs;
+  size_t bytes = 0;
+};
+
+namespace {
+constexpr size_t kMaxBufsPerWrite = 1024;
+}
+
+Connection::Connection(Server* server, uint64_t id)
+    : server_(server), id_(id), parser_(server->options().max_body_bytes) {
+  if (uv_timer_init(server_->loop(), timer_.get()) == 0) timer_.MarkInitialised();
+  timer_->data = this;
+}
+
+Connection::~Connection() = default;
+
+void Connection::ArmTimer(int ms) {
+  uv_timer_start(timer_.get(), [](uv_timer_t* t) {
+    auto* self = static_cast<Connection*>(t->data);
+    if (self->state_ == State::ReadingRequest && !self->close_after_flush_)
+      core::LogDebug("request timeout", {{"conn", self->id_}});
+    self->Close();
+  }, ms, 0);
+}
+
+void Connection::Begin(uv_stream_t* server_stream) {
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    char ip[64] = {0};
+    if (addr.ss_family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+      uv_ip4_name(a, ip, sizeof ip);
+      peer_ = std::string(ip) + ":" + std::to_string(ntohs(a->sin_port));
+    } else if (addr.ss_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+      uv_ip6_name(a, ip, sizeof ip);
+      peer_ = "[" + std::string(ip) + "]:" + std::to_string(ntohs(a->sin6_port));
+    }
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  ArmTimer(server_->options().request_timeout_ms);
+  StartReading();
+}
+
+void Connection::StartReading() {
+  if (reading_ || state_ == State::Closing) return;
+  int rc = uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&tcp_),
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+        auto* self = static_cast<Connection*>(h->data);
+        *buf = uv_buf_init(self->server_->read_buf_, sizeof self->server_->read_buf_);
+      },
+      [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+        static_cast<Connection*>(s->data)->OnRead(nread, buf);
+      });
+  if (rc != 0) {
+    core::LogWarn("uv_read_start failed", {{"conn", id_}, {"error", uv_err_name(rc)}});
+    Close();
+    return;
+  }
+  reading_ = true;
+}
+
+void Connection::OnRead(ssize_t nread, const uv_buf_t* buf) {
+  if (state_ == State::Closing) return;
+  if (nread < 0) {
+    Close();  // EOF or error: the client went away
+    return;
+  }
+  if (nread == 0) return;
+  if (state_ != State::ReadingRequest) return;  // a streaming client has nothing more to say
+  HandleParse(parser_.Feed(buf->base, static_cast<size_t>(nread)));
+}
+
+void Connection::HandleParse(RequestParser::Status st) {
+  if (st == RequestParser::Status::NeedMore || state_ != State::ReadingRequest) return;
+  state_ = State::Handling;
+  if (reading_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    reading_ = false;
+  }
+  uv_timer_stop(timer_.get());
+  server_->metrics_->http_requests++;
+  if (st == RequestParser::Status::Error) {
+    keep_alive_ = false;
+    int status = parser_.ErrorStatus();
+    Respond(JsonError(status, status == 413 ? "body_too_large" : "bad_request", StatusText(status)));
+    return;
+  }
+  keep_alive_ = parser_.request().keep_alive && !server_->closed_;
+  auto self = shared_from_this();
+  server_->handler_(self, parser_.request());
+}
+
+void Connection::Respond(const Response& r) {
+  if (state_ != State::Handling) return;
+  Enqueue(std::make_shared<const std::string>(Serialize(r, keep_alive_)));
+  if (!keep_alive_) {
+    CloseAfterFlush();
+    return;
+  }
+  state_ = State::ReadingRequest;
+  ArmTimer(server_->options().request_timeout_ms);
+  StartReading();
+  // A pipelined request may already be buffered: parse it once this answer is on its way.
+  if (!in_flight_) HandleParse(parser_.Next());
+}
+
+void Connection::StartStream(const std::string& head) {
+  if (state_ != State::Handling) return;
+  state_ = State::Streaming;
+  Enqueue(std::make_shared<const std::string>(head));
+  StartReading();  // only to notice the client leaving
+}
+
+bool Connection::Send(Frame frame) {
+  if (state_ != State::Streaming || close_after_flush_) return false;
+  Enqueue(std::move(frame));
+  if (queued_bytes_ > server_->options().max_queue_bytes) {
+    // Too slow: drop what it has not been sent (it resumes from the log by Last-Event-ID).
+    server_->metrics_->slow_client_drops++;
+    core::LogWarn("dropping slow client", {{"conn", id_}, {"peer", peer_}, {"queued_bytes", queued_bytes_}});
+    queue_.clear();
+    queued_bytes_ = 0;
+    if (overflow_frame_) Enqueue(overflow_frame_);
+    CloseAfterFlush();
+    return false;
+  }
+  return true;
+}
+
+void Connection::Enqueue(Frame f) {
+  if (state_ == State::Closing || !f || f->empty()) return;
+  queued_bytes_ += f->size();
+  queue_.push_back(std::move(f));
+  if (!hold_) Flush();
+}
+
+void Connection::Flush() {
+  if (in_flight_ || queue_.empty() || state_ == State::Closing) return;
+  auto* w = new WriteReq;
+  w->req.data = this;
+  while (!queue_.empty() && w->frames.size() < kMaxBufsPerWrite) {
+    Frame f = std::move(queue_.front());
+    queue_.pop_front();
+    w->bytes += f->size();
+    w->bufs.push_back(uv_buf_init(const_cast<char*>(f->data()), static_cast<unsigned>(f->size())));
+    w->frames.push_back(std::move(f));
+  }
+  queued_bytes_ -= w->bytes;
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), w->bufs.data(),
+                    static_cast<unsigned>(w->bufs.size()), [](uv_write_t* req, int status) {
+                      auto* w = reinterpret_cast<WriteReq*>(req);
+                      static_cast<Connection*>(req->data)->OnWriteDone(w, status);
+                    });
+  if (rc != 0) {
+    delete w;
+    Close();
+    return;
+  }
+  in_flight_ = w;
+}
+
+void Connection::OnWriteDone(WriteReq* w, int status) {
+  in_flight_ = nullptr;
+  if (status == 0) server_->metrics_->bytes_sent += w->bytes;
+  delete w;
+  if (state_ == State::Closing) return;
+  if (status < 0) {
+    Close();
+    return;
+  }
+  if (!queue_.empty() && (!hold_ || close_after_flush_)) {
+    Flush();
+    return;
+  }
+  if (queue_.empty() && close_after_flush_) {
+    Shutdown();
+    return;
+  }
+  if (state_ == State::ReadingRequest) HandleParse(parser_.Next());
+}
+
+void Connection::CloseAfterFlush() {
+  if (state_ == State::Closing || close_after_flush_) return;
+  close_after_flush_ = true;
+  hold_ = false;
+  ArmTimer(server_->options().drain_timeout_ms);
+  if (!in_flight_ && queue_.empty())
+    Shutdown();
+  else
+    Flush();
+}
+
+void Connection::Shutdown() {
+  auto* req = new uv_shutdown_t;
+  req->data = this;
+  int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t* req, int) {
+    auto* self = static_cast<Connection*>(req->data);
+    delete req;
+    self->Close();
+  });
+  if (rc != 0) {
+    delete req;
+    Close();
+  }
+}
+
+void Connection::Close() {
+  if (state_ == State::Closing) return;
+  state_ = State::Closing;
+  if (timer_.initialised()) uv_timer_stop(timer_.get());
+  queue_.clear();
+  queued_bytes_ = 0;
+  if (!tcp_open_) {
+    OnClosed();
+    return;
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_),
+           [](uv_handle_t* h) { static_cast<Connection*>(h->data)->OnClosed(); });
+}
+
+// Last callback of the connection: release its state; the server drops the last reference.
+void Connection::OnClosed() {
+  tcp_open_ = false;
+  server_->metrics_->http_connections--;
+  auto cb = std::move(on_close);
+  on_close = nullptr;
+  if (cb) cb();
+  attachment.reset();
+  server_->Forget(this);  // may destroy *this
+}
+
+Server::Server(uv_loop_t* loop, ServerOptions opts, Handler handler, core::Metrics* metrics)
+    : loop_(loop), opts_(opts), handler_(std::move(handler)), metrics_(metrics) {}
+
+Server::~Server() = default;
+
+int Server::Listen(const std::string& host, int port) {
+  int rc = uv_tcp_init(loop_, listener_.get());
+  if (rc != 0) return rc;
+  listener_.MarkInitialised();
+  listener_->data = this;
+  sockaddr_storage addr{};
+  if (host.find(':') != std::string::npos)
+    rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr));
+  else
+    rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) return rc;
+  rc = uv_tcp_bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), 0);
+  if (rc != 0) return rc;
+  return uv_listen(reinterpret_cast<uv_stream_t*>(listener_.get()), 4096, [](uv_stream_t* s, int status) {
+    static_cast<Server*>(s->data)->OnConnection(status);
+  });
+}
+
+int Server::BoundPort() const {
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  if (uv_tcp_getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+  return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+}
+
+void Server::OnConnection(int status) {
+  if (status < 0) {
+    core::LogWarn("accept failed", {{"error", uv_err_name(status)}});
+    return;
+  }
+  if (closed_) return;
+  auto conn = std::make_shared<Connection>(this, next_id_++);
+  if (uv_tcp_init(loop_, &conn->tcp_) != 0) return;
+  conn->tcp_.data = conn.get();
+  conn->tcp_open_ = true;
+  conns_[conn.get()] = conn;
+  metrics_->http_connections++;
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(listener_.get()), reinterpret_cast<uv_stream_t*>(&conn->tcp_)) != 0) {
+    conn->Close();
+    return;
+  }
+  if (static_cast<int>(conns_.size()) > opts_.max_connections) {
+    core::LogWarn("too many connections; refusing one", {{"limit", opts_.max_connections}});
+    conn->Close();
+    return;
+  }
+  conn->Begin(reinterpret_cast<uv_stream_t*>(listener_.get()));
+}
+
+void Server::Forget(Connection* c) { conns_.erase(c); }
+
+void Server::Close() {
+  if (closed_) return;
+  closed_ = true;
+  listener_.Reset();
+  std::vector<ConnectionPtr> all;
+  for (auto& [p, c] : conns_) all.push_back(c);
+  for (auto& c : all) {
+    if (c->state() == Connection::State::Streaming)
+      c->CloseAfterFlush();  // FIN after what is already queued (bounded by the drain timeout)
+    else
+      c->Close();
+  }
+}
+
+}  // namespace evstream::http

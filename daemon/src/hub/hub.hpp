@@ -1,0 +1,39 @@
+// Fan-out: each event, serialised once by the feed, is offered to the subscribers that can
+// match it. Subscribers to exact channels are indexed by channel; subscribers with patterns
+// are checked one by one.
+#pragma once
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "auth/claims.hpp"
+#include "feed/event.hpp"
+
+namespace evstream::hub {
+
+class Subscriber {
+ public:
+  virtual ~Subscriber() = default;
+  virtual const auth::ChannelSet& Channels() const = 0;
+  // Called for every published event whose channel matches.
+  virtual void OnEvent(const feed::EventPtr& ev) = 0;
+};
+
+class Hub {
+ public:
+  void Add(Subscriber* s);
+  // Safe to call at any time, including from inside OnEvent.
+  void Remove(Subscriber* s);
+  void Publish(const feed::EventPtr& ev);
+  size_t size() const { return count_; }
+
+ private:
+  void Compact();
+  std::unordered_map<std::string, std::vector<Subscriber*>> by_channel_;
+  std::vector<Subscriber*> pattern_subs_;
+  size_t count_ = 0;
+  bool publishing_ = false;
+  bool dirty_ = false;
+};
+
+}  // namespace evstream::hub

@@ -1,0 +1,135 @@
+#include "sse/stream.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "auth/request_auth.hpp"
+#include "core/log.hpp"
+#include "sse/frame.hpp"
+#include "sse/session.hpp"
+
+namespace evstream::sse {
+namespace {
+bool ParseNonNegative(const std::string& s, int64_t* out) {
+  if (s.empty() || s.size() > 18) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  *out = std::strtoll(s.c_str(), nullptr, 10);
+  return true;
+}
+}  // namespace
+
+StreamService::StreamService(StreamDeps deps) : d_(deps) {
+  std::random_device rd;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", rd());
+  connection_prefix_ = buf;
+  if (uv_timer_init(d_.loop, heartbeat_.get()) == 0) heartbeat_.MarkInitialised();
+  heartbeat_->data = this;
+}
+
+void StreamService::Start() {
+  uint64_t ms = static_cast<uint64_t>(d_.config->heartbeat_seconds) * 1000;
+  uv_timer_start(heartbeat_.get(), [](uv_timer_t* t) { static_cast<StreamService*>(t->data)->Heartbeat(); },
+                 ms, ms);
+}
+
+void StreamService::Close() {
+  if (heartbeat_.initialised()) uv_timer_stop(heartbeat_.get());
+}
+
+// One frame, shared by every stream.
+void StreamService::Heartbeat() {
+  nlohmann::ordered_json data = {{"type", "heartbeat"}, {"timestamp", core::IsoTime(core::NowSeconds())}};
+  auto frame = std::make_shared<const std::string>(Frame("heartbeat", data.dump()));
+  std::vector<Session*> all(sessions_.begin(), sessions_.end());
+  for (Session* s : all)
+    if (sessions_.count(s)) s->SendFrame(frame);
+}
+
+void StreamService::Handle(const http::ConnectionPtr& conn, http::Request& req,
+                           const http::Headers& extra_headers) {
+  auto fail = [&](http::Response r) {
+    for (const auto& h : extra_headers) r.headers.push_back(h);
+    conn->Respond(r);
+  };
+  auth::AuthResult a = auth::Authenticate(*d_.verifier, req);
+  if (!a.ok) {
+    d_.metrics->auth_failures++;
+    fail(http::JsonError(401, "unauthorized", a.error));
+    return;
+  }
+  std::vector<std::string> requested = req.QueryAll("channel");
+  if (const std::string* p = req.Header("x-project-id"); p && !p->empty()) requested.push_back("project:" + *p);
+  auth::ChannelSet channels;
+  std::string denied;
+  if (!auth::SelectChannels(a.principal, requested, &channels, &denied)) {
+    d_.metrics->forbidden++;
+    fail(http::JsonError(403, "forbidden", "channel not allowed: " + denied, {{"channel", denied}}));
+    return;
+  }
+  if (channels.exact.empty() && channels.prefixes.empty()) {
+    d_.metrics->forbidden++;
+    fail(http::JsonError(403, "forbidden", "the token grants no channel"));
+    return;
+  }
+  std::vector<std::string> topics = req.QueryAll("topic");
+  int64_t batch_ms = 0;
+  if (auto b = req.QueryOne("batch_ms")) {
+    if (!ParseNonNegative(*b, &batch_ms) || batch_ms > d_.config->max_batch_ms) {
+      fail(http::JsonError(400, "bad_request",
+                           "batch_ms must be an integer from 0 to " + std::to_string(d_.config->max_batch_ms)));
+      return;
+    }
+  }
+  int64_t resume_from = -1;
+  std::string last_id;
+  if (const std::string* h = req.Header("last-event-id"); h && !h->empty())
+    last_id = *h;
+  else if (auto q = req.QueryOne("lastEventId"); q && !q->empty())
+    last_id = *q;
+  if (!last_id.empty() && !ParseNonNegative(last_id, &resume_from)) resume_from = -2;  // not a position
+
+  std::string head =
+      "HTTP/1.1 200 OK\r\n"
+      "Content-Type: text/event-stream; charset=utf-8\r\n"
+      "Cache-Control: no-cache, no-store, no-transform\r\n"
+      "X-Accel-Buffering: no\r\n";
+  for (const auto& [k, v] : extra_headers) head += k + ": " + v + "\r\n";
+  head += "\r\n";
+  conn->StartStream(head);
+
+  std::string connection_id = connection_prefix_ + "-" + std::to_string(next_session_++);
+  nlohmann::ordered_json hello = {{"type", "connected"}, {"connectionId", connection_id}, {"channels", channels.Names()}};
+  conn->Send(std::make_shared<const std::string>(RetryHint(d_.config->retry_ms).substr(
+                                                     0, RetryHint(d_.config->retry_ms).size() - 1) +
+                                                 Frame("connected", hello.dump())));
+  conn->SetOverflowFrame(std::make_shared<const std::string>(Frame(
+      "overflow", nlohmann::ordered_json({{"type", "overflow"},
+                                  {"reason", "client too slow; reconnect with Last-Event-ID to resume"}})
+                      .dump())));
+  auto session = std::make_shared<Session>(this, conn.get(), std::move(channels), std::move(topics),
+                                           static_cast<int>(batch_ms));
+  conn->attachment = session;
+  core::LogDebug("stream opened", {{"conn", conn->id()}, {"connectionId", connection_id},
+                                   {"resume_from", resume_from}});
+  if (resume_from == -2) {
+    // Not a position at all: same answer as an unknown one.
+    session->Begin(-1);
+    d_.metrics->resets++;
+    feed::LogKey at = d_.feed->Cursor();
+    nlohmann::ordered_json data = {{"type", "reset"}, {"reason", "unknown position"}, {"lastEventId", last_id},
+                           {"position", at.position}};
+    session->SendFrame(std::make_shared<const std::string>(
+        Frame("reset", data.dump(), at.position > 0 ? std::to_string(at.position) : "")));
+    return;
+  }
+  session->Begin(resume_from);
+  if (batch_ms > 0) conn->Flush();
+}
+
+}  // namespace evstream::sse

@@ -1,0 +1,97 @@
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "core/config.hpp"
+
+using namespace evstream::core;
+
+namespace {
+std::map<std::string, std::string> g_env;
+const char* FakeEnv(const char* name) {
+  auto it = g_env.find(name);
+  return it == g_env.end() ? nullptr : it->second.c_str();
+}
+ParseOutcome Parse(std::vector<const char*> args, Config* c, std::string* err) {
+  args.insert(args.begin(), "evstreamd");
+  return ParseConfig(static_cast<int>(args.size()), args.data(), c, err, FakeEnv);
+}
+}  // namespace
+
+TEST(Config, defaults) {
+  g_env.clear();
+  Config c;
+  std::string err;
+  ASSERT_EQ(Parse({}, &c, &err), ParseOutcome::Run);
+  EXPECT_EQ(c.listen_host, "127.0.0.1");
+  EXPECT_EQ(c.listen_port, 8080);
+  EXPECT_EQ(c.heartbeat_seconds, 15);
+}
+
+TEST(Config, flags_in_both_forms) {
+  g_env.clear();
+  Config c;
+  std::string err;
+  ASSERT_EQ(Parse({"--listen", "0.0.0.0:9000", "--heartbeat=3", "--jwt-secret", "s", "--cors-origin",
+                   "http://a", "--cors-origin=http://b,http://c"},
+                  &c, &err),
+            ParseOutcome::Run)
+      << err;
+  EXPECT_EQ(c.listen_host, "0.0.0.0");
+  EXPECT_EQ(c.listen_port, 9000);
+  EXPECT_EQ(c.heartbeat_seconds, 3);
+  EXPECT_EQ(c.jwt_secret, "s");
+  EXPECT_EQ(c.cors_origins, (std::vector<std::string>{"http://a", "http://b", "http://c"}));
+}
+
+TEST(Config, environment_applies_and_flags_win) {
+  g_env = {{"EVSTREAM_LISTEN", "127.0.0.1:7000"}, {"EVSTREAM_HEARTBEAT", "9"},
+           {"EVSTREAM_JWT_AUDIENCE", "aud"}, {"EVSTREAM_CORS_ORIGIN", "http://env"}};
+  Config c;
+  std::string err;
+  ASSERT_EQ(Parse({"--heartbeat", "4", "--cors-origin", "http://flag"}, &c, &err), ParseOutcome::Run);
+  EXPECT_EQ(c.listen_port, 7000);
+  EXPECT_EQ(c.heartbeat_seconds, 4);
+  EXPECT_EQ(c.jwt_audience, "aud");
+  EXPECT_EQ(c.cors_origins, (std::vector<std::string>{"http://flag"}));
+  g_env.clear();
+}
+
+TEST(Config, errors_name_the_problem) {
+  g_env.clear();
+  Config c;
+  std::string err;
+  EXPECT_EQ(Parse({"--nope"}, &c, &err), ParseOutcome::Error);
+  EXPECT_NE(err.find("--nope"), std::string::npos);
+  EXPECT_EQ(Parse({"--heartbeat", "0"}, &c, &err), ParseOutcome::Error);
+  EXPECT_EQ(Parse({"--heartbeat", "x"}, &c, &err), ParseOutcome::Error);
+  EXPECT_EQ(Parse({"--listen", "nocolon"}, &c, &err), ParseOutcome::Error);
+  EXPECT_EQ(Parse({"--listen"}, &c, &err), ParseOutcome::Error);
+  g_env = {{"EVSTREAM_MAX_QUEUE_BYTES", "-5"}};
+  EXPECT_EQ(Parse({}, &c, &err), ParseOutcome::Error);
+  EXPECT_NE(err.find("EVSTREAM_MAX_QUEUE_BYTES"), std::string::npos);
+  g_env.clear();
+}
+
+TEST(Config, help_and_version) {
+  g_env.clear();
+  Config c;
+  std::string err;
+  EXPECT_EQ(Parse({"--help"}, &c, &err), ParseOutcome::Help);
+  EXPECT_EQ(Parse({"--version"}, &c, &err), ParseOutcome::Version);
+  std::string help = HelpText();
+  for (const char* flag : {"--listen", "--database-url", "--jwt-secret", "--jwt-public-key", "--jwt-audience",
+                           "--jwt-issuer", "--heartbeat", "--max-queue-bytes", "--web-root", "--cors-origin"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
+TEST(Config, listen_forms) {
+  std::string host;
+  int port;
+  ASSERT_TRUE(ParseListen("[::1]:80", &host, &port));
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 80);
+  ASSERT_TRUE(ParseListen(":0", &host, &port));
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_FALSE(ParseListen("h:70000", &host, &port));
+}

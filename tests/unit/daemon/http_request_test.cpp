@@ -1,0 +1,69 @@
+#include <gtest/gtest.h>
+
+#include "http/request.hpp"
+
+using evstream::http::RequestParser;
+using Status = RequestParser::Status;
+
+TEST(HttpRequest, parses_get_with_query_headers_and_cookie) {
+  RequestParser p(1024);
+  std::string raw =
+      "GET /api/events/stream?channel=project%3Ap1&channel=user:u1&topic=doc+x HTTP/1.1\r\n"
+      "Host: x\r\nLast-Event-ID: 42\r\nCookie: a=1; evstream_token=tok%2Ebar\r\n\r\n";
+  ASSERT_EQ(p.Feed(raw.data(), raw.size()), Status::Complete);
+  auto& r = p.request();
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(r.path, "/api/events/stream");
+  EXPECT_EQ(r.QueryAll("channel"), (std::vector<std::string>{"project:p1", "user:u1"}));
+  EXPECT_EQ(*r.QueryOne("topic"), "doc x");
+  EXPECT_EQ(*r.Header("last-event-id"), "42");
+  EXPECT_EQ(*r.Cookie("evstream_token"), "tok.bar");
+  EXPECT_FALSE(r.Cookie("missing"));
+  EXPECT_TRUE(r.keep_alive);
+}
+
+TEST(HttpRequest, body_arrives_in_pieces_and_pipelined_requests_wait) {
+  RequestParser p(1024);
+  std::string a = "POST /api/events HTTP/1.1\r\nContent-Length: 7\r\n\r\n{\"a\"";
+  std::string b = ":1}GET /healthz HTTP/1.1\r\n\r\n";
+  EXPECT_EQ(p.Feed(a.data(), a.size()), Status::NeedMore);
+  ASSERT_EQ(p.Feed(b.data(), b.size()), Status::Complete);
+  EXPECT_EQ(p.request().body, "{\"a\":1}");
+  ASSERT_EQ(p.Next(), Status::Complete);
+  EXPECT_EQ(p.request().path, "/healthz");
+  EXPECT_EQ(p.Next(), Status::NeedMore);
+}
+
+TEST(HttpRequest, too_large_body_is_413) {
+  RequestParser p(4);
+  std::string raw = "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789";
+  EXPECT_EQ(p.Feed(raw.data(), raw.size()), Status::Error);
+  EXPECT_EQ(p.ErrorStatus(), 413);
+  RequestParser chunked(4);
+  std::string c = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n";
+  EXPECT_EQ(chunked.Feed(c.data(), c.size()), Status::Error);
+  EXPECT_EQ(chunked.ErrorStatus(), 413);
+}
+
+TEST(HttpRequest, garbage_is_400) {
+  RequestParser p(1024);
+  std::string raw = "HELLO\r\n\r\n";
+  EXPECT_EQ(p.Feed(raw.data(), raw.size()), Status::Error);
+  EXPECT_EQ(p.ErrorStatus(), 400);
+}
+
+TEST(HttpRequest, connection_close_and_http10) {
+  RequestParser p(1024);
+  std::string raw = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(p.Feed(raw.data(), raw.size()), Status::Complete);
+  EXPECT_FALSE(p.request().keep_alive);
+  RequestParser q(1024);
+  std::string old = "GET / HTTP/1.0\r\n\r\n";
+  ASSERT_EQ(q.Feed(old.data(), old.size()), Status::Complete);
+  EXPECT_FALSE(q.request().keep_alive);
+}
+
+TEST(HttpRequest, percent_decoding) {
+  EXPECT_EQ(evstream::http::PercentDecode("a%20b+c%2", true), "a b c%2");
+  EXPECT_EQ(evstream::http::PercentDecode("a+b", false), "a+b");
+}
