@@ -1,4 +1,5 @@
 // post_event / post_events (see append.hpp for the contract, README for the behaviour).
+#include <nlohmann/json.hpp>  // first: PostgreSQL's port.h redefines snprintf
 #include "append.hpp"
 
 #include <cstdio>
@@ -8,10 +9,14 @@
 #include <string>
 #include <utility>
 
+#include "catalog.hpp"
 #include "doorbell.hpp"
 #include "evstream/error.hpp"
 #include "evstream/validate.hpp"
+#include "pg/jsonb_json.hpp"
 #include "pg/spi.hpp"
+#include "projection.hpp"
+#include "security.hpp"
 
 extern "C" {
 #include "catalog/namespace.h"  // get_namespace_oid
@@ -20,6 +25,7 @@ extern "C" {
 #include "storage/lwlock.h"     // LWLockAcquire
 #include "utils/builtins.h"     // text_to_cstring
 #include "utils/lsyscache.h"    // get_relname_relid
+#include "utils/timestamp.h"    // GetCurrentTransactionStartTimestamp
 }
 
 namespace evstream::append {
@@ -40,19 +46,23 @@ KeptPlan g_find_key(
 KeptPlan g_bump(
     "INSERT INTO evstream.aggregates AS a (aggregate_type, aggregate_id, version)"
     " VALUES ($1, $2, 1) ON CONFLICT (aggregate_type, aggregate_id)"
-    " DO UPDATE SET version = a.version + 1, updated_at = now() RETURNING a.version",
+    " DO UPDATE SET version = a.version + 1, updated_at = now() RETURNING a.version, a.state",
     {TEXTOID, TEXTOID});
 KeptPlan g_create(
     "INSERT INTO evstream.aggregates (aggregate_type, aggregate_id, version)"
-    " VALUES ($1, $2, 1) ON CONFLICT (aggregate_type, aggregate_id) DO NOTHING RETURNING version",
+    " VALUES ($1, $2, 1) ON CONFLICT (aggregate_type, aggregate_id) DO NOTHING"
+    " RETURNING version, state",
     {TEXTOID, TEXTOID});
 KeptPlan g_advance(
     "UPDATE evstream.aggregates SET version = version + 1, updated_at = now()"
-    " WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3 RETURNING version",
+    " WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3 RETURNING version, state",
     {TEXTOID, TEXTOID, INT4OID});
 KeptPlan g_current(
     "SELECT version FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2",
     {TEXTOID, TEXTOID});
+KeptPlan g_set_state(
+    "UPDATE evstream.aggregates SET state = $3 WHERE aggregate_type = $1 AND aggregate_id = $2",
+    {TEXTOID, TEXTOID, TEXTOID});
 KeptPlan g_insert(
     "INSERT INTO evstream.events AS e (position, id, tx, channel, aggregate_type, aggregate_id,"
     "   version, event_type, data, metadata, display, created_by, created_at, correlation_id,"
@@ -143,15 +153,30 @@ std::string AggregateName(const Request& r) {
   return std::string(r.aggregate_type) + "/" + r.aggregate_id;
 }
 
+// The aggregate row after this event: its new version and its state before the event.
+struct Bumped {
+  int32 version;
+  std::optional<std::string> state;
+};
+
 // Bumps the aggregate's version (checking expected_version) and returns the new version.
-int32 NextVersion(const Request& r) {
+Bumped NextVersion(const Request& r) {
   Datum args[3] = {Text(r.aggregate_type), Text(r.aggregate_id), Int32GetDatum(r.expected_version)};
   uint64_t n;
   if (!r.has_expected_version) n = g_bump.Run(args, nullptr, false, 1);
   else if (r.expected_version == 0) n = g_create.Run(args, nullptr, false, 1);
   else n = g_advance.Run(args, nullptr, false, 1);
   bool isnull = false;
-  if (n == 1) return DatumGetInt32(pg::ResultValue(0, 1, &isnull));
+  if (n == 1) {
+    Bumped b{DatumGetInt32(pg::ResultValue(0, 1, &isnull)), std::nullopt};
+    Datum state = pg::ResultValue(0, 2, &isnull);
+    if (!isnull) {
+      const char* s = nullptr;
+      PgCall([&] { s = text_to_cstring(DatumGetTextPP(state)); });
+      b.state = s;
+    }
+    return b;
+  }
 
   int32 actual = 0;
   if (g_current.Run(args, nullptr, false, 1) == 1)
@@ -180,6 +205,38 @@ std::vector<int64> AllocatePositions(size_t n) {
     LWLockRelease(doorbell::PositionLock());
   });
   return out;
+}
+
+// The event-type catalog: refuse unregistered types when required, validate data against the
+// type's schema (nothing has been written yet when this throws).
+void CheckEventType(const Request& r) {
+  std::shared_ptr<const catalog::EventType> type = catalog::LookupEventType(r.event_type);
+  if (!type->registered) {
+    if (catalog::g_require_registered_types)
+      throw Error(ss::kUnregisteredType,
+                  r.label + "event_type " + r.event_type + " is not registered",
+                  "evstream.require_registered_types is on.",
+                  "Register it with evstream.register_event_type.");
+    return;
+  }
+  if (!type->schema) return;
+  nlohmann::json data = pg::JsonbToJson(r.data);
+  if (auto problem = type->schema->Validate(data))
+    throw Error(ss::kSchemaInvalid, r.label + *problem,
+                std::string("The data does not match the schema of event type ") + r.event_type + ".");
+}
+
+// The state machine: the aggregate's next state (stored on its row), or EV004.
+std::optional<std::string> Advance(const Request& r, const catalog::AggregateType& type,
+                                   const Bumped& b) {
+  if (!type.HasStateMachine()) return b.state;
+  std::optional<std::string> from = b.version == 1 ? std::nullopt : b.state;
+  std::string to = projection::Transition(type, r.aggregate_id, from, r.event_type, r.label);
+  if (to != b.state) {
+    Datum args[3] = {Text(r.aggregate_type), Text(r.aggregate_id), Text(to.c_str())};
+    g_set_state.Run(args, nullptr, false);
+  }
+  return to;
 }
 
 Datum Insert(const Request& r, int64 position, int32 version) {
@@ -224,6 +281,7 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
 
   std::vector<Datum> rows(requests.size(), (Datum)0);
   pg::SpiSession spi;
+  security::CheckWriteChannels(requests);
   // 1. Replays: events already appended under the same key are returned as they are.
   std::vector<size_t> fresh;
   for (size_t i = 0; i < requests.size(); i++) {
@@ -235,15 +293,31 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
       fresh.push_back(i);
     }
   }
-  // 2. Versions (row locks on the aggregates, in request order).
+  for (size_t i : fresh) CheckEventType(requests[i]);
+  // 2. Versions (row locks on the aggregates, in request order) and state-machine steps.
   std::vector<int32> versions;
+  std::vector<std::shared_ptr<catalog::AggregateType>> types;
+  std::vector<std::optional<std::string>> states;
   versions.reserve(fresh.size());
-  for (size_t i : fresh) versions.push_back(NextVersion(requests[i]));
+  for (size_t i : fresh) {
+    types.push_back(catalog::LookupAggregateType(requests[i].aggregate_type));
+    Bumped b = NextVersion(requests[i]);
+    versions.push_back(b.version);
+    states.push_back(Advance(requests[i], *types.back(), b));
+  }
   // 3. Positions, consecutive for the whole batch, then the rows themselves.
   std::vector<int64> positions = AllocatePositions(fresh.size());
   for (size_t k = 0; k < fresh.size(); k++) {
     Datum row = Insert(requests[fresh[k]], positions[k], versions[k]);
     PgCall([&] { rows[fresh[k]] = SPI_datumTransfer(row, false, -1); });
+  }
+  // 4. Projections, in the same transaction: a failure here aborts the append.
+  for (size_t k = 0; k < fresh.size(); k++) {
+    if (!types[k]->HasProjection()) continue;
+    const Request& r = requests[fresh[k]];
+    projection::Row target(*types[k]);
+    target.Apply(r.data);
+    target.Write(r.aggregate_id, versions[k], GetCurrentTransactionStartTimestamp(), states[k]);
   }
   if (!fresh.empty()) PgCall([] { doorbell::MarkAppended(); });
   spi.Finish();

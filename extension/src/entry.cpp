@@ -1,14 +1,17 @@
 // SQL-callable entry points and module initialisation. Each entry point reads its arguments
 // with PostgreSQL macros, then runs the C++ body through InvokeCpp (the one boundary guard).
+#include <nlohmann/json.hpp>  // first: PostgreSQL's port.h redefines snprintf
 #include <string>
 #include <vector>
 
 #include "append.hpp"
 #include "batch.hpp"
+#include "catalog.hpp"
 #include "doorbell.hpp"
 #include "evstream/error.hpp"
 #include "pg/guard.hpp"
 #include "read.hpp"
+#include "security.hpp"
 
 extern "C" {
 #include "fmgr.h"               // PG_FUNCTION_ARGS
@@ -58,7 +61,15 @@ void _PG_init(void) {
       "evstream.doorbell_idle_exit", "Idle time after which a doorbell worker exits.", nullptr,
       &evstream::doorbell::g_idle_exit_ms, 2000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS,
       nullptr, nullptr, nullptr);
+  DefineCustomBoolVariable(
+      "evstream.require_registered_types", "Refuse events whose type is not registered.",
+      "When on, post_event and post_events refuse an event_type that has no row in "
+      "evstream.event_types (see evstream.register_event_type).",
+      &evstream::catalog::g_require_registered_types, false, PGC_SUSET, 0, nullptr, nullptr,
+      nullptr);
   MarkGUCPrefixReserved("evstream");
+  evstream::catalog::Init();
+  evstream::security::Init();
   if (process_shared_preload_libraries_in_progress) evstream::doorbell::Init();
 }
 

@@ -1,0 +1,175 @@
+// Channel authorisation from JWT claims, and erase_aggregate (see security.hpp).
+#include <nlohmann/json.hpp>  // first: PostgreSQL's port.h redefines snprintf
+#include "security.hpp"
+
+#include <cstring>
+#include <string>
+
+#include "catalog.hpp"
+#include "evstream/claims.hpp"
+#include "evstream/error.hpp"
+#include "pg/spi.hpp"
+
+extern "C" {
+#include "access/htup_details.h"  // heap_getattr
+#include "access/xact.h"          // RegisterXactCallback
+#include "catalog/namespace.h"    // get_namespace_oid
+#include "catalog/pg_type.h"      // TEXTOID
+#include "commands/trigger.h"     // TriggerData, CALLED_AS_TRIGGER
+#include "miscadmin.h"            // GetUserId
+#include "utils/acl.h"            // get_role_oid, has_privs_of_role
+#include "utils/builtins.h"       // CStringGetTextDatum, format_type_with_typemod
+#include "utils/guc.h"            // GetConfigOption
+#include "utils/lsyscache.h"      // get_relname_relid
+#include "utils/rls.h"            // check_enable_rls, RLS_ENABLED
+}
+
+namespace evstream::security {
+namespace {
+
+using pg::KeptPlan;
+using pg::PgCall;
+namespace ss = evstream::sqlstate;
+
+// The erase bypass: set only by EraseAggregate around its DELETE, for one aggregate; cleared
+// at transaction and subtransaction end whatever happens. No SQL can set it.
+bool g_erasing = false;
+char g_erase_type[256];
+char g_erase_id[256];
+
+// The claims last seen and what they allow (claims rarely change within a session).
+std::string g_claims_text;
+bool g_claims_parsed = false;
+claims::Allowed g_allowed;
+
+KeptPlan g_lock(
+    "SELECT 1 FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2 FOR UPDATE",
+    {TEXTOID, TEXTOID});
+KeptPlan g_erase(
+    "WITH gone AS (DELETE FROM evstream.events WHERE aggregate_type = $1 AND aggregate_id = $2"
+    "              RETURNING id, position, channel)"
+    " INSERT INTO evstream.erasures (aggregate_type, aggregate_id, event_count, event_ids,"
+    "   positions, channels, erased_by, claims)"
+    " SELECT $1, $2, count(*)::int, coalesce(array_agg(id ORDER BY position), '{}'),"
+    "   coalesce(array_agg(position ORDER BY position), '{}'),"
+    "   coalesce(array_agg(DISTINCT channel), '{}'),"
+    "   CASE WHEN current_setting('role') <> 'none' THEN current_setting('role')"
+    "        ELSE session_user::text END,"
+    "   NULLIF(current_setting('request.jwt.claims', true), '')::jsonb"
+    " FROM gone RETURNING event_count",
+    {TEXTOID, TEXTOID});
+KeptPlan g_drop_aggregate(
+    "DELETE FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2",
+    {TEXTOID, TEXTOID});
+
+void OnXactEnd(XactEvent, void*) { g_erasing = false; }
+void OnSubXactEnd(SubXactEvent, SubTransactionId, SubTransactionId, void*) { g_erasing = false; }
+
+bool IsAdmin() {
+  Oid admin = get_role_oid("evstream_admin", true);
+  return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
+}
+
+}  // namespace
+
+void Init() {
+  RegisterXactCallback(OnXactEnd, nullptr);
+  RegisterSubXactCallback(OnSubXactEnd, nullptr);
+}
+
+bool ChannelAllowed(const char* channel) {
+  const char* text = nullptr;
+  PgCall([&] { text = GetConfigOption("request.jwt.claims", true, false); });
+  std::string_view now = text ? text : "";
+  if (!g_claims_parsed || now != g_claims_text) {
+    g_allowed = claims::Allowed::FromText(now);
+    g_claims_text = now;
+    g_claims_parsed = true;
+  }
+  if (g_allowed.Channel(channel)) return true;
+  bool admin = false;
+  PgCall([&] { admin = IsAdmin(); });
+  return admin;
+}
+
+void CheckWriteChannels(const std::vector<append::Request>& requests) {
+  int rls = RLS_NONE;
+  PgCall([&] {
+    Oid events = get_relname_relid("events", get_namespace_oid("evstream", false));
+    rls = check_enable_rls(events, InvalidOid, true);
+  });
+  if (rls != RLS_ENABLED) return;
+  for (const append::Request& r : requests)
+    if (!ChannelAllowed(r.channel))
+      throw Error(ss::kChannelNotAllowed,
+                  r.label + "channel " + r.channel + " is not allowed by the caller's claims",
+                  "request.jwt.claims allows user:<sub>, project:<p> for each of projects, and "
+                  "each entry of channels (a trailing * matches a prefix).",
+                  "Post to a channel your claims cover.");
+}
+
+int64 EraseAggregate(const char* aggregate_type, const char* aggregate_id) {
+  if (!aggregate_type || !aggregate_id)
+    throw Error(ss::kNullValue, "aggregate_type and aggregate_id must not be null");
+  if (strlen(aggregate_type) >= sizeof g_erase_type || strlen(aggregate_id) >= sizeof g_erase_id)
+    throw Error(ss::kInvalidParameter, "aggregate_type or aggregate_id is too long");
+  pg::SpiSession spi;
+  Datum args[2] = {CStringGetTextDatum(aggregate_type), CStringGetTextDatum(aggregate_id)};
+  g_lock.Run(args, nullptr, false);  // appends to this aggregate wait for the erasure
+  strlcpy(g_erase_type, aggregate_type, sizeof g_erase_type);
+  strlcpy(g_erase_id, aggregate_id, sizeof g_erase_id);
+  g_erasing = true;
+  try {
+    g_erase.Run(args, nullptr, false);
+  } catch (...) {
+    g_erasing = false;
+    throw;
+  }
+  g_erasing = false;
+  bool isnull = false;
+  int64 erased = DatumGetInt32(pg::ResultValue(0, 1, &isnull));
+  g_drop_aggregate.Run(args, nullptr, false);
+
+  std::shared_ptr<catalog::AggregateType> type = catalog::LookupAggregateType(aggregate_type);
+  if (type->HasProjection()) {
+    const char* type_name = nullptr;
+    PgCall([&] { type_name = format_type_with_typemod(type->key.type, type->key.typmod); });
+    std::string quoted = "\"";
+    for (char c : type->key.name) quoted += (c == '"' ? std::string("\"\"") : std::string(1, c));
+    std::string sql = "DELETE FROM " + type->target_sql + " WHERE " + quoted + "\" = $1::" + type_name;
+    const char* q = sql.c_str();
+    Oid argtype = TEXTOID;
+    PgCall([&] {
+      int rc = SPI_execute_with_args(q, 1, &argtype, &args[1], nullptr, false, 0);
+      if (rc < 0) elog(ERROR, "evstream: erasing the projected row failed: %s", SPI_result_code_string(rc));
+    });
+  }
+  spi.Finish();
+  return erased;
+}
+
+// Written without C++ objects: it may ereport directly.
+Datum RefuseChange(FunctionCallInfo fcinfo) {
+  if (!CALLED_AS_TRIGGER(fcinfo)) elog(ERROR, "evstream: _refuse_change must be called as a trigger");
+  TriggerData* trig = reinterpret_cast<TriggerData*>(fcinfo->context);
+  if (g_erasing && TRIGGER_FIRED_BY_DELETE(trig->tg_event) &&
+      TRIGGER_FIRED_FOR_ROW(trig->tg_event)) {
+    TupleDesc desc = RelationGetDescr(trig->tg_relation);
+    int type_col = SPI_fnumber(desc, "aggregate_type");
+    int id_col = SPI_fnumber(desc, "aggregate_id");
+    char* type = SPI_getvalue(trig->tg_trigtuple, desc, type_col);
+    char* id = SPI_getvalue(trig->tg_trigtuple, desc, id_col);
+    if (type && id && strcmp(type, g_erase_type) == 0 && strcmp(id, g_erase_id) == 0)
+      return PointerGetDatum(trig->tg_trigtuple);
+  }
+  const char* op = TRIGGER_FIRED_BY_UPDATE(trig->tg_event)   ? "UPDATE"
+                   : TRIGGER_FIRED_BY_DELETE(trig->tg_event) ? "DELETE"
+                                                             : "TRUNCATE";
+  ereport(ERROR, (errcode(MAKE_SQLSTATE('E', 'V', '0', '1', '0')),
+                  errmsg("evstream.events is immutable: %s is not allowed", op),
+                  errhint("Append a compensating event with evstream.post_event instead; "
+                          "evstream.erase_aggregate is the one way to erase an aggregate.")));
+  return (Datum)0;
+}
+
+}  // namespace evstream::security
