@@ -30,7 +30,7 @@ psql -X -q -d postgres -c "SET client_min_messages = warning" \
   -c "DROP DATABASE IF EXISTS evstream_fanout WITH (FORCE)" -c "CREATE DATABASE evstream_fanout"
 psql -X -q -c "CREATE EXTENSION evstream"
 secret="bench-secret-$RANDOM$RANDOM"
-token=$(node bench/fanout/token.mjs "$secret" '{"sub": "bench", "projects": ["bench"]}')
+token=$(node scripts/jwt.mjs "$secret" '{"sub": "bench", "projects": ["bench"]}')
 
 port_evstreamd=8190 port_node=8191 port_nchan=8192
 server_pid=""

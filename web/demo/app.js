@@ -155,7 +155,7 @@ async function main() {
     $('job-title').value = '';
     await client.post({
       channel: CHANNEL, aggregate_type: 'submission', aggregate_id: id, event_type: 'submission.created',
-      data: { title }, display: { role: 'user', content: `Please generate “${title}”`, icon: '🎬' },
+      data: { title }, display: { role: 'user', content: `Please generate “${title}”`, icon: '▶' },
     });
   });
 }

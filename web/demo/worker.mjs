@@ -22,7 +22,7 @@ async function work(e) {
   const title = e.data?.title ?? e.aggregate_id;
   await post(e, {
     type: 'submission.processing',
-    display: { role: 'assistant', content: `Working on “${title}”`, icon: '⚙️', color: '#2563eb' },
+    display: { role: 'assistant', content: `Working on “${title}”`, icon: '⚙', color: '#2563eb' },
   });
   for (const progress of STEPS) {
     await new Promise((r) => setTimeout(r, STEP_MS)); // simulated work
@@ -31,7 +31,7 @@ async function work(e) {
   await post(e, {
     type: 'submission.completed',
     data: { progress: 100, result: `${title}.mp4` },
-    display: { role: 'assistant', content: `Done: ${title}.mp4 is ready`, icon: '✅', color: '#16a34a' },
+    display: { role: 'assistant', content: `Done: ${title}.mp4 is ready`, icon: '✓', color: '#16a34a' },
   });
 }
 

@@ -1,4 +1,4 @@
-// Prints an HS256 JWT for the benchmarks: node token.mjs SECRET '{"sub":"bench","projects":["bench"]}'
+// Prints an HS256 JWT (demo and benchmarks): node scripts/jwt.mjs SECRET '{"sub":"bench","projects":["bench"]}'
 import { createHmac } from 'node:crypto';
 
 const [secret, claimsJson] = process.argv.slice(2);
