@@ -26,7 +26,7 @@ http::ServerOptions ServerFrom(const core::Config& c) {
 
 App::App(uv_loop_t* loop, const core::Config& cfg)
     : loop_(loop), cfg_(cfg), verifier_(VerifierFrom(cfg)), hub_(),
-      feed_(loop, feed::FeedOptions{cfg.database_url, cfg.batch_size, cfg.held_back_ms}, &hub_, &metrics_),
+      feed_(loop, feed::FeedOptions{cfg.database_url, cfg.batch_size, cfg.held_back_ms, cfg.poll_ms}, &hub_, &metrics_),
       pool_(loop, cfg.database_url, cfg.db_pool_size),
       streams_(sse::StreamDeps{loop, &cfg_, &metrics_, &hub_, &feed_, &pool_, &verifier_}),
       events_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),

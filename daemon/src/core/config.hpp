@@ -24,6 +24,7 @@ struct Config {
   int max_connections = 10000;
   int batch_size = 1000;                  // rows per read_after
   int held_back_ms = 25;                  // re-read period while events are held back
+  int poll_ms = 1000;                     // safety-net read period (0: doorbells only)
   int db_pool_size = 4;                   // connections for replays and the HTTP API
   int max_batch_ms = 5000;
   std::string web_root;                   // static files; empty: none

@@ -45,6 +45,8 @@ Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metr
       conn_(loop, opts_.conninfo, "feed") {
   if (uv_timer_init(loop_, held_back_timer_.get()) == 0) held_back_timer_.MarkInitialised();
   held_back_timer_->data = this;
+  if (uv_timer_init(loop_, poll_timer_.get()) == 0) poll_timer_.MarkInitialised();
+  poll_timer_->data = this;
   conn_.on_connected = [this] { OnConnected(); };
   conn_.on_disconnected = [this](const std::string&) {
     metrics_->db_connected = false;
@@ -56,10 +58,19 @@ Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metr
   };
 }
 
-void Feed::Start() { conn_.Start(); }
+void Feed::Start() {
+  conn_.Start();
+  // Safety net: the log is the truth and a doorbell only a wake-up; read now and then anyway.
+  if (opts_.poll_ms > 0)
+    uv_timer_start(poll_timer_.get(), [](uv_timer_t* t) {
+      auto* self = static_cast<Feed*>(t->data);
+      if (self->positioned_ && !self->busy_ && self->Connected()) self->Read();
+    }, opts_.poll_ms, opts_.poll_ms);
+}
 
 void Feed::Close() {
   uv_timer_stop(held_back_timer_.get());
+  uv_timer_stop(poll_timer_.get());
   conn_.Close();
 }
 
@@ -126,6 +137,7 @@ void Feed::OnRows(QueryResult& r) {
     return;  // connection errors: the reconnect catches up
   }
   int n = r.rows();
+  core::LogDebug("feed read", {{"after", cursor_.position}, {"rows", n}, {"doorbell_pending", doorbell_pending_}});
   double now = core::NowSeconds();
   for (int i = 0; i < n; i++) {
     EventPtr ev = MakeEvent(RowAt(r, i));
@@ -148,11 +160,17 @@ void Feed::CheckHeldBack() {
   conn_.Send(kHeldBackSql, {}, [this](QueryResult& r) {
     busy_ = false;
     if (!r.ok()) return;
+    core::LogDebug("feed held-back check", {{"held_back", r.rows() == 1 && r.value(0, 0)[0] == 't'},
+                                            {"doorbell_pending", doorbell_pending_}});
     if (doorbell_pending_) {
       Read();
       return;
     }
-    if (r.rows() == 1 && r.value(0, 0)[0] == 't')
+    bool held_back = r.rows() == 1 && r.value(0, 0)[0] == 't';
+    // A doorbell can ring a moment before its commit is visible to us: look again a few times.
+    bool grace = !held_back && grace_reads_ > 0;
+    if (grace) grace_reads_--;
+    if (held_back || grace)
       uv_timer_start(held_back_timer_.get(), [](uv_timer_t* t) {
         auto* self = static_cast<Feed*>(t->data);
         if (!self->busy_ && self->Connected()) self->Read();
@@ -162,6 +180,8 @@ void Feed::CheckHeldBack() {
 
 void Feed::OnDoorbell() {
   metrics_->doorbells++;
+  grace_reads_ = kGraceReads;
+  core::LogDebug("doorbell", {{"busy", busy_}});
   if (!positioned_ || busy_) {
     doorbell_pending_ = true;
     return;

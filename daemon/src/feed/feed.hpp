@@ -20,6 +20,7 @@ struct FeedOptions {
   std::string conninfo;
   int batch_size = 1000;
   int held_back_ms = 25;
+  int poll_ms = 1000;  // safety-net read period without doorbells (0: off)
 };
 
 // Converts row `row` of a result selected with kEventColumns.
@@ -51,6 +52,9 @@ class Feed {
   core::Metrics* metrics_;
   PgConnection conn_;
   core::UvHandle<uv_timer_t> held_back_timer_;
+  core::UvHandle<uv_timer_t> poll_timer_;
+  static constexpr int kGraceReads = 3;
+  int grace_reads_ = 0;
   LogKey cursor_;
   bool positioned_ = false;
   bool busy_ = false;           // a read or held-back check is in flight

@@ -49,7 +49,10 @@ void PgConnection::Close() {
 void PgConnection::Connect() {
   poll_.Reset();
   poll_fd_ = -1;
-  conn_.reset(PQconnectStart(conninfo_.c_str()));
+  // conninfo may be a URL or key=value string (expand_dbname); PGAPPNAME still overrides.
+  const char* keys[] = {"dbname", "fallback_application_name", nullptr};
+  const char* values[] = {conninfo_.c_str(), "evstreamd", nullptr};
+  conn_.reset(PQconnectStartParams(keys, values, 1));
   if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
     std::string why = ConnError(conn_.get());
     conn_.reset();
@@ -58,6 +61,12 @@ void PgConnection::Connect() {
     return;
   }
   PQsetnonblocking(conn_.get(), 1);
+  // Server notices (e.g. "terminating connection due to administrator command") as JSON logs.
+  PQsetNoticeProcessor(conn_.get(), [](void* arg, const char* message) {
+    std::string m = message;
+    while (!m.empty() && m.back() == '\n') m.pop_back();
+    core::LogWarn("database notice", {{"conn", *static_cast<std::string*>(arg)}, {"notice", m}});
+  }, &name_);
   state_ = State::Connecting;
   Watch(UV_WRITABLE);
 }
@@ -93,7 +102,7 @@ void PgConnection::Watch(int events) {
 
 void PgConnection::OnPoll(int status, int events) {
   if (state_ == State::Closed || state_ == State::Disconnected) return;
-  if (status < 0 && status != UV_EBADF) {
+  if (status < 0) {  // e.g. UV_EBADF once libpq has closed a dead socket
     Lost(std::string("poll error: ") + uv_err_name(status));
     return;
   }
@@ -138,18 +147,18 @@ void PgConnection::ReadInput() {
     Lost(ConnError(conn_.get()));
     return;
   }
-  while (PGnotify* n = PQnotifies(conn_.get())) {
-    std::string channel = n->relname;
-    PQfreemem(n);
-    if (on_notify) on_notify(channel);
-    if (state_ == State::Closed || !conn_) return;
+  if (!DrainNotifies()) return;
+  if (PQstatus(conn_.get()) == CONNECTION_BAD) {
+    Lost(ConnError(conn_.get()));
+    return;
   }
   if (state_ != State::Busy) return;
   while (!PQisBusy(conn_.get())) {
     PGresult* r = PQgetResult(conn_.get());
     if (!r) {
-      // Query complete.
+      // Query complete. Notifications parsed together with the result are delivered first.
       state_ = State::Ready;
+      if (!DrainNotifies()) return;
       Callback cb = std::move(in_flight_);
       in_flight_ = nullptr;
       QueryResult result = std::move(pending_);
@@ -170,7 +179,19 @@ void PgConnection::ReadInput() {
       pending_.res.reset();
     }
   }
+  if (!DrainNotifies()) return;
   if (PQstatus(conn_.get()) == CONNECTION_BAD) Lost(ConnError(conn_.get()));
+}
+
+// Hands every notification libpq has parsed to on_notify; false if the connection went away.
+bool PgConnection::DrainNotifies() {
+  while (PGnotify* n = PQnotifies(conn_.get())) {
+    std::string channel = n->relname;
+    PQfreemem(n);
+    if (on_notify) on_notify(channel);
+    if (state_ == State::Closed || !conn_) return false;
+  }
+  return true;
 }
 
 bool PgConnection::Send(const std::string& sql, const Params& params, Callback cb) {
@@ -189,7 +210,7 @@ bool PgConnection::Send(const std::string& sql, const Params& params, Callback c
   in_flight_ = std::move(cb);
   pending_ = QueryResult{};
   int f = PQflush(conn_.get());
-  if (f < 0) {
+  if (f < 0 || PQstatus(conn_.get()) == CONNECTION_BAD || PQsocket(conn_.get()) < 0) {
     Lost(ConnError(conn_.get()));
     return true;
   }

@@ -63,6 +63,7 @@ class PgConnection {
   void OnPoll(int status, int events);
   void ContinueConnect();
   void ReadInput();
+  bool DrainNotifies();
   void Lost(const std::string& why);
   void ScheduleReconnect();
   void Fail(Callback cb, const std::string& why);
