@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Draws PNG plots (gnuplot) from the latest run in bench/results/*.tsv into bench/plots/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/plots
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+latest() { tail -n 1 "$1" | cut -f1; }  # the stamp of the last row = the latest run
+
+if [ -f bench/results/append.tsv ]; then
+  s=$(latest bench/results/append.tsv)
+  awk -F'\t' -v s="$s" '$1 == s && $6 == 8 {print $5 "\t" $8}' bench/results/append.tsv >"$tmp/append.dat"
+  if [ -s "$tmp/append.dat" ]; then
+    gnuplot <<GP
+set terminal pngcairo size 800,420 font "sans,10"
+set output "bench/plots/append.png"
+set title "Append throughput, pgbench 8 clients (TPS, higher is better) — $s"
+set style fill solid 0.8 border -1
+set boxwidth 0.6
+set yrange [0:*]
+set grid ytics
+set xtics rotate by -20
+plot "$tmp/append.dat" using 0:2:xtic(1) with boxes notitle lc rgb "#2563eb", \
+     "" using 0:2:2 with labels offset 0,0.7 notitle
+GP
+  fi
+fi
+
+if [ -f bench/results/fanout.tsv ]; then
+  s=$(latest bench/results/fanout.tsv)
+  for kind in evstreamd nchan node node-pg; do
+    awk -F'\t' -v s="$s" -v k="$kind" '$1 == s && $3 == k && $4 == "latency" {print $5 "\t" $14 "\t" $17}' \
+      bench/results/fanout.tsv | sort -n >"$tmp/lat-$kind.dat"
+    awk -F'\t' -v s="$s" -v k="$kind" '$1 == s && $3 == k && $4 == "throughput" {print k "\t" $12}' \
+      bench/results/fanout.tsv >>"$tmp/thr.dat"
+  done
+  gnuplot <<GP
+set terminal pngcairo size 800,420 font "sans,10"
+set output "bench/plots/fanout_p99.png"
+set title "Publish→receive p99 latency vs subscribers (ms, lower is better) — $s"
+set logscale x
+set grid
+set key top left
+set xlabel "subscribers"
+plot for [k in "evstreamd nchan node node-pg"] "$tmp/lat-".k.".dat" using 1:2 with linespoints title k
+set output "bench/plots/fanout_rss.png"
+set title "Server RSS per idle connection (KiB, lower is better) — $s"
+set ylabel "KiB per connection"
+plot for [k in "evstreamd nchan node node-pg"] "$tmp/lat-".k.".dat" using 1:3 with linespoints title k
+GP
+  if [ -s "$tmp/thr.dat" ]; then
+    gnuplot <<GP
+set terminal pngcairo size 800,420 font "sans,10"
+set output "bench/plots/fanout_throughput.png"
+set title "Delivered events/s at the throughput load (higher is better) — $s"
+set style fill solid 0.8 border -1
+set boxwidth 0.6
+set yrange [0:*]
+set grid ytics
+plot "$tmp/thr.dat" using 0:2:xtic(1) with boxes notitle lc rgb "#16a34a", "" using 0:2:2 with labels offset 0,0.7 notitle
+GP
+  fi
+fi
+ls bench/plots/
