@@ -18,7 +18,7 @@ auth::VerifierConfig VerifierFrom(const core::Config& c) {
 http::ServerOptions ServerFrom(const core::Config& c) {
   http::ServerOptions o;
   o.max_body_bytes = c.max_body_bytes;
-  o.max_queue_bytes = c.max_queue_bytes;
+  o.max_queue_bytes = c.max_queue_bytes * 2 + 65536;  // hard limit; sessions keep below it
   o.max_connections = c.max_connections;
   return o;
 }

@@ -81,8 +81,13 @@ const std::vector<Option>& Options() {
       {"retry-ms", "EVSTREAM_RETRY_MS", "MS", "`retry:` hint sent to clients on connect (default 2000)",
        IntField(&Config::retry_ms, 0, 600000)},
       {"max-queue-bytes", "EVSTREAM_MAX_QUEUE_BYTES", "BYTES",
-       "per-client unsent bytes before the client is dropped with `event: overflow` (default 1048576)",
+       "per-client unsent bytes; past it a stream stops taking live frames and catches up from the log "
+       "once drained (default 1048576)",
        IntField(&Config::max_queue_bytes, 1024, 1L << 30)},
+      {"stall-timeout-ms", "EVSTREAM_STALL_TIMEOUT_MS", "MS",
+       "a stream over --max-queue-bytes that does not drain for this long gets `event: overflow` and is "
+       "disconnected; it resumes by Last-Event-ID (default 10000)",
+       IntField(&Config::stall_timeout_ms, 10, 3600000)},
       {"max-body-bytes", "EVSTREAM_MAX_BODY_BYTES", "BYTES",
        "largest accepted request body; larger gets 413 (default 1048576)",
        IntField(&Config::max_body_bytes, 1, 1L << 30)},

@@ -19,7 +19,8 @@ struct Config {
   int jwt_leeway_seconds = 0;
   int heartbeat_seconds = 15;
   int retry_ms = 2000;
-  std::size_t max_queue_bytes = 1 << 20;  // per SSE client before it is dropped
+  std::size_t max_queue_bytes = 1 << 20;  // per SSE client before it catches up from the log
+  int stall_timeout_ms = 10000;           // above the limit this long without draining: dropped
   std::size_t max_body_bytes = 1 << 20;   // POST bodies (413 above)
   int max_connections = 10000;
   int batch_size = 1000;                  // rows per read_after

@@ -20,6 +20,9 @@ std::string Metrics::Render() const {
   metric("evstream_bytes_sent_total", "counter", "Bytes written to clients.", bytes_sent);
   metric("evstream_slow_client_drops_total", "counter",
          "Clients disconnected because their unsent queue passed the limit.", slow_client_drops);
+  metric("evstream_lagging_total", "counter",
+         "Streams that passed the queue limit and caught up from the log instead of live frames.",
+         lagging);
   metric("evstream_auth_failures_total", "counter", "Requests refused with 401.", auth_failures);
   metric("evstream_forbidden_total", "counter", "Requests refused with 403.", forbidden);
   metric("evstream_resets_total", "counter", "Streams sent event: reset (unknown position).", resets);

@@ -13,6 +13,7 @@ struct Metrics {
   uint64_t events_delivered = 0;      // event frames queued to clients (live + replay)
   uint64_t bytes_sent = 0;
   uint64_t slow_client_drops = 0;
+  uint64_t lagging = 0;               // streams that fell behind and caught up from the log
   uint64_t auth_failures = 0;
   uint64_t forbidden = 0;
   uint64_t resets = 0;

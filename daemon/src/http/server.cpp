@@ -129,17 +129,24 @@ void Connection::StartStream(const std::string& head) {
 bool Connection::Send(Frame frame) {
   if (state_ != State::Streaming || close_after_flush_) return false;
   Enqueue(std::move(frame));
-  if (queued_bytes_ > server_->options().max_queue_bytes) {
-    // Too slow: drop what it has not been sent (it resumes from the log by Last-Event-ID).
-    server_->metrics_->slow_client_drops++;
-    core::LogWarn("dropping slow client", {{"conn", id_}, {"peer", peer_}, {"queued_bytes", queued_bytes_}});
-    queue_.clear();
-    queued_bytes_ = 0;
-    if (overflow_frame_) Enqueue(overflow_frame_);
-    CloseAfterFlush();
+  // Hard limit (the SSE session keeps well below it by catching up from the log instead).
+  if (queued_bytes_ > server_->options().max_queue_bytes && queue_.size() > 1) {
+    DropSlowClient();
     return false;
   }
   return true;
+}
+
+// Too slow: drop what it has not been sent (it resumes from the log by Last-Event-ID), say
+// why when the socket lets us, and close.
+void Connection::DropSlowClient() {
+  if (state_ == State::Closing || close_after_flush_) return;
+  server_->metrics_->slow_client_drops++;
+  core::LogWarn("dropping slow client", {{"conn", id_}, {"peer", peer_}, {"queued_bytes", queued_bytes_}});
+  queue_.clear();
+  queued_bytes_ = 0;
+  if (overflow_frame_) Enqueue(overflow_frame_);
+  CloseAfterFlush();
 }
 
 void Connection::Enqueue(Frame f) {

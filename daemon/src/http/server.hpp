@@ -47,9 +47,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Respond(const Response& r);
   // Handling -> Streaming: sends the response head; Send() then appends frames.
   void StartStream(const std::string& head);
-  // Streaming: queue a frame. Past the high-water mark the unsent queue is dropped, the
-  // overflow frame (if any) is sent and the connection closes. Returns false once dropped.
+  // Streaming: queue a frame. Past the hard limit the unsent queue is dropped, the overflow
+  // frame (if any) is sent and the connection closes. Returns false once dropped.
   bool Send(Frame frame);
+  void DropSlowClient();
   // While held, Send() queues without writing; Flush() writes what is queued (batch_ms).
   void SetHold(bool hold) { hold_ = hold; }
   void Flush();

@@ -1,5 +1,6 @@
 #include "sse/session.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <nlohmann/json.hpp>
@@ -63,7 +64,10 @@ void Session::Begin(int64_t resume_from) {
   }
   svc_->d_.hub->Add(this);  // before the replay's first read: nothing can fall in between
   if (resume_from < 0) {
+    // Live from now: everything after the feed's current position is ours.
     live_ = true;
+    has_cursor_ = svc_->d_.feed->Positioned();
+    cursor_ = svc_->d_.feed->Cursor();
     return;
   }
   svc_->d_.metrics->replays++;
@@ -80,15 +84,28 @@ void Session::Begin(int64_t resume_from) {
 void Session::OnEvent(const feed::EventPtr& ev) {
   if (!Alive()) return;
   if (!live_) {
+    if (pending_incomplete_) return;
     pending_bytes_ += ev->frame->size();
     pending_.push_back(ev);
     if (pending_bytes_ > svc_->d_.config->max_queue_bytes) {
-      // Live traffic outruns the replay: drop; the client resumes from what it has.
+      // Live traffic outruns the replay: forget it, the log has it (one more replay round).
       pending_.clear();
       pending_bytes_ = 0;
-      svc_->d_.metrics->slow_client_drops++;
-      conn_->CloseAfterFlush();
+      pending_incomplete_ = true;
     }
+    return;
+  }
+  if (conn_->QueuedBytes() >= svc_->d_.config->max_queue_bytes) {
+    // Too far behind to keep queueing live frames: stop, and catch up from the log once the
+    // client has drained (or drop it if it does not).
+    if (!has_cursor_ || !auth::AnyTopicMatches(topics_, ev->aggregate_type, ev->aggregate_id)) {
+      if (!has_cursor_) conn_->Send(ev->frame);  // no position to resume from: let the limit decide
+      else Deliver(ev);                          // filtered out anyway: just advances the cursor
+      return;
+    }
+    live_ = false;
+    svc_->d_.metrics->lagging++;
+    ReplayWhenDrained();
     return;
   }
   Deliver(ev);
@@ -100,6 +117,7 @@ void Session::Deliver(const feed::EventPtr& ev) {
   has_cursor_ = true;
   if (!auth::AnyTopicMatches(topics_, ev->aggregate_type, ev->aggregate_id)) return;
   svc_->d_.metrics->events_delivered++;
+  avg_frame_bytes_ = (avg_frame_bytes_ * 7 + ev->frame->size()) / 8;
   conn_->Send(ev->frame);
 }
 
@@ -125,9 +143,17 @@ void Session::ReplayAnchor() {
 }
 
 void Session::ReplayBatch() {
+  // Events published before this query are in its result; only later ones need buffering.
+  pending_.clear();
+  pending_bytes_ = 0;
+  pending_incomplete_ = false;
   std::weak_ptr<Session> weak = shared_from_this();
-  feed::Params params = {std::to_string(cursor_.position),
-                         std::to_string(svc_->d_.config->batch_size), std::nullopt};
+  // Read about what the client can take now (half the queue limit), not a whole batch of big
+  // events that would be thrown away when the queue fills.
+  size_t fit = svc_->d_.config->max_queue_bytes / 2 / std::max<size_t>(avg_frame_bytes_, 64);
+  size_t limit = std::clamp<size_t>(fit, 16, static_cast<size_t>(svc_->d_.config->batch_size));
+  feed::Params params = {std::to_string(cursor_.position), std::to_string(limit), std::nullopt};
+  replay_limit_ = static_cast<int>(limit);
   if (!channels_.HasPatterns()) params[2] = TextArray(channels_.exact);
   svc_->d_.pool->Query(kReplaySql, std::move(params), [weak](feed::QueryResult& r) {
     auto self = weak.lock();
@@ -146,7 +172,12 @@ void Session::OnReplayRows(feed::QueryResult& r) {
     return;
   }
   int n = r.rows();
+  bool full = n >= replay_limit_;
   for (int i = 0; i < n && Alive(); i++) {
+    if (conn_->QueuedBytes() >= svc_->d_.config->max_queue_bytes) {
+      full = true;  // the rest of this batch after the client drains
+      break;
+    }
     feed::EventRow row = feed::RowAt(r, i);
     if (!channels_.Matches(row.channel)) {
       cursor_ = {row.tx, row.position};
@@ -155,16 +186,24 @@ void Session::OnReplayRows(feed::QueryResult& r) {
     Deliver(feed::MakeEvent(row));
   }
   if (!Alive()) return;
-  if (n >= svc_->d_.config->batch_size)
+  if (full || pending_incomplete_)
     ReplayWhenDrained();
   else
     GoLive();
 }
 
-// Paces a long replay: the next batch is read once the client has taken most of this one.
+// Paces a replay: the next batch is read once the client has taken most of the last one. A
+// client that makes no room within the stall timeout is dropped with event: overflow.
 void Session::ReplayWhenDrained() {
   if (conn_->QueuedBytes() < svc_->d_.config->max_queue_bytes / 2) {
+    waiting_since_ = 0;
     ReplayBatch();
+    return;
+  }
+  uint64_t now = uv_now(svc_->d_.loop);
+  if (waiting_since_ == 0) waiting_since_ = now;
+  if (now - waiting_since_ > static_cast<uint64_t>(svc_->d_.config->stall_timeout_ms)) {
+    conn_->DropSlowClient();
     return;
   }
   uv_timer_start(pace_timer_.get(), [](uv_timer_t* t) {

@@ -47,6 +47,10 @@ class Session : public hub::Subscriber, public std::enable_shared_from_this<Sess
   int64_t resume_from_ = -1;
   std::vector<feed::EventPtr> pending_;  // live events that arrived during the replay
   size_t pending_bytes_ = 0;
+  bool pending_incomplete_ = false;
+  size_t avg_frame_bytes_ = 512;         // running average, sizes replay reads
+  int replay_limit_ = 0;      // pending_ overflowed: the log must fill the gap
+  uint64_t waiting_since_ = 0;           // loop time when we began waiting for the client to drain
   core::UvHandle<uv_timer_t> timer_;     // batch_ms flushes, replay pacing
   core::UvHandle<uv_timer_t> pace_timer_;
 };
