@@ -218,9 +218,11 @@ CREATE FUNCTION evstream.state_at(aggregate_type text, aggregate_id text,
 
 -- ---------------------------------------------------------------------------------------------
 -- Consumers: checkpoints per (consumer, member), failures users can query.
--- Two workers of one member never get the same events: consume() locks the member's checkpoint
--- row with FOR UPDATE SKIP LOCKED, so while one worker's transaction (consume ... ack) is open a
--- second worker of that member gets no rows. Call consume and ack/fail in one transaction.
+-- Two workers of one member never get the same events: consume() first takes a non-blocking
+-- transaction-level advisory lock on (consumer, member) (pg_try_advisory_xact_lock), then locks
+-- the checkpoint row FOR UPDATE SKIP LOCKED; when either is held by another transaction it
+-- returns no rows at once. Both are held until the worker's transaction ends, so call consume
+-- and ack/fail in one transaction: BEGIN; consume; process; ack; COMMIT.
 -- ---------------------------------------------------------------------------------------------
 CREATE TABLE evstream.consumer_checkpoints (
   consumer   text        NOT NULL,
@@ -261,6 +263,11 @@ BEGIN
   IF size IS NULL OR size < 1 OR member IS NULL OR member < 0 OR member >= size THEN
     RAISE EXCEPTION 'member must be between 0 and size - 1 (got member %, size %)', member, size
       USING ERRCODE = '22023';
+  END IF;
+  -- The advisory lock also keeps a second worker off the INSERT below, which would otherwise
+  -- wait for the first worker's uncommitted checkpoint row.
+  IF NOT pg_try_advisory_xact_lock(hashtextextended(consumer || chr(31) || member, 1771)) THEN
+    RETURN;
   END IF;
   INSERT INTO evstream.consumer_checkpoints (consumer, member, size)
   VALUES (consume.consumer, consume.member, consume.size) ON CONFLICT DO NOTHING;
