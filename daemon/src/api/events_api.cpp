@@ -33,9 +33,14 @@ http::Response DbError(const feed::QueryResult& r) {
   int status = StatusForSqlState(r.sqlstate);
   if (status >= 500 && !r.sqlstate.empty())
     core::LogError("database error", {{"error", r.error}, {"sqlstate", r.sqlstate}});
-  std::string message = status == 503 ? "database unavailable" : r.error;
-  return http::JsonError(status, ErrorCodeForSqlState(r.sqlstate), message,
-                         r.sqlstate.empty() ? json::object() : json{{"sqlstate", r.sqlstate}});
+  std::string message = status == 503 ? "database unavailable" : status >= 500 ? "internal error" : r.error;
+  json extra = json::object();
+  if (!r.sqlstate.empty() && status < 500) {
+    extra["sqlstate"] = r.sqlstate;
+    if (!r.detail.empty()) extra["detail"] = r.detail;
+    if (!r.hint.empty()) extra["hint"] = r.hint;
+  }
+  return http::JsonError(status, ErrorCodeForSqlState(r.sqlstate), message, extra);
 }
 
 bool ParseInt(const std::string& s, long long min, long long max, long long* out) {

@@ -12,6 +12,9 @@ const std::string kReadSql = std::string("SELECT ") + kEventColumns +
 const char* const kTailSql =
     "SELECT position, tx::text FROM evstream.events"
     " WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx DESC, position DESC LIMIT 1";
+const char* const kBeforeSql =
+    "SELECT position, tx::text FROM evstream.events WHERE (tx, position) < ($1::text::xid8, $2::bigint)"
+    " ORDER BY tx DESC, position DESC LIMIT 1";
 const char* const kHeldBackSql =
     "SELECT EXISTS (SELECT 1 FROM evstream.events WHERE tx >= pg_snapshot_xmin(pg_current_snapshot()))";
 }  // namespace
@@ -125,12 +128,21 @@ void Feed::OnRows(QueryResult& r) {
   if (!r.ok()) {
     busy_ = false;
     if (r.sqlstate == "EV006") {
-      // Our cursor's event was erased: nothing before the current end can be recovered here.
-      core::LogError("feed position vanished from the log; repositioning at its end",
-                     {{"position", cursor_.position}});
-      positioned_ = false;
+      // Our cursor's event was erased (erase_aggregate): re-anchor on the last surviving event
+      // before it. Events re-read from there are skipped by every stream (their cursors).
+      core::LogWarn("feed position erased from the log; re-anchoring", {{"position", cursor_.position}});
       busy_ = true;
-      FindTail();
+      conn_.Send(kBeforeSql, {std::to_string(cursor_.tx), std::to_string(cursor_.position)},
+                 [this](QueryResult& b) {
+                   if (!b.ok()) {
+                     busy_ = false;
+                     return;
+                   }
+                   cursor_ = {0, 0};
+                   if (b.rows() == 1)
+                     cursor_ = {std::strtoull(b.value(0, 1), nullptr, 10), std::strtoll(b.value(0, 0), nullptr, 10)};
+                   Read();
+                 });
     } else if (!r.sqlstate.empty()) {
       core::LogError("feed read failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
     }

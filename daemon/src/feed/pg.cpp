@@ -176,6 +176,8 @@ void PgConnection::ReadInput() {
       const char* code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
       pending_.error = msg ? msg : PQresultErrorMessage(r);
       pending_.sqlstate = code ? code : "";
+      if (const char* d = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL)) pending_.detail = d;
+      if (const char* h = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT)) pending_.hint = h;
       pending_.res.reset();
     }
   }

@@ -27,6 +27,7 @@ struct QueryResult {
   PgResultPtr res;        // set on success (PGRES_TUPLES_OK / PGRES_COMMAND_OK)
   std::string error;      // primary message on failure
   std::string sqlstate;   // SQLSTATE on a server error; empty if the connection failed
+  std::string detail, hint;
   bool ok() const { return res != nullptr && error.empty(); }
   int rows() const { return res ? PQntuples(res.get()) : 0; }
   const char* value(int row, int col) const { return PQgetvalue(res.get(), row, col); }
