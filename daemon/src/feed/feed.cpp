@@ -1,5 +1,6 @@
 #include "feed/feed.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/log.hpp"
@@ -182,17 +183,22 @@ void Feed::CheckHeldBack() {
     // A doorbell can ring a moment before its commit is visible to us: look again a few times.
     bool grace = !held_back && grace_reads_ > 0;
     if (grace) grace_reads_--;
+    // While a long transaction holds events back, look less often (up to 8x the period); a
+    // doorbell (its commit, or any other) resets the pace.
+    held_back_streak_ = held_back ? held_back_streak_ + 1 : 0;
+    uint64_t delay = static_cast<uint64_t>(opts_.held_back_ms) << std::min(held_back_streak_ / 20, 3);
     if (held_back || grace)
       uv_timer_start(held_back_timer_.get(), [](uv_timer_t* t) {
         auto* self = static_cast<Feed*>(t->data);
         if (!self->busy_ && self->Connected()) self->Read();
-      }, opts_.held_back_ms, 0);
+      }, delay, 0);
   });
 }
 
 void Feed::OnDoorbell() {
   metrics_->doorbells++;
   grace_reads_ = kGraceReads;
+  held_back_streak_ = 0;
   core::LogDebug("doorbell", {{"busy", busy_}});
   if (!positioned_ || busy_) {
     doorbell_pending_ = true;

@@ -55,6 +55,7 @@ class Feed {
   core::UvHandle<uv_timer_t> poll_timer_;
   static constexpr int kGraceReads = 3;
   int grace_reads_ = 0;
+  int held_back_streak_ = 0;  // consecutive checks that found events held back
   LogKey cursor_;
   bool positioned_ = false;
   bool busy_ = false;           // a read or held-back check is in flight
