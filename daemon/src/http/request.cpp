@@ -111,6 +111,7 @@ int RequestParser::OnMessageBegin(http_parser* p) {
   auto* self = static_cast<RequestParser*>(p->data);
   self->req_ = Request{};
   self->in_value_ = false;
+  self->expect_continue_ = false;
   return 0;
 }
 
@@ -165,6 +166,7 @@ int RequestParser::OnHeadersComplete(http_parser* p) {
     self->error_status_ = 413;
     return -1;
   }
+  if (const std::string* e = r.Header("expect"); e && Lower(*e) == "100-continue") self->expect_continue_ = true;
   return 0;
 }
 

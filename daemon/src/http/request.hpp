@@ -46,6 +46,8 @@ class RequestParser {
   Request& request() { return req_; }
   int ErrorStatus() const { return error_status_; }
   bool Upgrade() const { return parser_.upgrade; }
+  // True once per request that sent `Expect: 100-continue` and whose body we will accept.
+  bool TakeExpectContinue() { return std::exchange(expect_continue_, false); }
 
  private:
   static int OnMessageBegin(http_parser* p);
@@ -63,6 +65,7 @@ class RequestParser {
   Request req_;
   bool in_value_ = false;
   bool complete_ = false;
+  bool expect_continue_ = false;
   int error_status_ = 400;
   std::string leftover_;
 };

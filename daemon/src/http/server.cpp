@@ -82,7 +82,10 @@ void Connection::OnRead(ssize_t nread, const uv_buf_t* buf) {
   }
   if (nread == 0) return;
   if (state_ != State::ReadingRequest) return;  // a streaming client has nothing more to say
-  HandleParse(parser_.Feed(buf->base, static_cast<size_t>(nread)));
+  auto st = parser_.Feed(buf->base, static_cast<size_t>(nread));
+  if (parser_.TakeExpectContinue() && st == RequestParser::Status::NeedMore)
+    Enqueue(std::make_shared<const std::string>("HTTP/1.1 100 Continue\r\n\r\n"));
+  HandleParse(st);
 }
 
 void Connection::HandleParse(RequestParser::Status st) {

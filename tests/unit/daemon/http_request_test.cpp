@@ -67,3 +67,15 @@ TEST(HttpRequest, percent_decoding) {
   EXPECT_EQ(evstream::http::PercentDecode("a%20b+c%2", true), "a b c%2");
   EXPECT_EQ(evstream::http::PercentDecode("a+b", false), "a+b");
 }
+
+TEST(HttpRequest, expect_100_continue_is_reported_once) {
+  RequestParser p(1024);
+  std::string head = "POST /api/events HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n";
+  EXPECT_EQ(p.Feed(head.data(), head.size()), Status::NeedMore);
+  EXPECT_TRUE(p.TakeExpectContinue());
+  EXPECT_FALSE(p.TakeExpectContinue());
+  EXPECT_EQ(p.Feed("{}", 2), Status::Complete);
+  RequestParser big(1);
+  EXPECT_EQ(big.Feed(head.data(), head.size()), Status::Error);  // 413 instead of 100
+  EXPECT_FALSE(big.TakeExpectContinue());
+}
