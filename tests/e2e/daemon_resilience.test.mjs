@@ -107,6 +107,33 @@ describe('evstreamd resilience', () => {
     }
   });
 
+  test('erased events: the feed re-anchors without loss or duplicates; an erased Last-Event-ID gets reset', async () => {
+    const d = await startDaemon();
+    try {
+      const p = uniq('p');
+      const t = token({ projects: [p] });
+      const s = await openReady(d, { tokenValue: t });
+      const keep = await postSql(db, `project:${p}`, 2, { id: uniq('keep') });
+      const gone = uniq('gone');
+      const erased = await postSql(db, `project:${p}`, 3, { id: gone });
+      await s.until((evs) => evs.some((e) => e.id === String(erased.at(-1))));
+      await db.query("SELECT evstream.erase_aggregate('thing', $1)", [gone]);  // the feed's cursor is gone
+      const after = await postSql(db, `project:${p}`, 2, { id: uniq('after') });
+      await s.until((evs) => evs.some((e) => e.id === String(after.at(-1))));
+      assert.deepEqual(s.positions(), [...keep, ...erased, ...after]);
+      assert.ok(d.logs.some((l) => l.msg === 'feed position erased from the log; re-anchoring'));
+      const r = await openReady(d, { tokenValue: t, lastEventId: erased[1] });
+      const reset = await r.until((evs) => evs.find((e) => e.event === 'reset'));
+      assert.equal(JSON.parse(reset.data).lastEventId, String(erased[1]));
+      const resumed = await openReady(d, { tokenValue: t, lastEventId: keep[0] });
+      await resumed.until((evs) => evs.some((e) => e.id === String(after.at(-1))));
+      assert.deepEqual(resumed.positions(), [keep[1], ...after]);
+      s.close(); r.close(); resumed.close();
+    } finally {
+      await stopDaemon(d);
+    }
+  });
+
   test('two daemons on one database both deliver everything', async () => {
     const [a, b] = await Promise.all([startDaemon(), startDaemon()]);
     try {
