@@ -24,6 +24,7 @@ const stateOf = (client, state) => waitFor(() => client.connectionState === stat
 
 test('connect, subscribe by pattern, connection state, and post with an idempotency key', async () => {
   const project = uniq('web');
+  const doc = uniq('doc_'); // aggregates are global across channels
   const client = connect({ url: daemon.url, token: token({ sub: 'u1', projects: [project] }), channels: [`project:${project}`] });
   const states = [];
   client.onStateChange((s) => states.push(s));
@@ -34,26 +35,26 @@ test('connect, subscribe by pattern, connection state, and post with an idempote
   try {
     await stateOf(client, 'open');
     const created = await client.post({
-      channel: `project:${project}`, aggregate_type: 'document', aggregate_id: 'doc_1',
+      channel: `project:${project}`, aggregate_type: 'document', aggregate_id: doc,
       event_type: 'document.created', data: { title: 'A' },
     }, { idempotencyKey: 'key-1' });
     assert.equal(created.type, 'document.created');
     assert.equal(created.createdBy, 'user:u1');
     const again = await client.post({
-      channel: `project:${project}`, aggregate_type: 'document', aggregate_id: 'doc_1',
+      channel: `project:${project}`, aggregate_type: 'document', aggregate_id: doc,
       event_type: 'document.created', data: { title: 'A' },
     }, { idempotencyKey: 'key-1' });
     assert.equal(again.eventId, created.eventId, 'a retry with the same key returns the same event');
-    await client.post({ channel: `project:${project}`, aggregate_type: 'note', aggregate_id: 'n1', event_type: 'note.added' });
+    await client.post({ channel: `project:${project}`, aggregate_type: 'note', aggregate_id: uniq('n'), event_type: 'note.added' });
     await waitFor(() => all.some((e) => e.type === 'note.added'), { what: 'the note event' });
-    assert.deepEqual(docs.map((e) => [e.type, e.entity, e.id, e.version]), [['document.created', 'document', 'doc_1', 1]],
+    assert.deepEqual(docs.map((e) => [e.type, e.entity, e.id, e.version]), [['document.created', 'document', doc, 1]],
       'document:* sees documents only, once');
     await assert.rejects(
       client.post({ channel: 'project:someone-else', aggregate_type: 'document', aggregate_id: 'x', event_type: 'document.created' }),
       (e) => e.status === 403);
     unsubscribe();
-    await client.post({ channel: `project:${project}`, aggregate_type: 'document', aggregate_id: 'doc_2', event_type: 'document.created' });
-    await waitFor(() => all.some((e) => e.id === 'doc_2'), { what: 'doc_2 on the * subscription' });
+    await client.post({ channel: `project:${project}`, aggregate_type: 'document', aggregate_id: `${doc}b`, event_type: 'document.created' });
+    await waitFor(() => all.some((e) => e.id === `${doc}b`), { what: 'doc_2 on the * subscription' });
     assert.equal(docs.length, 1, 'an unsubscribed callback gets nothing more');
     assert.deepEqual(states.slice(0, 1), ['open']);
   } finally {
@@ -101,6 +102,7 @@ test('React: useEvents delivers matching events to a mounted component; useConne
   const client = connect({ url: daemon.url, token: token({ sub: 'u3', projects: [project] }), channels: [`project:${project}`] });
   const seen = [];
   const states = [];
+  const [t1, t2id, o1] = [uniq('t'), uniq('t'), uniq('o')];
   function Feed() {
     states.push(useConnectionState());
     useEvents('task:*', (e) => seen.push(e.type));
@@ -113,15 +115,15 @@ test('React: useEvents delivers matching events to a mounted component; useConne
     });
     await stateOf(client, 'open');
     await waitFor(() => states.at(-1) === 'open', { what: 'the component to render open' });
-    await postSql(db, `project:${project}`, 1, { type: 'task', id: 't1', eventType: 'task.created' });
-    await postSql(db, `project:${project}`, 1, { type: 'other', id: 'o1', eventType: 'other.created' });
-    await postSql(db, `project:${project}`, 1, { type: 'task', id: 't1', eventType: 'task.done' });
+    await postSql(db, `project:${project}`, 1, { type: 'task', id: t1, eventType: 'task.created' });
+    await postSql(db, `project:${project}`, 1, { type: 'other', id: o1, eventType: 'other.created' });
+    await postSql(db, `project:${project}`, 1, { type: 'task', id: t1, eventType: 'task.done' });
     await waitFor(() => seen.length === 2, { what: 'two task events' });
     assert.deepEqual(seen, ['task.created', 'task.done']);
     await TestRenderer.act(async () => renderer.unmount());
     let t2 = false;
-    client.subscribe('task:t2', () => { t2 = true; });
-    await postSql(db, `project:${project}`, 1, { type: 'task', id: 't2', eventType: 'task.created' });
+    client.subscribe(`task:${t2id}`, () => { t2 = true; });
+    await postSql(db, `project:${project}`, 1, { type: 'task', id: t2id, eventType: 'task.created' });
     await waitFor(() => t2, { what: 'task t2 to reach the client' });
   } finally {
     client.close();
