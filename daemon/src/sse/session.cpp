@@ -98,9 +98,10 @@ void Session::OnEvent(const feed::EventPtr& ev) {
   if (conn_->QueuedBytes() >= svc_->d_.config->max_queue_bytes) {
     // Too far behind to keep queueing live frames: stop, and catch up from the log once the
     // client has drained (or drop it if it does not).
+    // Without a position to catch up from (feed not positioned yet), the hard limit decides;
+    // an event the topics filter out only advances the cursor.
     if (!has_cursor_ || !auth::AnyTopicMatches(topics_, ev->aggregate_type, ev->aggregate_id)) {
-      if (!has_cursor_) conn_->Send(ev->frame);  // no position to resume from: let the limit decide
-      else Deliver(ev);                          // filtered out anyway: just advances the cursor
+      Deliver(ev);
       return;
     }
     live_ = false;
