@@ -56,6 +56,9 @@ describe('evstreamd load', () => {
       await fast.until((evs) => evs.filter((e) => e.event === 'blob.added').length === 2000, 60000, 'fast client burst');
       assert.deepEqual(fast.positions(), positions, 'the fast client got everything, in order');
       assert.equal(fast.ended, false, 'the fast client was not dropped');
+      // It passed the queue limit during the burst and caught up from the log instead.
+      assert.ok(metric((await request(d, '/metrics')).body, 'evstream_lagging_total') >= 1);
+      assert.equal(metric((await request(d, '/metrics')).body, 'evstream_slow_client_drops_total'), 1);
       const got = [];
       const parser = new SseParser((ev) => got.push(ev));
       parser.push(slowText.slice(slowText.indexOf('\r\n\r\n') + 4));
