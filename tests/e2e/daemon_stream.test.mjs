@@ -3,13 +3,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import http from 'node:http';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  BINARY, makeToken, openReady, openStream, pgClient, postSql, request, startDaemon, stopDaemon, token, uniq,
+  BINARY, makeToken, openReady, openStream, pgClient, postSql, request, startDaemon, stopDaemon, token, uniq, waitFor,
 } from './lib/daemon.mjs';
 
 const run = promisify(execFile);
@@ -207,6 +208,48 @@ describe('evstreamd stream', () => {
       }
     }
     fs.rmSync(dir, { recursive: true });
+  });
+
+  test('curl -N receives the connected frame and a posted event', async () => {
+    const p = uniq('p');
+    const child = spawn('curl', ['-s', '-N', '--max-time', '20', '-H', `Authorization: Bearer ${tok({ projects: [p] })}`,
+      `${d.url}/api/events/stream?channel=project:${p}`]);
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (c) => { out += c; });
+    await waitFor(() => out.includes('event: connected'), { what: 'curl connected' });
+    const [pos] = await postSql(db, `project:${p}`, 1, { eventType: 'curl.seen' });
+    await waitFor(() => out.includes(`id: ${pos}\nevent: curl.seen\ndata: {"type":"curl.seen"`), { what: 'curl event' });
+    child.kill();
+  });
+
+  test('keep-alive: several requests on one connection', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ports = new Set();
+    for (let i = 0; i < 3; i++) {
+      const res = await new Promise((resolve, reject) => {
+        http.get(`${d.url}/healthz`, { agent }, (r) => {
+          ports.add(r.socket.localPort);
+          r.resume();
+          r.on('end', () => resolve(r));
+        }).on('error', reject);
+      });
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.headers.connection, 'keep-alive');
+    }
+    assert.equal(ports.size, 1, 'one TCP connection served all three');
+    agent.destroy();
+  });
+
+  test('run from the repository root without --web-root, / serves web/', async () => {
+    const r = await request(d, '/');
+    if (fs.existsSync('web/index.html')) {
+      assert.equal(r.status, 200);
+      assert.match(r.headers['content-type'], /^text\/html/);
+      assert.equal(r.body, fs.readFileSync('web/index.html', 'utf8'));
+    } else {
+      assert.equal(r.status, 404);
+    }
   });
 
   test('healthz and metrics', async () => {
