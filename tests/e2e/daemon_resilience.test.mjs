@@ -162,6 +162,14 @@ describe('evstreamd resilience', () => {
     }
   });
 
+  test('SIGHUP is harmless; SIGINT exits 0', async () => {
+    const d = await startDaemon();
+    d.child.kill('SIGHUP');
+    await waitFor(() => d.logs.some((l) => /SIGHUP/.test(l.msg)), { what: 'SIGHUP logged' });
+    assert.equal((await request(d, '/healthz')).status, 200);
+    assert.deepEqual(await stopDaemon(d, 'SIGINT'), { code: 0, signal: null });
+  });
+
   test('SIGTERM with open streams: clients closed, exit 0, no leaked handle', async () => {
     const d = await startDaemon();
     const p = uniq('p');
