@@ -39,12 +39,10 @@ KeptPlan g_stream(
     " ORDER BY e.version",
     {TEXTOID, TEXTOID, INT4OID});
 
-// Copies the current SPI result into the function's tuplestore.
-void Emit(FunctionCallInfo fcinfo, uint64_t n) {
-  pg::PgCall([&] {
-    auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    for (uint64_t i = 0; i < n; i++) tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
-  });
+// Runs `plan` with its rows going straight into the function's result tuplestore.
+uint64_t RunInto(KeptPlan& plan, FunctionCallInfo fcinfo, const Datum* args, const char* nulls) {
+  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+  return plan.RunInto(args, nulls, true, rsinfo->setResult, rsinfo->econtext->ecxt_per_query_memory);
 }
 
 }  // namespace
@@ -55,11 +53,10 @@ void ReadAfter(FunctionCallInfo fcinfo, int64 after, int32 max_count, Datum chan
   if (max_count <= 0 || max_count > 100000)
     throw Error(sqlstate::kInvalidParameter, "max_count must be between 1 and 100000");
   pg::SpiSession spi;
-  uint64_t n;
   if (after == 0) {
     Datum args[2] = {Int32GetDatum(max_count), channels};
     char nulls[2] = {' ', channels_null ? 'n' : ' '};
-    n = g_from_start.Run(args, nulls, true);
+    RunInto(g_from_start, fcinfo, args, nulls);
   } else {
     Datum pos = Int64GetDatum(after);
     if (g_anchor.Run(&pos, nullptr, true, 1) == 0)
@@ -71,16 +68,15 @@ void ReadAfter(FunctionCallInfo fcinfo, int64 after, int32 max_count, Datum chan
     Datum tx = pg::ResultValue(0, 1, &isnull);
     Datum args[4] = {pos, Int32GetDatum(max_count), channels, tx};
     char nulls[4] = {' ', ' ', channels_null ? 'n' : ' ', ' '};
-    n = g_after.Run(args, nulls, true);
+    RunInto(g_after, fcinfo, args, nulls);
   }
-  Emit(fcinfo, n);
   spi.Finish();
 }
 
 void Stream(FunctionCallInfo fcinfo, Datum aggregate_type, Datum aggregate_id, int32 after_version) {
   pg::SpiSession spi;
   Datum args[3] = {aggregate_type, aggregate_id, Int32GetDatum(after_version)};
-  Emit(fcinfo, g_stream.Run(args, nullptr, true));
+  RunInto(g_stream, fcinfo, args, nullptr);
   spi.Finish();
 }
 

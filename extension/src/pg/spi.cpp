@@ -1,6 +1,13 @@
 // Kept SPI plans and the SPI session guard (see spi.hpp).
 #include "spi.hpp"
 
+extern "C" {
+#include "executor/tstoreReceiver.h"  // SetTuplestoreDestReceiverParams
+#include "nodes/params.h"            // makeParamList
+#include "tcop/dest.h"               // CreateDestReceiver
+}
+
+#include <cstring>
 #include <stdexcept>
 
 namespace evstream::pg {
@@ -10,15 +17,48 @@ KeptPlan::KeptPlan(const char* sql, std::initializer_list<Oid> types) : sql_(sql
   for (Oid t : types) types_[nargs_++] = t;
 }
 
+// Prepares and keeps the plan on first use. Inside PgCall only.
+static SPIPlanPtr EnsurePrepared(SPIPlanPtr* plan_slot, const char* sql, int nargs, Oid* types) {
+  if (*plan_slot == nullptr) {
+    SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
+    if (plan == nullptr) elog(ERROR, "evstream: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    if (SPI_keepplan(plan) != 0) elog(ERROR, "evstream: SPI_keepplan failed");
+    *plan_slot = plan;
+  }
+  return *plan_slot;
+}
+
+uint64_t KeptPlan::RunInto(const Datum* values, const char* nulls, bool read_only,
+                           Tuplestorestate* store, MemoryContext store_cxt) {
+  uint64_t processed = 0;
+  PgCall([&] {
+    EnsurePrepared(&plan_, sql_, nargs_, types_);
+    ParamListInfo params = makeParamList(nargs_);
+    for (int i = 0; i < nargs_; i++) {
+      params->params[i].value = values[i];
+      params->params[i].isnull = nulls != nullptr && nulls[i] == 'n';
+      params->params[i].pflags = PARAM_FLAG_CONST;
+      params->params[i].ptype = types_[i];
+    }
+    DestReceiver* dest = CreateDestReceiver(DestTuplestore);
+    SetTuplestoreDestReceiverParams(dest, store, store_cxt, false, nullptr, nullptr);
+    SPIExecuteOptions options;
+    memset(&options, 0, sizeof options);
+    options.params = params;
+    options.read_only = read_only;
+    options.dest = dest;
+    int rc = SPI_execute_plan_extended(plan_, &options);
+    if (rc < 0) elog(ERROR, "evstream: SPI_execute_plan_extended failed: %s", SPI_result_code_string(rc));
+    processed = SPI_processed;
+    dest->rDestroy(dest);
+  });
+  return processed;
+}
+
 uint64_t KeptPlan::Run(const Datum* values, const char* nulls, bool read_only, long limit) {
   uint64_t processed = 0;
   PgCall([&] {
-    if (plan_ == nullptr) {
-      SPIPlanPtr plan = SPI_prepare(sql_, nargs_, types_);
-      if (plan == nullptr) elog(ERROR, "evstream: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-      if (SPI_keepplan(plan) != 0) elog(ERROR, "evstream: SPI_keepplan failed");
-      plan_ = plan;
-    }
+    EnsurePrepared(&plan_, sql_, nargs_, types_);
     int rc = SPI_execute_plan(plan_, const_cast<Datum*>(values), nulls, read_only, limit);
     if (rc < 0) elog(ERROR, "evstream: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
     processed = SPI_processed;

@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "executor/spi.h"  // SPI_prepare, SPI_execute_plan
+#include "utils/tuplestore.h"  // Tuplestorestate
 }
 
 namespace evstream::pg {
@@ -18,6 +19,10 @@ class KeptPlan {
   KeptPlan(const char* sql, std::initializer_list<Oid> types);
   // Runs the plan; returns SPI_processed. Results are in SPI_tuptable until the next call.
   uint64_t Run(const Datum* values, const char* nulls, bool read_only, long limit = 0);
+  // Runs the plan with its rows going straight into `store` (one copy, no SPI_tuptable): for
+  // set-returning functions whose query yields the function's own row type.
+  uint64_t RunInto(const Datum* values, const char* nulls, bool read_only, Tuplestorestate* store,
+                   MemoryContext store_cxt);
 
  private:
   const char* sql_;
