@@ -6,7 +6,8 @@
 #   projection  the aggregate type projects into a table (upsert per event) with a state machine
 #   both        schema + projection + state machine
 # Settings: DURATION (s per run, default 10), ROUNDS (default 3), CLIENTS (default 8),
-# AGGREGATES (ids drawn from 1..AGGREGATES, default 100000).
+# AGGREGATES (ids drawn from 1..AGGREGATES, default 100000), SYNCHRONOUS_COMMIT (default on;
+# off takes the WAL flush out of each commit, which shows the CPU cost of the per-event work).
 # Uses the private cluster of scripts/pg (EVSTREAM_PGDIR / EVSTREAM_PGPORT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-8}"
 AGGREGATES="${AGGREGATES:-100000}"
+SYNCHRONOUS_COMMIT="${SYNCHRONOUS_COMMIT:-on}"
 VARIANTS="bare schema projection both"
 bin="$(pg_config --bindir)"
 tmp=$(mktemp -d)
@@ -25,12 +27,15 @@ export PGDATABASE=evstream_bench_projection
 psql -X -q -d postgres -c "SET client_min_messages = warning" \
   -c "DROP DATABASE IF EXISTS evstream_bench_projection WITH (FORCE)" -c "CREATE DATABASE evstream_bench_projection"
 
+# pgbench reads ':name' as a variable even inside quotes, hence 'project:' || 'bench'.
 for v in $VARIANTS; do
   cat >"$tmp/$v.pgbench" <<PGB
 \set id random(1, $AGGREGATES)
-SELECT position FROM evstream.post_event('project:bench', '$v', 'a' || :id, '$v.updated',
-  jsonb_build_object('title', 'title ' || :id, 'size', :id % 1000, 'price', (:id % 500) / 4.0,
-                     'sku', 'SKU-' || :id));
+\set size :id % 1000
+\set cents :id % 500
+SELECT position FROM evstream.post_event('project:' || 'bench', '$v', CAST(:id AS text), '$v.updated',
+  jsonb_build_object('title', 'title ' || CAST(:id AS text), 'size', CAST(:size AS int),
+                     'price', CAST(:cents AS numeric) / 4, 'sku', 'SKU-' || CAST(:id AS text)));
 PGB
 done
 
@@ -61,7 +66,7 @@ SQL
 
 tps() {  # tps SCRIPT
   local out
-  out=$("$bin/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$DURATION" -f "$1" 2>&1) || {
+  out=$(PGOPTIONS="-c synchronous_commit=$SYNCHRONOUS_COMMIT" "$bin/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$DURATION" -f "$1" 2>&1) || {
     echo "$out" >&2; return 1; }
   echo "$out" | awk '/^tps = / {printf "%.0f\n", $3}'
 }
@@ -77,7 +82,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 base=$(echo "${all[bare]}" | median)
-echo "post_event, $CLIENTS clients, ${DURATION}s x $ROUNDS rounds (median TPS, ratio to bare):"
+echo "post_event, $CLIENTS clients, ${DURATION}s x $ROUNDS rounds, synchronous_commit=$SYNCHRONOUS_COMMIT (median TPS, ratio to bare):"
 for v in $VARIANTS; do
   m=$(echo "${all[$v]}" | median)
   awk -v v="$v" -v m="$m" -v b="$base" 'BEGIN {printf "  %-11s %8d tps  %.2f\n", v, m, m / b}'

@@ -17,7 +17,7 @@ export PGDATABASE=evstream_bench_rebuild
 psql -X -q -d postgres -c "SET client_min_messages = warning" \
   -c "DROP DATABASE IF EXISTS evstream_bench_rebuild WITH (FORCE)" -c "CREATE DATABASE evstream_bench_rebuild"
 
-psql -X -q -v ON_ERROR_STOP=1 <<SQL
+psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
 SET client_min_messages = warning;
 CREATE EXTENSION evstream;
 CREATE TABLE items (id text PRIMARY KEY, title text, size integer, price numeric, status text,

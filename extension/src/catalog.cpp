@@ -130,6 +130,7 @@ void LoadProjection(AggregateType* a, MemoryContext cxt) {
     PgCall([&] {
       Oid func;
       getTypeInputInfo(c.type, &func, &c.typioparam);
+      get_typlenbyval(c.type, &c.typlen, &c.typbyval);
       fmgr_info_cxt(func, &c.input, cxt);
     });
     if (c.name == key_name) {
@@ -167,6 +168,7 @@ std::optional<std::string> AggregateType::Next(const std::optional<std::string>&
 
 AggregateType::~AggregateType() {
   for (auto& [mask, plan] : upserts) SPI_freeplan(plan);
+  for (auto& [mask, plan] : batch_upserts) SPI_freeplan(plan);
 }
 
 void Init() { CacheRegisterRelcacheCallback(OnRelcache, (Datum)0); }

@@ -40,6 +40,8 @@ struct Column {
   int32 typmod = -1;
   Oid typioparam = InvalidOid;
   FmgrInfo input{};  // the type's input function (fn_mcxt = the cache's context)
+  int16 typlen = -1;
+  bool typbyval = false;
 };
 
 struct AggregateType {
@@ -50,7 +52,9 @@ struct AggregateType {
   Column key;                        // key_column, set from aggregate_id
   std::vector<Column> data_columns;  // set from same-named top-level keys of data
   std::optional<Column> version, updated_at, status;  // maintained columns, when present
-  mutable std::unordered_map<uint64_t, SPIPlanPtr> upserts;  // kept plans, one per set of data columns
+  // Kept plans, one per set of data columns: single-row upserts, and rebuild's multi-row inserts.
+  mutable std::unordered_map<uint64_t, SPIPlanPtr> upserts;
+  mutable std::unordered_map<uint64_t, SPIPlanPtr> batch_upserts;
   // State machine: "<from or \x01 for none>\x1f<event_type>" -> to_state.
   std::map<std::string, std::string> transitions;
 

@@ -32,24 +32,64 @@ std::string Quote(const std::string& name) {
   return out + "\"";
 }
 
-// Builds the upsert for one set of data columns: key, the data columns, then the maintained
-// columns, as parameters $1..$n typed like the columns.
-std::string UpsertSql(const catalog::AggregateType& a, uint64_t mask, std::vector<Oid>* types) {
+// The columns of an upsert for one set of data columns: key, the data columns, then the
+// maintained columns.
+std::vector<const catalog::Column*> Columns(const catalog::AggregateType& a, uint64_t mask) {
   std::vector<const catalog::Column*> cols{&a.key};
   for (size_t i = 0; i < a.data_columns.size(); i++)
     if (mask & (uint64_t{1} << i)) cols.push_back(&a.data_columns[i]);
   for (const auto* c : {&a.version, &a.updated_at, &a.status})
     if (*c) cols.push_back(&**c);
+  return cols;
+}
+
+// The upsert of one row (or the plain insert of `rows` rows) for one set of data columns,
+// parameters $1..$n typed like the columns.
+std::string UpsertSql(const catalog::AggregateType& a, uint64_t mask, size_t rows,
+                      std::vector<Oid>* types) {
+  std::vector<const catalog::Column*> cols = Columns(a, mask);
   std::string names, params, sets;
   for (size_t i = 0; i < cols.size(); i++) {
     names += (i ? ", " : "") + Quote(cols[i]->name);
-    params += (i ? ", $" : "$") + std::to_string(i + 1);
     if (i > 0) sets += (i > 1 ? ", " : "") + Quote(cols[i]->name) + " = EXCLUDED." + Quote(cols[i]->name);
-    types->push_back(cols[i]->type);
   }
-  return "INSERT INTO " + a.target_sql + " AS t (" + names + ") VALUES (" + params +
-         ") ON CONFLICT (" + Quote(a.key.name) + ") DO " +
+  size_t n = 0;
+  for (size_t r = 0; r < rows; r++) {
+    params += r ? "), (" : "";
+    for (size_t i = 0; i < cols.size(); i++) {
+      params += (i ? ", $" : "$") + std::to_string(++n);
+      types->push_back(cols[i]->type);
+    }
+  }
+  std::string insert = "INSERT INTO " + a.target_sql + " AS t (" + names + ") VALUES (" + params + ")";
+  // Multi-row statements only serve rebuild, which writes each key once into a truncated table.
+  if (rows > 1) return insert;
+  return insert + " ON CONFLICT (" + Quote(a.key.name) + ") DO " +
          (sets.empty() ? std::string("NOTHING") : "UPDATE SET " + sets);
+}
+
+// Runs a kept plan from `cache` (prepared on first use).
+void RunUpsert(const catalog::AggregateType& a, std::unordered_map<uint64_t, SPIPlanPtr>& cache,
+               uint64_t mask, size_t rows, Datum* values, const char* nulls) {
+  SPIPlanPtr& plan = cache[mask];
+  if (plan == nullptr) {
+    std::vector<Oid> types;
+    std::string sql = UpsertSql(a, mask, rows, &types);
+    const char* s = sql.c_str();
+    SPIPlanPtr prepared = nullptr;
+    PgCall([&] {
+      prepared = SPI_prepare(s, static_cast<int>(types.size()), types.data());
+      if (prepared == nullptr)
+        elog(ERROR, "evstream: cannot prepare projection upsert: %s", SPI_result_code_string(SPI_result));
+      SPI_keepplan(prepared);
+    });
+    plan = prepared;
+  }
+  SPIPlanPtr p = plan;
+  PgCall([&] {
+    int rc = SPI_execute_plan(p, values, nulls, false, 0);
+    if (rc < 0) elog(ERROR, "evstream: projection upsert failed: %s", SPI_result_code_string(rc));
+  });
 }
 
 }  // namespace
@@ -168,23 +208,27 @@ Datum Row::Convert(const catalog::Column& c, const char* text, const char* what)
   return d;
 }
 
-void Row::Write(const char* aggregate_id, int32 version, TimestampTz at,
-                const std::optional<std::string>& state) {
+void Row::Values(const char* aggregate_id, int32 version, TimestampTz at,
+                 const std::optional<std::string>& state, std::vector<Datum>* values_out,
+                 std::vector<char>* nulls_out) {
   const catalog::AggregateType& a = a_;
-  std::vector<Datum> values;
-  std::vector<char> nulls;
+  std::vector<Datum>& values = *values_out;
+  std::vector<char>& nulls = *nulls_out;
+  values.clear();
+  nulls.clear();
   values.push_back(a.key.type == TEXTOID ? CStringGetTextDatum(aggregate_id)
                                          : Convert(a.key, aggregate_id, "aggregate_id"));
+  nulls.push_back(' ');
   for (size_t i = 0; i < a.data_columns.size(); i++) {
     if (!(mask_ & (uint64_t{1} << i))) continue;
     values.push_back(values_[i]);
-    nulls.resize(values.size() - 1, ' ');
     nulls.push_back(nulls_[i] ? 'n' : ' ');
   }
   if (a.version) {
     values.push_back(a.version->type == INT4OID
                          ? Int32GetDatum(version)
                          : Convert(*a.version, std::to_string(version).c_str(), "version"));
+    nulls.push_back(' ');
   }
   if (a.updated_at) {
     if (a.updated_at->type == TIMESTAMPTZOID) {
@@ -194,37 +238,74 @@ void Row::Write(const char* aggregate_id, int32 version, TimestampTz at,
       PgCall([&] { text = timestamptz_to_str(at); });
       values.push_back(Convert(*a.updated_at, text, "updated_at"));
     }
+    nulls.push_back(' ');
   }
-  bool status_null = false;
   if (a.status) {
-    if (state) values.push_back(Convert(*a.status, state->c_str(), "the state"));
-    else {
-      values.push_back((Datum)0);
-      status_null = true;
-    }
+    values.push_back(state ? Convert(*a.status, state->c_str(), "the state") : (Datum)0);
+    nulls.push_back(state ? ' ' : 'n');
   }
-  nulls.resize(values.size(), ' ');
-  if (status_null) nulls.back() = 'n';
+}
 
-  SPIPlanPtr& plan = a.upserts[mask_];
-  if (plan == nullptr) {
-    std::vector<Oid> types;
-    std::string sql = UpsertSql(a, mask_, &types);
-    const char* s = sql.c_str();
-    SPIPlanPtr prepared = nullptr;
+void Row::Write(const char* aggregate_id, int32 version, TimestampTz at,
+                const std::optional<std::string>& state) {
+  std::vector<Datum> values;
+  std::vector<char> nulls;
+  Values(aggregate_id, version, at, state, &values, &nulls);
+  RunUpsert(a_, a_.upserts, mask_, 1, values.data(), nulls.data());
+}
+
+Batch::Batch(const catalog::AggregateType& a) : a_(a) {}
+
+Batch::~Batch() {
+  for (auto& [mask, p] : pending_)
+    if (p.cxt) MemoryContextDelete(p.cxt);
+}
+
+void Batch::Add(Row& row, const char* aggregate_id, int32 version, TimestampTz at,
+                const std::optional<std::string>& state) {
+  std::vector<Datum> values;
+  std::vector<char> nulls;
+  row.Values(aggregate_id, version, at, state, &values, &nulls);
+  uint64_t mask = row.mask();
+  Pending& p = pending_[mask];
+  if (p.cxt == nullptr)
     PgCall([&] {
-      prepared = SPI_prepare(s, static_cast<int>(types.size()), types.data());
-      if (prepared == nullptr)
-        elog(ERROR, "evstream: cannot prepare projection upsert: %s", SPI_result_code_string(SPI_result));
-      SPI_keepplan(prepared);
+      p.cxt = AllocSetContextCreate(CurrentMemoryContext, "evstream rebuild batch", ALLOCSET_DEFAULT_SIZES);
     });
-    plan = prepared;
-  }
-  SPIPlanPtr p = plan;
+  std::vector<const catalog::Column*> cols = Columns(a_, mask);
+  size_t base = p.values.size();
+  p.values.resize(base + values.size());
+  Datum* out = p.values.data() + base;
+  MemoryContext cxt = p.cxt;
   PgCall([&] {
-    int rc = SPI_execute_plan(p, values.data(), nulls.data(), false, 0);
-    if (rc < 0) elog(ERROR, "evstream: projection upsert failed: %s", SPI_result_code_string(rc));
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+    for (size_t i = 0; i < values.size(); i++)
+      out[i] = nulls[i] == 'n' ? (Datum)0 : datumCopy(values[i], cols[i]->typbyval, cols[i]->typlen);
+    MemoryContextSwitchTo(old);
   });
+  p.nulls.insert(p.nulls.end(), nulls.begin(), nulls.end());
+  if (++p.rows == kBatchRows) Write(mask, &p, false);
+}
+
+// Writes a full batch with the multi-row plan, or (all) every pending row one by one.
+void Batch::Write(uint64_t mask, Pending* p, bool all) {
+  if (p->rows == 0) return;
+  if (!all) {
+    RunUpsert(a_, a_.batch_upserts, mask, kBatchRows, p->values.data(), p->nulls.data());
+  } else {
+    size_t width = p->values.size() / p->rows;
+    for (size_t r = 0; r < p->rows; r++)
+      RunUpsert(a_, a_.upserts, mask, 1, p->values.data() + r * width, p->nulls.data() + r * width);
+  }
+  p->rows = 0;
+  p->values.clear();
+  p->nulls.clear();
+  MemoryContext cxt = p->cxt;
+  PgCall([&] { MemoryContextReset(cxt); });
+}
+
+void Batch::Flush() {
+  for (auto& [mask, p] : pending_) Write(mask, &p, true);
 }
 
 }  // namespace evstream::projection

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "catalog.hpp"
 
@@ -42,6 +44,11 @@ class Row {
   void Write(const char* aggregate_id, int32 version, TimestampTz at,
              const std::optional<std::string>& state);
   void Reset();
+  uint64_t mask() const { return mask_; }
+  // The upsert's parameters (key, data columns of mask(), maintained columns), as Write uses.
+  void Values(const char* aggregate_id, int32 version, TimestampTz at,
+              const std::optional<std::string>& state, std::vector<Datum>* values,
+              std::vector<char>* nulls);
 
  private:
   Datum Convert(const catalog::Column& c, const char* text, const char* what);
@@ -51,6 +58,34 @@ class Row {
   uint64_t mask_ = 0;
   Datum values_[64];
   bool nulls_[64];
+};
+
+// Rebuild's writer: rows are copied out of Row and written kBatchRows at a time with one
+// multi-row upsert per set of columns (a kept plan each); Flush writes what is left one by one.
+inline constexpr size_t kBatchRows = 200;
+
+class Batch {
+ public:
+  explicit Batch(const catalog::AggregateType& a);
+  ~Batch();
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+
+  void Add(Row& row, const char* aggregate_id, int32 version, TimestampTz at,
+           const std::optional<std::string>& state);
+  void Flush();
+
+ private:
+  struct Pending {
+    MemoryContext cxt = nullptr;  // the copied values
+    size_t rows = 0;
+    std::vector<Datum> values;
+    std::vector<char> nulls;
+  };
+  void Write(uint64_t mask, Pending* p, bool all);
+
+  const catalog::AggregateType& a_;
+  std::unordered_map<uint64_t, Pending> pending_;
 };
 
 }  // namespace evstream::projection

@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "catalog.hpp"
 #include "evstream/error.hpp"
@@ -17,6 +18,7 @@
 
 extern "C" {
 #include "catalog/pg_type.h"  // TEXTOID, INT4OID, TIMESTAMPTZOID
+#include "utils/array.h"      // construct_array
 #include "utils/builtins.h"   // CStringGetTextDatum, text_to_cstring
 #include "utils/memutils.h"   // AllocSetContextCreate
 #include "utils/portal.h"     // Portal
@@ -36,10 +38,12 @@ const char* kReplaySql =
     " WHERE aggregate_type = $1 ORDER BY aggregate_id, version";
 SPIPlanPtr g_replay = nullptr;
 
-KeptPlan g_set_state(
-    "UPDATE evstream.aggregates SET state = $3"
-    " WHERE aggregate_type = $1 AND aggregate_id = $2 AND state IS DISTINCT FROM $3",
-    {TEXTOID, TEXTOID, TEXTOID});
+// States are written back in bulk, one statement per kBatch aggregates.
+KeptPlan g_set_states(
+    "UPDATE evstream.aggregates a SET state = u.state"
+    "  FROM unnest($2::text[], $3::text[]) AS u(id, state)"
+    " WHERE a.aggregate_type = $1 AND a.aggregate_id = u.id AND a.state IS DISTINCT FROM u.state",
+    {TEXTOID, TEXTARRAYOID, TEXTARRAYOID});
 KeptPlan g_history(
     "SELECT version, event_type, data, to_jsonb(created_at) FROM evstream.events"
     " WHERE aggregate_type = $1 AND aggregate_id = $2"
@@ -54,6 +58,28 @@ std::optional<std::string> Step(const catalog::AggregateType& type, int32 versio
   std::optional<std::string> from = version == 1 ? std::nullopt : state;
   if (auto next = type.Next(from, event_type)) return next;
   return state;
+}
+
+// Writes the collected (aggregate_id, state) pairs to evstream.aggregates and clears them.
+void WriteStates(Datum aggregate_type, std::vector<std::string>* ids,
+                 std::vector<std::string>* states) {
+  if (ids->empty()) return;
+  size_t n = ids->size();
+  Datum arrays[2];
+  PgCall([&] {
+    Datum* id_datums = static_cast<Datum*>(palloc(sizeof(Datum) * n));
+    Datum* state_datums = static_cast<Datum*>(palloc(sizeof(Datum) * n));
+    for (size_t i = 0; i < n; i++) {
+      id_datums[i] = CStringGetTextDatum((*ids)[i].c_str());
+      state_datums[i] = CStringGetTextDatum((*states)[i].c_str());
+    }
+    arrays[0] = PointerGetDatum(construct_array(id_datums, static_cast<int>(n), TEXTOID, -1, false, TYPALIGN_INT));
+    arrays[1] = PointerGetDatum(construct_array(state_datums, static_cast<int>(n), TEXTOID, -1, false, TYPALIGN_INT));
+  });
+  Datum args[3] = {aggregate_type, arrays[0], arrays[1]};
+  g_set_states.Run(args, nullptr, false);
+  ids->clear();
+  states->clear();
 }
 
 const char* Text(Datum d) {
@@ -108,18 +134,21 @@ int64 Rebuild(const char* aggregate_type) {
 int64 Replay(const catalog::AggregateType& type_ref, Portal portal, MemoryContext batch_cxt, Datum arg) {
   const catalog::AggregateType* type = &type_ref;
   projection::Row row(*type);
+  projection::Batch batch(*type);
   std::string current;  // aggregate being folded
   bool have_current = false;
   int32 version = 0;
   TimestampTz at = 0;
   std::optional<std::string> state;
   int64 replayed = 0;
+  std::vector<std::string> state_ids, state_values;
   auto flush = [&] {
     if (!have_current) return;
-    row.Write(current.c_str(), version, at, state);
+    batch.Add(row, current.c_str(), version, at, state);
     if (type->HasStateMachine() && state) {
-      Datum args[3] = {arg, CStringGetTextDatum(current.c_str()), CStringGetTextDatum(state->c_str())};
-      g_set_state.Run(args, nullptr, false);
+      state_ids.push_back(current);
+      state_values.push_back(*state);
+      if (state_ids.size() >= static_cast<size_t>(kBatch)) WriteStates(arg, &state_ids, &state_values);
     }
     row.Reset();
   };
@@ -170,6 +199,8 @@ int64 Replay(const catalog::AggregateType& type_ref, Portal portal, MemoryContex
     });
   }
   flush();
+  batch.Flush();
+  WriteStates(arg, &state_ids, &state_values);
   return replayed;
 }
 
