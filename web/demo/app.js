@@ -119,16 +119,17 @@ function showState(state) {
   el.dataset.state = state;
 }
 
+// Loads the history page by page; returns the position the stream resumes after (or null).
 async function loadHistory() {
   let after = 0;
   for (;;) {
     const r = await fetch(`/api/events?channel=${encodeURIComponent(CHANNEL)}&after=${after}&limit=500`, { headers: authHeaders });
     if (!r.ok) throw new Error(`history: HTTP ${r.status}`);
     const body = await r.json();
-    const events = Array.isArray(body) ? body : body.events;
-    for (const e of events) apply(e);
-    if (events.length < 500) return events.length ? String(events[events.length - 1].position) : (after ? String(after) : null);
-    after = events[events.length - 1].position;
+    for (const e of body.events) apply(e);
+    const next = body.next ?? (body.events.length ? body.events[body.events.length - 1].position : after);
+    if (body.events.length < 500 || !next || next === after) return next ? String(next) : null;
+    after = next;
   }
 }
 
