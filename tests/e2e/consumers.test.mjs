@@ -135,3 +135,37 @@ test('roles are cluster-wide: a second database creates and drops the extension 
     await admin.end();
   }
 });
+
+// Not a consumer flow, but it needs two sessions: each backend caches compiled schemas and
+// projection/state-machine configuration, and a catalog change in one session must reach the
+// caches of the others at their next transaction.
+test('catalog changes in one session reach the cached schemas and projections of another', async () => {
+  const [a, b] = await connectMany(2);
+  const type = unique('cache');
+  const table = `${type}_rows`;
+  try {
+    // Session a caches "unregistered, no projection" for the type.
+    await a.query("SELECT evstream.post_event('project:cache', $1, 'x1', $2, '{\"n\": -1}')", [type, `${type}.set`]);
+    await b.query(`CREATE TABLE ${table} (id text PRIMARY KEY, n integer)`);
+    await b.query('SELECT evstream.register_event_type($1, $2)',
+      [`${type}.set`, JSON.stringify({ properties: { n: { type: 'integer', minimum: 0 } } })]);
+    await b.query('SELECT evstream.project_into($1, $2)', [type, table]);
+    await assert.rejects(
+      a.query("SELECT evstream.post_event('project:cache', $1, 'x2', $2, '{\"n\": -1}')", [type, `${type}.set`]),
+      (e) => e.code === 'EV003' && e.message === 'data.n: -1 is less than minimum 0',
+      'the schema registered by session b applies in session a');
+    await a.query("SELECT evstream.post_event('project:cache', $1, 'x3', $2, '{\"n\": 7}')", [type, `${type}.set`]);
+    const { rows } = await b.query(`SELECT id, n FROM ${table}`);
+    assert.deepEqual(rows, [{ id: 'x3', n: 7 }], 'the projection registered by session b is written by session a');
+    await b.query('SELECT evstream.allow_transition($1, NULL, $2, $3)', [type, `${type}.opened`, 'open']);
+    await assert.rejects(
+      a.query("SELECT evstream.post_event('project:cache', $1, 'x4', $2, '{\"n\": 1}')", [type, `${type}.set`]),
+      (e) => e.code === 'EV004', 'a state machine declared by session b applies in session a');
+  } finally {
+    await b.query(`DELETE FROM evstream.projections WHERE aggregate_type = $1`, [type]).catch(() => {});
+    await b.query(`DELETE FROM evstream.transitions WHERE aggregate_type = $1`, [type]).catch(() => {});
+    await b.query(`DELETE FROM evstream.event_types WHERE event_type = $1`, [`${type}.set`]).catch(() => {});
+    await b.query(`DROP TABLE IF EXISTS ${table}`).catch(() => {});
+    await closeAll([a, b]);
+  }
+});
