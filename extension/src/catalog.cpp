@@ -32,9 +32,9 @@ namespace ss = evstream::sqlstate;
 KeptPlan g_event_type("SELECT schema FROM evstream.event_types WHERE event_type = $1", {TEXTOID});
 KeptPlan g_projection(
     "SELECT p.target::oid, p.key_column::text, p.status_column::text,"
-    "       format('%I.%I', n.nspname, c.relname)"
-    "  FROM evstream.projections p JOIN pg_class c ON c.oid = p.target"
-    "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.aggregate_type = $1",
+    "       CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) END"
+    "  FROM evstream.projections p LEFT JOIN pg_class c ON c.oid = p.target"
+    "  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.aggregate_type = $1",
     {TEXTOID});
 KeptPlan g_columns(
     "SELECT a.attname::text, a.attnum::int, a.atttypid, a.atttypmod FROM pg_attribute a"
@@ -115,7 +115,15 @@ void LoadProjection(AggregateType* a, MemoryContext cxt) {
   bool isnull = false;
   a->target = DatumGetObjectId(pg::ResultValue(0, 1, &isnull));
   std::string key_name = TextAt(0, 2), status_name = TextAt(0, 3);
-  a->target_sql = TextAt(0, 4);
+  const char* target_sql = TextAt(0, 4);
+  if (target_sql == nullptr)
+    throw Error(ss::kInvalidParameter,
+                "the projection target of " + a->aggregate_type + " (oid " +
+                    std::to_string(a->target) + ") no longer exists",
+                "", "Register a new target with evstream.project_into, or remove the projection: "
+                    "DELETE FROM evstream.projections WHERE aggregate_type = '" +
+                    a->aggregate_type + "'.");
+  a->target_sql = target_sql;
   Datum rel = ObjectIdGetDatum(a->target);
   uint64_t n = g_columns.Run(&rel, nullptr, true);
   SPITupleTable* table = SPI_tuptable;

@@ -1,6 +1,6 @@
 -- Projections: each appended event upserts the target row in the same transaction.
 BEGIN;
-SELECT plan(13);
+SELECT plan(14);
 
 CREATE TABLE public.documents (
   id text PRIMARY KEY, title text, pages integer, tags jsonb, status text,
@@ -55,6 +55,13 @@ SELECT results_eq($$SELECT id, subject FROM public.tickets$$, $$VALUES (42, 'Hel
                   'aggregate_id is cast to the key column type');
 SELECT throws_ok($$SELECT evstream.post_event('project:p1', 'ticket', 'abc', 'ticket.opened')$$,
                  '22P02', NULL, 'an aggregate_id that does not fit the key column is refused');
+
+-- A dropped target is an error (not a silently skipped projection) until the projection is
+-- registered again or removed.
+DROP TABLE public.tickets;
+SELECT throws_like($$SELECT evstream.post_event('project:p1', 'ticket', '43', 'ticket.opened')$$,
+                   'the projection target of ticket (oid %) no longer exists',
+                   'appends to a type whose projection target was dropped are refused');
 
 SELECT * FROM finish();
 ROLLBACK;
