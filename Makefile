@@ -10,7 +10,8 @@ PG_CXXFLAGS = -std=c++17 -Wno-register -fexceptions -Wall -Wextra -Wno-unused-pa
 SHLIB_LINK  = -lstdc++
 EXTRA_CLEAN = build
 override with_llvm = no
-autodepend  = yes   # rebuild objects when a header changes
+# rebuild objects when a header they include changes (.deps/)
+override autodepend = yes
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
