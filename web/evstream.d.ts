@@ -19,6 +19,25 @@ export interface EvstreamEvent<D = Record<string, unknown>> {
   createdBy: string;
 }
 
+/**
+ * An ephemeral event (evstream.publish, POST /api/publish, presence, typing): never stored, so
+ * no position, version or eventId, and no SSE id: line. At most once, no replay.
+ */
+export interface EphemeralEvent<D = Record<string, unknown>> {
+  type: string;
+  channel: string;
+  entity: string | null;
+  id: string | null;
+  data: D;
+  ephemeral: true;
+  ephemeralId?: string;
+  createdBy: string;
+  timestamp: string;
+}
+export type PresenceEvent = EphemeralEvent<{ action: 'join' | 'leave'; userId: string }> & { type: 'presence' };
+export type TypingEvent = EphemeralEvent<{ userId: string; isTyping: boolean; expired?: boolean }> & { type: 'typing' };
+export interface AiChunkData { streamId: string; text: string; done?: boolean; [k: string]: unknown }
+
 /** Control frames delivered to '*' subscribers: connected, reset, overflow, error. */
 export interface ControlEvent { type: 'connected' | 'reset' | 'overflow' | 'error'; [k: string]: unknown }
 
@@ -56,15 +75,42 @@ export declare class Client {
   readonly connectionId: string | null;
   readonly lastEventId: string | null;
   /** pattern: '*', 'document:*' or 'document:doc_1'. Returns the unsubscribe function. */
-  subscribe(pattern: string, callback: (event: EvstreamEvent | ControlEvent) => void): () => void;
+  subscribe(pattern: string, callback: (event: EvstreamEvent | EphemeralEvent | ControlEvent) => void): () => void;
+  /** Ephemeral event to the channel's current subscribers (202 body; 413 over the size limit). */
+  publish(channel: string, type: string, data?: Record<string, unknown>, options?: { entity?: string; id?: string }):
+    Promise<{ published: true; ephemeralId: string; channel: string; type: string; coalesced: number }>;
+  setTyping(channel: string, isTyping?: boolean): Promise<unknown>;
+  presence(channel: string): Promise<Array<{ userId: string }>>;
+  streamAnswers(onUpdate: (answer: Answer) => void, options?: AnswerStreamOptions): () => void;
   onStateChange(callback: (state: ConnectionState) => void): () => void;
   /** Posts an event; the idempotency key defaults to a fresh UUID, so retries are safe. */
   post(event: NewEvent, options?: { idempotencyKey?: string; retries?: number }): Promise<EvstreamEvent>;
   close(): void;
 }
 
+export interface Answer {
+  streamId: string;
+  text: string;
+  done: boolean;
+  /** The stored final event once it arrived (it replaces the chunks' text). */
+  final: EvstreamEvent | null;
+  chunks: number;
+}
+export interface AnswerStreamOptions {
+  onUpdate?: (answer: Answer) => void;
+  chunkType?: string;   // default 'ai_chat_chunk'
+  finalType?: string;   // default 'ai_chat'
+  finalText?: (event: EvstreamEvent) => string;  // default data.text ?? data.content
+}
+export declare class AnswerStream {
+  constructor(options?: AnswerStreamOptions);
+  readonly answers: Map<string, Answer>;
+  handle(event: EvstreamEvent | EphemeralEvent | ControlEvent): Answer | null;
+}
+export declare function renderAnswer(element: HTMLElement, answer: Answer): HTMLElement;
+
 export declare function connect(options: ConnectOptions): Client;
-export declare function matches(pattern: string, event: { entity: string; id: string }): boolean;
+export declare function matches(pattern: string, event: { entity: string | null; id: string | null; type?: string }): boolean;
 export declare class SseParser {
   constructor(onEvent: (frame: { event: string; data: string; id?: string; retry?: number }) => void);
   push(text: string): void;

@@ -62,8 +62,10 @@ export class SseParser {
 }
 
 // Does `pattern` ('*', 'document:*', 'document:doc_1') match an event's entity and id?
+// Ephemeral events without an entity (presence, typing, …) match '*' and their own type.
 export function matches(pattern, event) {
   if (pattern === '*') return true;
+  if (event.entity == null) return pattern === event.type;
   const colon = pattern.indexOf(':');
   const entity = colon < 0 ? pattern : pattern.slice(0, colon);
   const id = colon < 0 ? '*' : pattern.slice(colon + 1);
@@ -147,6 +149,42 @@ export class Client {
       if (!response.ok) throw new EvstreamError(response.status, body);
       return body;
     }
+  }
+
+  // An ephemeral event (POST /api/publish): delivered to the channel's current subscribers on
+  // every instance, never stored — at most once, no replay, no id. Resolves with the 202 body.
+  async publish(channel, type, data = {}, { entity, id } = {}) {
+    return this.request('POST', '/api/publish', { channel, type, data, entity, id });
+  }
+
+  // Typing indicator for this user (the server sets userId and expires it).
+  setTyping(channel, isTyping = true) {
+    return this.publish(channel, 'typing', { isTyping: Boolean(isTyping) });
+  }
+
+  // Current members of a channel across every instance: [{ userId }].
+  async presence(channel) {
+    const body = await this.request('GET', `/api/presence?channel=${encodeURIComponent(channel)}`);
+    return body.members;
+  }
+
+  // Follows streaming AI answers on this client's stream: see AnswerStream. Returns the
+  // unsubscribe function.
+  streamAnswers(onUpdate, options = {}) {
+    const answers = new AnswerStream({ ...options, onUpdate });
+    return this.subscribe('*', (event) => answers.handle(event));
+  }
+
+  async request(method, path, body) {
+    const headers = {};
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const response = await this.fetch(`${this.url}${path}`, {
+      method, headers, credentials: 'include', body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await response.json().catch(() => null);
+    if (!response.ok) throw new EvstreamError(response.status, json);
+    return json;
   }
 
   close() {
@@ -241,4 +279,61 @@ export class Client {
       await new Promise((r) => setTimeout(r, delay * (0.75 + Math.random() * 0.5)));
     }
   }
+}
+
+// A streaming AI answer: ephemeral chunks ({ streamId, text, done }) append to the answer's text
+// in arrival order; the stored final event (type `finalType`, data.streamId) then replaces it —
+// the log is the truth, chunks are only a preview. Chunks arriving after the final are ignored.
+// onUpdate(answer) runs after every change: { streamId, text, done, final (the stored event or
+// null), chunks }.
+export class AnswerStream {
+  constructor({ onUpdate = () => {}, chunkType = 'ai_chat_chunk', finalType = 'ai_chat',
+                finalText = (event) => event.data?.text ?? event.data?.content ?? '' } = {}) {
+    this.onUpdate = onUpdate;
+    this.chunkType = chunkType;
+    this.finalType = finalType;
+    this.finalText = finalText;
+    this.answers = new Map();
+  }
+
+  answer(streamId) {
+    let a = this.answers.get(streamId);
+    if (!a) {
+      a = { streamId, text: '', done: false, final: null, chunks: 0 };
+      this.answers.set(streamId, a);
+    }
+    return a;
+  }
+
+  // Feed every event of the stream here; returns the answer it changed (or null).
+  handle(event) {
+    const streamId = event?.data?.streamId;
+    if (typeof streamId !== 'string') return null;
+    if (event.type === this.chunkType) {
+      const a = this.answer(streamId);
+      if (a.final) return null;
+      if (typeof event.data.text === 'string') a.text += event.data.text;
+      a.chunks++;
+      if (event.data.done) a.done = true;
+      this.onUpdate(a);
+      return a;
+    }
+    if (event.type === this.finalType && event.position !== undefined) {
+      const a = this.answer(streamId);
+      a.final = event;
+      a.text = String(this.finalText(event));
+      a.done = true;
+      this.onUpdate(a);
+      return a;
+    }
+    return null;
+  }
+}
+
+// Renders an answer into an element: its text, and data-state streaming | done | final.
+export function renderAnswer(element, answer) {
+  element.textContent = answer.text;
+  element.dataset.state = answer.final ? 'final' : answer.done ? 'done' : 'streaming';
+  if (answer.final) element.dataset.eventId = answer.final.eventId;
+  return element;
 }

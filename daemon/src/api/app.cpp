@@ -28,15 +28,30 @@ App::App(uv_loop_t* loop, const core::Config& cfg)
     : loop_(loop), cfg_(cfg), verifier_(VerifierFrom(cfg)), hub_(),
       feed_(loop, feed::FeedOptions{cfg.database_url, cfg.batch_size, cfg.held_back_ms, cfg.poll_ms}, &hub_, &metrics_),
       pool_(loop, cfg.database_url, cfg.db_pool_size),
-      streams_(sse::StreamDeps{loop, &cfg_, &metrics_, &hub_, &feed_, &pool_, &verifier_}),
+      presence_(loop, realtime::PresenceOptions{cfg.presence_heartbeat_ms, cfg.presence_expiry_ms, cfg.typing_ttl_ms,
+                                                   cfg.presence_leave_grace_ms},
+                &hub_, &pool_, &metrics_),
+      publisher_(loop, &pool_, &metrics_, cfg.coalesce_ms),
+      streams_(sse::StreamDeps{loop, &cfg_, &metrics_, &hub_, &feed_, &pool_, &verifier_, &presence_}),
       events_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
+      realtime_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}, &publisher_, &presence_),
       server_(loop, ServerFrom(cfg), [this](const http::ConnectionPtr& c, http::Request& r) { Route(c, r); },
               &metrics_) {}
 
 int App::Start() {
   int rc = server_.Listen(cfg_.listen_host, cfg_.listen_port);
   if (rc != 0) return rc;
+  feed_.on_ephemeral = [this](const std::string& payload) {
+    feed::EphemeralPtr ev = feed::ParseEphemeral(payload);
+    if (!ev) return;
+    metrics_.ephemeral_received++;
+    presence_.OnEphemeral(*ev);
+    hub_.PublishEphemeral(ev);
+  };
+  feed_.on_presence = [this](const std::string& payload) { presence_.OnMessage(payload); };
+  feed_.on_listening = [this] { presence_.OnListening(); };
   feed_.Start();
+  presence_.Start();
   pool_.Start();
   streams_.Start();
   return 0;
@@ -45,6 +60,8 @@ int App::Start() {
 void App::Shutdown() {
   server_.Close();
   streams_.Close();
+  presence_.Close();
+  publisher_.Close();
   feed_.Close();
   pool_.Close();
 }
@@ -98,6 +115,14 @@ void App::Route(const http::ConnectionPtr& conn, http::Request& req) {
     if (m == "POST") return events_api_.Post(conn, req, cors);
     if (get) return events_api_.History(conn, req, cors);
     return respond(http::JsonError(405, "method_not_allowed", "use GET or POST"));
+  }
+  if (path == "/api/publish") {
+    if (m != "POST") return respond(http::JsonError(405, "method_not_allowed", "use POST"));
+    return realtime_api_.Publish(conn, req, cors);
+  }
+  if (path == "/api/presence") {
+    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    return realtime_api_.PresenceList(conn, req, cors);
   }
   if (path.rfind("/api/streams/", 0) == 0) {
     if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));

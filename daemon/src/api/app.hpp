@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "api/events_api.hpp"
+#include "api/realtime_api.hpp"
 #include "auth/jwt_verifier.hpp"
 #include "core/config.hpp"
 #include "core/metrics.hpp"
@@ -35,8 +36,11 @@ class App {
   hub::Hub hub_;
   feed::Feed feed_;
   feed::PgPool pool_;
+  realtime::Presence presence_;
+  realtime::Publisher publisher_;
   sse::StreamService streams_;
   EventsApi events_api_;
+  RealtimeApi realtime_api_;
   http::Server server_;
 };
 

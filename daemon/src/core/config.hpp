@@ -28,6 +28,11 @@ struct Config {
   int poll_ms = 1000;                     // safety-net read period (0: doorbells only)
   int db_pool_size = 4;                   // connections for replays and the HTTP API
   int max_batch_ms = 5000;
+  int coalesce_ms = 5;                    // POST /api/publish: a first chunk waits this long for more
+  int presence_heartbeat_ms = 5000;       // presence state sent to the other instances
+  int presence_expiry_ms = 15000;         // an instance silent this long: its members leave
+  int presence_leave_grace_ms = 1000;    // last stream closed: leave after this long (reloads)
+  int typing_ttl_ms = 6000;               // typing not refreshed this long: isTyping false
   std::string web_root;                   // static files; empty: none
   bool web_root_explicit = false;
   std::vector<std::string> cors_origins;  // "*" allows any origin

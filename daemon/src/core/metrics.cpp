@@ -31,6 +31,18 @@ std::string Metrics::Render() const {
          db_reconnects);
   metric("evstream_doorbells_total", "counter", "NOTIFY evstream doorbells received.", doorbells);
   metric("evstream_feed_reads_total", "counter", "read_after calls by the live feed.", feed_reads);
+  metric("evstream_ephemeral_received_total", "counter", "Ephemeral events received (NOTIFY).",
+         ephemeral_received);
+  metric("evstream_ephemeral_delivered_total", "counter", "Ephemeral frames queued to clients.",
+         ephemeral_delivered);
+  metric("evstream_ephemeral_dropped_total", "counter",
+         "Ephemeral frames skipped because the client's queue was full.", ephemeral_dropped);
+  metric("evstream_ephemeral_published_total", "counter",
+         "Ephemeral events published for POST /api/publish (after coalescing).", ephemeral_published);
+  metric("evstream_ephemeral_coalesced_total", "counter",
+         "Chunks merged into an earlier chunk of the same stream.", ephemeral_coalesced);
+  metric("evstream_presence_messages_total", "counter", "Presence messages from other instances.",
+         presence_messages);
   metric("evstream_last_position", "gauge", "Position of the last event fanned out.", last_position);
   metric("evstream_feed_lag_seconds", "gauge",
          "Seconds between the last event's creation and its fan-out.", feed_lag_seconds);

@@ -21,6 +21,12 @@ struct Metrics {
   uint64_t db_reconnects = 0;
   uint64_t doorbells = 0;
   uint64_t feed_reads = 0;
+  uint64_t ephemeral_received = 0;    // NOTIFY evstream_ephemeral payloads fanned out
+  uint64_t ephemeral_delivered = 0;   // ephemeral frames queued to clients
+  uint64_t ephemeral_dropped = 0;     // ephemeral frames not sent: the client's queue was full
+  uint64_t ephemeral_published = 0;   // evstream.publish calls made for POST /api/publish
+  uint64_t ephemeral_coalesced = 0;   // chunks merged into an earlier chunk of their stream
+  uint64_t presence_messages = 0;     // NOTIFY evstream_presence payloads received
   int64_t last_position = 0;          // last position delivered by the feed
   double feed_lag_seconds = 0;        // commit-to-fan-out delay of the last event
   bool db_connected = false;

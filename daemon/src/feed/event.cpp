@@ -55,3 +55,35 @@ EventPtr MakeEvent(const EventRow& row) {
 }
 
 }  // namespace evstream::feed
+
+namespace evstream::feed {
+
+EphemeralPtr MakeEphemeral(const std::string& channel, const std::string& type, const std::string& json) {
+  auto ev = std::make_shared<EphemeralEvent>();
+  ev->channel = channel;
+  ev->type = type;
+  ev->json = json;
+  ev->frame = std::make_shared<const std::string>(sse::Frame(type, json));
+  return ev;
+}
+
+EphemeralPtr ParseEphemeral(const std::string& payload) {
+  nlohmann::json j = nlohmann::json::parse(payload, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return nullptr;
+  auto str = [&](const char* k) -> std::string {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::string type = str("type"), channel = str("channel");
+  if (type.empty() || channel.empty()) return nullptr;
+  auto ev = std::make_shared<EphemeralEvent>();
+  ev->channel = channel;
+  ev->type = type;
+  ev->entity = str("entity");
+  ev->id = str("id");
+  ev->json = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  ev->frame = std::make_shared<const std::string>(sse::Frame(type, ev->json));
+  return ev;
+}
+
+}  // namespace evstream::feed

@@ -39,6 +39,21 @@ struct Event {
 };
 using EventPtr = std::shared_ptr<const Event>;
 
+// An ephemeral event (evstream.publish, presence, typing): never stored, so no position and no
+// SSE id: line. `frame` is "event: <type>\ndata: <payload>\n\n", built once per instance.
+struct EphemeralEvent {
+  std::string channel, type, entity, id;
+  std::string json;                          // the frame's data object
+  std::shared_ptr<const std::string> frame;
+};
+using EphemeralPtr = std::shared_ptr<const EphemeralEvent>;
+
+// Parses a NOTIFY evstream_ephemeral payload (the object evstream.publish builds); nullptr when
+// it is not an object with string "type" and "channel".
+EphemeralPtr ParseEphemeral(const std::string& payload);
+// Builds one from parts (presence and typing events made by evstreamd itself).
+EphemeralPtr MakeEphemeral(const std::string& channel, const std::string& type, const std::string& json);
+
 // {"type":…,"channel":…,"entity":…,"id":…,"version":…,"position":…,"eventId":…,"data":…,
 //  "metadata":…,"display":…,"timestamp":…,"correlationId":…,"causationId":…,"createdBy":…}
 std::string EventJson(const EventRow& row);

@@ -16,6 +16,11 @@
 
 namespace evstream::feed {
 
+// NOTIFY channels whose payload is the message (issue 7): ephemeral events (evstream.publish)
+// and evstreamd's presence protocol between instances.
+constexpr const char* kEphemeralChannel = "evstream_ephemeral";
+constexpr const char* kPresenceChannel = "evstream_presence";
+
 struct FeedOptions {
   std::string conninfo;
   int batch_size = 1000;
@@ -38,8 +43,14 @@ class Feed {
   LogKey Cursor() const { return cursor_; }
   int BackendPid() const { return conn_.BackendPid(); }
 
+  std::function<void(const std::string& payload)> on_ephemeral;  // NOTIFY evstream_ephemeral
+  std::function<void(const std::string& payload)> on_presence;   // NOTIFY evstream_presence
+  std::function<void()> on_listening;                            // after every (re)LISTEN
+
  private:
   void OnConnected();
+  void ListenFailed(QueryResult& r);
+  void ListenDoorbell();
   void FindTail();
   void Read();
   void OnRows(QueryResult& r);

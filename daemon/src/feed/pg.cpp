@@ -189,8 +189,9 @@ void PgConnection::ReadInput() {
 bool PgConnection::DrainNotifies() {
   while (PGnotify* n = PQnotifies(conn_.get())) {
     std::string channel = n->relname;
+    std::string payload = n->extra ? n->extra : "";
     PQfreemem(n);
-    if (on_notify) on_notify(channel);
+    if (on_notify) on_notify(channel, payload);
     if (state_ == State::Closed || !conn_) return false;
   }
   return true;

@@ -56,7 +56,7 @@ class PgConnection {
 
   std::function<void()> on_connected;
   std::function<void(const std::string& why)> on_disconnected;
-  std::function<void(const std::string& channel)> on_notify;
+  std::function<void(const std::string& channel, const std::string& payload)> on_notify;
 
  private:
   void Connect();

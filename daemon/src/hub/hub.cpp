@@ -42,19 +42,30 @@ void Hub::Remove(Subscriber* s) {
   if (found) count_--;
 }
 
-void Hub::Publish(const feed::EventPtr& ev) {
+template <typename Fn>
+void Hub::ForChannel(const std::string& channel, Fn fn) {
+  bool outer = !publishing_;  // presence events may be published from inside a callback
   publishing_ = true;
-  if (auto it = by_channel_.find(ev->channel); it != by_channel_.end()) {
+  if (auto it = by_channel_.find(channel); it != by_channel_.end()) {
     auto& subs = it->second;
     for (size_t i = 0; i < subs.size(); i++)
-      if (subs[i]) subs[i]->OnEvent(ev);
+      if (subs[i]) fn(subs[i]);
   }
   for (size_t i = 0; i < pattern_subs_.size(); i++) {
     Subscriber* s = pattern_subs_[i];
-    if (s && s->Channels().Matches(ev->channel)) s->OnEvent(ev);
+    if (s && s->Channels().Matches(channel)) fn(s);
   }
+  if (!outer) return;
   publishing_ = false;
   if (dirty_) Compact();
+}
+
+void Hub::Publish(const feed::EventPtr& ev) {
+  ForChannel(ev->channel, [&](Subscriber* s) { s->OnEvent(ev); });
+}
+
+void Hub::PublishEphemeral(const feed::EphemeralPtr& ev) {
+  ForChannel(ev->channel, [&](Subscriber* s) { s->OnEphemeral(ev); });
 }
 
 void Hub::Compact() {

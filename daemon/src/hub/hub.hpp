@@ -17,6 +17,8 @@ class Subscriber {
   virtual const auth::ChannelSet& Channels() const = 0;
   // Called for every published event whose channel matches.
   virtual void OnEvent(const feed::EventPtr& ev) = 0;
+  // Called for every ephemeral event whose channel matches (at most once, never replayed).
+  virtual void OnEphemeral(const feed::EphemeralPtr& ev) {}
 };
 
 class Hub {
@@ -25,10 +27,13 @@ class Hub {
   // Safe to call at any time, including from inside OnEvent.
   void Remove(Subscriber* s);
   void Publish(const feed::EventPtr& ev);
+  void PublishEphemeral(const feed::EphemeralPtr& ev);
   size_t size() const { return count_; }
 
  private:
   void Compact();
+  template <typename Fn>
+  void ForChannel(const std::string& channel, Fn fn);
   std::unordered_map<std::string, std::vector<Subscriber*>> by_channel_;
   std::vector<Subscriber*> pattern_subs_;
   size_t count_ = 0;

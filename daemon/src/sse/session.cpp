@@ -46,8 +46,15 @@ Session::Session(StreamService* svc, http::Connection* conn, auth::ChannelSet ch
 
 Session::~Session() {
   svc_->d_.hub->Remove(this);
+  if (svc_->d_.presence && !presence_user_.empty()) svc_->d_.presence->Leave(presence_user_, channels_.exact);
   svc_->sessions_.erase(this);
   svc_->d_.metrics->sse_clients--;
+}
+
+void Session::JoinPresence(const std::string& user) {
+  if (!svc_->d_.presence || user.empty() || !Alive()) return;
+  presence_user_ = user;
+  svc_->d_.presence->Join(user, channels_.exact);
 }
 
 void Session::SendFrame(const http::Frame& f) {
@@ -110,6 +117,18 @@ void Session::OnEvent(const feed::EventPtr& ev) {
     return;
   }
   Deliver(ev);
+}
+
+void Session::OnEphemeral(const feed::EphemeralPtr& ev) {
+  if (!Alive()) return;
+  // Events without an entity are channel-wide (presence, typing): every topic filter passes them.
+  if (!ev->entity.empty() && !auth::AnyTopicMatches(topics_, ev->entity, ev->id)) return;
+  if (conn_->QueuedBytes() >= svc_->d_.config->max_queue_bytes) {
+    svc_->d_.metrics->ephemeral_dropped++;
+    return;
+  }
+  svc_->d_.metrics->ephemeral_delivered++;
+  conn_->Send(ev->frame);
 }
 
 void Session::Deliver(const feed::EventPtr& ev) {

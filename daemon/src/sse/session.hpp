@@ -21,10 +21,15 @@ class Session : public hub::Subscriber, public std::enable_shared_from_this<Sess
   ~Session() override;
   const auth::ChannelSet& Channels() const override { return channels_; }
   void OnEvent(const feed::EventPtr& ev) override;
+  // Ephemeral frames go out at once (no id, no cursor); a client over the queue limit misses
+  // them: at most once, no replay.
+  void OnEphemeral(const feed::EphemeralPtr& ev) override;
 
   // Subscribes; with resume_from >= 0 replays everything after that position first.
   void Begin(int64_t resume_from);
   void SendFrame(const http::Frame& f);
+  // Counts this stream as `user` being present on its exact channels (until it closes).
+  void JoinPresence(const std::string& user);
 
  private:
   void Deliver(const feed::EventPtr& ev);
@@ -53,6 +58,7 @@ class Session : public hub::Subscriber, public std::enable_shared_from_this<Sess
   uint64_t waiting_since_ = 0;           // loop time when we began waiting for the client to drain
   core::UvHandle<uv_timer_t> timer_;     // batch_ms flushes, replay pacing
   core::UvHandle<uv_timer_t> pace_timer_;
+  std::string presence_user_;
 };
 
 }  // namespace evstream::sse

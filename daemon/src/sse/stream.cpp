@@ -126,9 +126,11 @@ void StreamService::Handle(const http::ConnectionPtr& conn, http::Request& req,
                            {"position", at.position}};
     session->SendFrame(std::make_shared<const std::string>(
         Frame("reset", data.dump(), at.position > 0 ? std::to_string(at.position) : "")));
+    session->JoinPresence(a.principal.sub);
     return;
   }
   session->Begin(resume_from);
+  session->JoinPresence(a.principal.sub);
   if (batch_ms > 0) conn->Flush();
 }
 

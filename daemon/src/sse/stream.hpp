@@ -17,6 +17,7 @@
 #include "feed/pool.hpp"
 #include "http/server.hpp"
 #include "hub/hub.hpp"
+#include "realtime/presence.hpp"
 
 namespace evstream::sse {
 
@@ -30,6 +31,7 @@ struct StreamDeps {
   feed::Feed* feed = nullptr;
   feed::PgPool* pool = nullptr;
   const auth::JwtVerifier* verifier = nullptr;
+  realtime::Presence* presence = nullptr;  // optional
 };
 
 class StreamService {

@@ -1,0 +1,76 @@
+#include "realtime/coalescer.hpp"
+
+namespace evstream::realtime {
+
+bool Coalescer::IsChunk(const Publication& p) {
+  auto s = p.data.find("streamId");
+  auto t = p.data.find("text");
+  return s != p.data.end() && s->is_string() && t != p.data.end() && t->is_string();
+}
+
+size_t Coalescer::PayloadBytesBound(const Publication& p) {
+  // Envelope: keys, quotes, ephemeralId (36), timestamp (24) and escaping of the short strings.
+  size_t strings = p.channel.size() + p.type.size() + p.entity.size() + p.id.size() + p.created_by.size();
+  return p.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size() + 2 * strings + 200;
+}
+
+std::string Coalescer::StreamKey(const Publication& p) {
+  std::string key;
+  for (const std::string* part : {&p.channel, &p.type, &p.entity, &p.id, &p.created_by}) {
+    key += *part;
+    key.push_back('\0');
+  }
+  key += p.data["streamId"].get<std::string>();
+  return key;
+}
+
+// A chunk joins the last waiting chunk of its stream unless that one is done (its stream ended:
+// whatever follows starts a new event) or the merged text would pass the size limit. Fields other
+// than text come from the newest chunk (its done flag, index, …).
+bool Coalescer::Add(Publication p) {
+  if (!IsChunk(p)) {
+    // A non-chunk event of a stream (e.g. {"streamId", "done": true}) closes it: later chunks
+    // must not jump ahead of it.
+    if (auto s = p.data.find("streamId"); s != p.data.end() && s->is_string()) {
+      Publication probe = p;
+      probe.data["text"] = "";
+      open_.erase(StreamKey(probe));
+    }
+    pending_.push_back(std::move(p));
+    return false;
+  }
+  std::string key = StreamKey(p);
+  auto it = open_.find(key);
+  if (it != open_.end()) {
+    Publication& last = pending_[it->second];
+    bool done = last.data.value("done", false) == true;
+    Publication merged;
+    if (!done) {
+      merged.channel = p.channel;
+      merged.type = p.type;
+      merged.entity = p.entity;
+      merged.id = p.id;
+      merged.created_by = p.created_by;
+      merged.data = p.data;
+      merged.data["text"] = last.data["text"].get<std::string>() + p.data["text"].get<std::string>();
+    }
+    if (!done && PayloadBytesBound(merged) <= max_payload_bytes_) {
+      last.data = std::move(merged.data);
+      last.chunks += p.chunks;
+      last.tickets.insert(last.tickets.end(), p.tickets.begin(), p.tickets.end());
+      return true;
+    }
+  }
+  open_[key] = pending_.size();
+  pending_.push_back(std::move(p));
+  return false;
+}
+
+std::vector<Publication> Coalescer::TakeAll() {
+  std::vector<Publication> out = std::move(pending_);
+  pending_.clear();
+  open_.clear();
+  return out;
+}
+
+}  // namespace evstream::realtime
