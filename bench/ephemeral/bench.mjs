@@ -90,11 +90,11 @@ async function sqlBaseline(clients) {
   return { path: 'sql evstream.publish (autocommit, one NOTIFY per chunk)', clients, chunks_per_s: Math.round(sent / seconds) };
 }
 
-const d = await startDaemon({ args: ['--log-level', 'warn', '--max-connections', '5000'] });
+const d = await startDaemon({ args: ['--max-connections', '5000', '--coalesce-ms', process.env.COALESCE_MS ?? '5'] });
 try {
-  console.log(JSON.stringify({ path: 'http', ...(await scenario(d, 1, 1)) }));
-  console.log(JSON.stringify({ path: 'http', ...(await scenario(d, 1, 16)) }));
-  console.log(JSON.stringify({ path: 'http', ...(await scenario(d, 100, 1)) }));
+  console.log(JSON.stringify({ path: "http", coalesce_ms: Number(process.env.COALESCE_MS ?? 5), ...(await scenario(d, 1, 1)) }));
+  console.log(JSON.stringify({ path: "http", coalesce_ms: Number(process.env.COALESCE_MS ?? 5), ...(await scenario(d, 1, 16)) }));
+  console.log(JSON.stringify({ path: "http", coalesce_ms: Number(process.env.COALESCE_MS ?? 5), ...(await scenario(d, 100, 1)) }));
   console.log(JSON.stringify(await sqlBaseline(1)));
   console.log(JSON.stringify(await sqlBaseline(8)));
 } finally {

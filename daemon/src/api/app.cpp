@@ -35,6 +35,8 @@ App::App(uv_loop_t* loop, const core::Config& cfg)
       streams_(sse::StreamDeps{loop, &cfg_, &metrics_, &hub_, &feed_, &pool_, &verifier_, &presence_}),
       events_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
       realtime_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}, &publisher_, &presence_),
+      catalog_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
+      consumers_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
       server_(loop, ServerFrom(cfg), [this](const http::ConnectionPtr& c, http::Request& r) { Route(c, r); },
               &metrics_) {}
 
@@ -115,6 +117,24 @@ void App::Route(const http::ConnectionPtr& conn, http::Request& req) {
     if (m == "POST") return events_api_.Post(conn, req, cors);
     if (get) return events_api_.History(conn, req, cors);
     return respond(http::JsonError(405, "method_not_allowed", "use GET or POST"));
+  }
+  if (path.rfind("/api/events/", 0) == 0) {
+    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    return catalog_api_.Event(conn, req, cors);
+  }
+  if (path == "/api/event-types") {
+    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    return catalog_api_.EventTypes(conn, req, cors);
+  }
+  if (path == "/api/stats") {
+    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    return catalog_api_.Stats(conn, req, cors);
+  }
+  if (path.rfind("/api/consumers/", 0) == 0) return consumers_api_.Handle(conn, req, cors);
+  if (path == "/api/openapi.json") {
+    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+    http::Response r = http::JsonRaw(200, OpenApiJson());
+    return respond(r);
   }
   if (path == "/api/publish") {
     if (m != "POST") return respond(http::JsonError(405, "method_not_allowed", "use POST"));

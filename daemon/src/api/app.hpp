@@ -6,6 +6,9 @@
 #include <memory>
 
 #include "api/events_api.hpp"
+#include "api/catalog_api.hpp"
+#include "api/consumers_api.hpp"
+#include "api/openapi.hpp"
 #include "api/realtime_api.hpp"
 #include "auth/jwt_verifier.hpp"
 #include "core/config.hpp"
@@ -41,6 +44,8 @@ class App {
   sse::StreamService streams_;
   EventsApi events_api_;
   RealtimeApi realtime_api_;
+  CatalogApi catalog_api_;
+  ConsumersApi consumers_api_;
   http::Server server_;
 };
 

@@ -87,6 +87,15 @@ std::optional<std::string> OptString(const json& body, const char* name, bool* b
 }
 }  // namespace
 
+void ReplyTo(const std::weak_ptr<http::Connection>& weak, http::Response r, const http::Headers& extra) {
+  Reply(weak, std::move(r), extra);
+}
+http::Response DbErrorResponse(const feed::QueryResult& r) { return DbError(r); }
+bool AuthOrReply(const EventsDeps& d, const http::ConnectionPtr& conn, const http::Request& req,
+                 const http::Headers& extra, auth::AuthResult* out) {
+  return Auth(d, conn, req, extra, out);
+}
+
 int StatusForSqlState(const std::string& s) {
   if (s.empty()) return 503;
   if (s == "EV001" || s == "EV002") return 409;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "auth/jwt_verifier.hpp"
+#include "auth/request_auth.hpp"
 #include "core/config.hpp"
 #include "core/metrics.hpp"
 #include "feed/pool.hpp"
@@ -24,6 +25,13 @@ struct EventsDeps {
 // HTTP status for a database error (SQLSTATE; empty = connection failure).
 int StatusForSqlState(const std::string& sqlstate);
 std::string ErrorCodeForSqlState(const std::string& sqlstate);
+
+// Shared by the API handlers: answer unless the client has gone; a database error as HTTP;
+// authenticate or answer 401.
+void ReplyTo(const std::weak_ptr<http::Connection>& weak, http::Response r, const http::Headers& extra);
+http::Response DbErrorResponse(const feed::QueryResult& r);
+bool AuthOrReply(const EventsDeps& d, const http::ConnectionPtr& conn, const http::Request& req,
+                 const http::Headers& extra, auth::AuthResult* out);
 
 class EventsApi {
  public:

@@ -1,0 +1,131 @@
+#include "api/catalog_api.hpp"
+
+#include <cstdlib>
+#include <map>
+#include <regex>
+
+#include "core/log.hpp"
+
+#include "feed/event.hpp"
+#include "feed/feed.hpp"
+
+namespace evstream::api {
+namespace {
+using nlohmann::json;
+const std::string kEventSql = std::string("SELECT ") + feed::kEventColumns + " FROM evstream.events e WHERE e.id = $1::uuid";
+const char* const kTypesSql =
+    "SELECT event_type, schema::text, description, example::text,"
+    " to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+    " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    " FROM evstream.event_types ORDER BY event_type";
+// Per (channel, type): the daemon keeps only the channels the caller may read. ($1: exact
+// channels, or NULL when the caller holds patterns.)
+const char* const kStatsSql =
+    "SELECT channel, event_type, count(*), extract(epoch FROM min(created_at))::float8,"
+    " extract(epoch FROM max(created_at))::float8 FROM evstream.events"
+    " WHERE $1::text[] IS NULL OR channel = ANY($1::text[]) GROUP BY channel, event_type";
+
+bool IsUuid(const std::string& s) {
+  static const std::regex re("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$");
+  return std::regex_match(s, re);
+}
+
+std::string TextArray(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); i++) {
+    if (i) out += ",";
+    out += "\"";
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += "\"";
+  }
+  return out + "}";
+}
+
+json JsonOrNull(const feed::QueryResult& r, int row, int col) {
+  if (r.null(row, col)) return nullptr;
+  json j = json::parse(r.value(row, col), nullptr, false);
+  return j.is_discarded() ? json(nullptr) : j;
+}
+}  // namespace
+
+void CatalogApi::Event(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
+  auth::AuthResult a;
+  if (!AuthOrReply(d_, conn, req, extra, &a)) return;
+  std::string id = req.path.substr(std::string("/api/events/").size());
+  if (!IsUuid(id)) return ReplyTo(conn, http::JsonError(400, "bad_request", "eventId must be a UUID"), extra);
+  std::weak_ptr<http::Connection> weak = conn;
+  auth::Principal principal = a.principal;
+  d_.pool->Query(kEventSql, {id}, [weak, extra, principal](feed::QueryResult& r) {
+    if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
+    // Not readable with this token: the same answer as missing (no existence leak).
+    if (r.rows() != 1 || !auth::Allows(principal, r.value(0, 2)))
+      return ReplyTo(weak, http::JsonError(404, "not_found", "no such event"), extra);
+    ReplyTo(weak, http::JsonRaw(200, feed::EventJson(feed::RowAt(r, 0))), extra);
+  });
+}
+
+void CatalogApi::EventTypes(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
+  auth::AuthResult a;
+  if (!AuthOrReply(d_, conn, req, extra, &a)) return;
+  std::weak_ptr<http::Connection> weak = conn;
+  d_.pool->Query(kTypesSql, {}, [weak, extra](feed::QueryResult& r) {
+    if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
+    json types = json::array();
+    for (int i = 0; i < r.rows(); i++)
+      types.push_back({{"eventType", r.value(i, 0)},
+                       {"schema", JsonOrNull(r, i, 1)},
+                       {"description", r.null(i, 2) ? json(nullptr) : json(r.value(i, 2))},
+                       {"example", JsonOrNull(r, i, 3)},
+                       {"registeredAt", r.value(i, 4)},
+                       {"updatedAt", r.value(i, 5)}});
+    ReplyTo(weak, http::Json(200, {{"eventTypes", types}}), extra);
+  });
+}
+
+void CatalogApi::Stats(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
+  auth::AuthResult a;
+  if (!AuthOrReply(d_, conn, req, extra, &a)) return;
+  std::vector<std::string> requested = req.QueryAll("channel");
+  auth::ChannelSet channels;
+  std::string denied;
+  if (!auth::SelectChannels(a.principal, requested, &channels, &denied)) {
+    d_.metrics->forbidden++;
+    return ReplyTo(conn, http::JsonError(403, "forbidden", "channel not allowed: " + denied, {{"channel", denied}}),
+                   extra);
+  }
+  feed::Params params = {std::nullopt};
+  if (!channels.HasPatterns()) params[0] = TextArray(channels.exact);
+  std::weak_ptr<http::Connection> weak = conn;
+  d_.pool->Query(kStatsSql, std::move(params), [weak, extra, channels](feed::QueryResult& r) {
+    if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
+    struct Row {
+      long long events = 0;
+      double first = 0, last = 0;
+    };
+    std::map<std::string, Row> by_type;
+    for (int i = 0; i < r.rows(); i++) {
+      if (!channels.Matches(r.value(i, 0))) continue;
+      Row& row = by_type[r.value(i, 1)];
+      long long n = std::atoll(r.value(i, 2));
+      double first = std::strtod(r.value(i, 3), nullptr), last = std::strtod(r.value(i, 4), nullptr);
+      if (row.events == 0 || first < row.first) row.first = first;
+      if (row.events == 0 || last > row.last) row.last = last;
+      row.events += n;
+    }
+    json types = json::array();
+    long long total = 0;
+    for (const auto& [type, row] : by_type) {
+      total += row.events;
+      types.push_back({{"eventType", type},
+                       {"events", row.events},
+                       {"firstAt", core::IsoTime(row.first)},
+                       {"lastAt", core::IsoTime(row.last)}});
+    }
+    ReplyTo(weak, http::Json(200, {{"eventTypes", types}, {"total", total}, {"channels", channels.Names()}}), extra);
+  });
+}
+
+}  // namespace evstream::api

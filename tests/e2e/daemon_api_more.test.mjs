@@ -1,0 +1,106 @@
+// The rest of the events HTTP API (issue 7): one event by id, the event-type catalog, stats and
+// consumers over HTTP, each filtered by the caller's claims. Real daemon, real cluster.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { pgClient, request, startDaemon, stopDaemon, token, uniq } from './lib/daemon.mjs';
+
+let d;
+let db;
+before(async () => {
+  db = pgClient();
+  await db.connect();
+  d = await startDaemon();
+});
+after(async () => {
+  await stopDaemon(d);
+  await db.end();
+});
+
+const auth = (claims) => ({ Authorization: `Bearer ${token(claims)}`, 'Content-Type': 'application/json' });
+const get = (claims, path) => request(d, path, { headers: auth(claims) });
+const post = (claims, path, body) => request(d, path, { method: 'POST', headers: auth(claims), body });
+const append = async (channel, type = 'thing', id = 't1', eventType = 'thing.happened') =>
+  (await db.query('SELECT id, position FROM evstream.post_event($1, $2, $3, $4)', [channel, type, id, eventType])).rows[0];
+
+describe('GET /api/events/{eventId}', () => {
+  test('returns the event to allowed tokens, 404 otherwise, 400 for a non-UUID', async () => {
+    const p = uniq('p');
+    const ev = await append(`project:${p}`);
+    const r = await get({ projects: [p] }, `/api/events/${ev.id}`);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.eventId, ev.id);
+    assert.equal(r.json.position, Number(ev.position));
+    assert.equal((await get({ projects: ['other'] }, `/api/events/${ev.id}`)).status, 404);
+    assert.equal((await get({ projects: [p] }, `/api/events/${crypto.randomUUID()}`)).status, 404);
+    assert.equal((await get({ projects: [p] }, '/api/events/nope')).status, 400);
+    assert.equal((await request(d, `/api/events/${ev.id}`)).status, 401);
+  });
+});
+
+describe('GET /api/event-types and /api/stats', () => {
+  test('the catalog lists registered types with schema and example', async () => {
+    const type = uniq('cat.');
+    await db.query(`SELECT evstream.register_event_type($1, '{"type": "object"}', 'a test type', '{"a": 1}')`, [type]);
+    const r = await get({ projects: ['x'] }, '/api/event-types');
+    assert.equal(r.status, 200, r.body);
+    const t = r.json.eventTypes.find((x) => x.eventType === type);
+    assert.deepEqual([t.schema, t.description, t.example], [{ type: 'object' }, 'a test type', { a: 1 }]);
+  });
+
+  test('stats count only the channels the token allows', async () => {
+    const p = uniq('p');
+    const q = uniq('q');
+    const type = uniq('st.');
+    await append(`project:${p}`, 's', 's1', type);
+    await append(`project:${p}`, 's', 's1', type);
+    await append(`project:${q}`, 's', 's2', type);
+    const r = await get({ projects: [p] }, '/api/stats');
+    assert.equal(r.status, 200, r.body);
+    const row = r.json.eventTypes.find((x) => x.eventType === type);
+    assert.equal(row.events, 2);
+    assert.ok(row.firstAt <= row.lastAt);
+    const both = await get({ projects: [p, q] }, '/api/stats');
+    assert.equal(both.json.eventTypes.find((x) => x.eventType === type).events, 3);
+    assert.equal((await get({ projects: [p] }, `/api/stats?channel=project:${q}`)).status, 403);
+  });
+});
+
+describe('consumers over HTTP', () => {
+  test('claim / ack / fail need roles: ["worker"]; events filtered by claims; ack advances', async () => {
+    const p = uniq('p');
+    const name = uniq('c');
+    const worker = { sub: 'w', projects: [p], roles: ['worker'] };
+    assert.equal((await post({ projects: [p] }, `/api/consumers/${name}/claim`, {})).status, 403);
+    const before = (await db.query('SELECT count(*)::int AS n FROM evstream.events')).rows[0].n;
+    assert.ok(before >= 0);
+    const first = await post(worker, `/api/consumers/${name}/claim`, { max_count: 1000 });
+    assert.equal(first.status, 200, first.body);
+    // start at the end of the log: ack everything claimed so far, page by page
+    let next = first.json.next;
+    while (next !== null) {
+      assert.equal((await post(worker, `/api/consumers/${name}/ack`, { position: next })).status, 200);
+      next = (await post(worker, `/api/consumers/${name}/claim`, { max_count: 1000 })).json.next;
+    }
+    const e1 = await append(`project:${p}`, 'job', 'j1', 'job.created');
+    const hidden = await append('project:not-mine', 'job', 'j2', 'job.created');
+    const e3 = await append(`project:${p}`, 'job', 'j3', 'job.created');
+    const batch = await post(worker, `/api/consumers/${name}/claim`, { max_count: 10 });
+    assert.equal(batch.status, 200);
+    assert.deepEqual(batch.json.events.map((e) => e.eventId), [e1.id, e3.id], 'not-mine filtered out');
+    assert.equal(batch.json.next, Number(e3.position));
+    assert.ok(Number(hidden.position) > 0);
+    const again = await post(worker, `/api/consumers/${name}/claim`, { max_count: 10 });
+    assert.deepEqual(again.json.events.map((e) => e.eventId), [e1.id, e3.id], 'claim does not advance');
+    const f = await post(worker, `/api/consumers/${name}/fail`, { position: Number(e1.position), error: 'boom' });
+    assert.equal(f.status, 200, f.body);
+    const failures = await db.query('SELECT error FROM evstream.consumer_failures WHERE consumer = $1', [name]);
+    assert.deepEqual(failures.rows.map((x) => x.error), ['boom']);
+    assert.equal((await post(worker, `/api/consumers/${name}/ack`, { position: Number(e3.position) })).status, 200);
+    const empty = await post(worker, `/api/consumers/${name}/claim`, {});
+    assert.deepEqual(empty.json, { events: [], next: null });
+    assert.equal((await post(worker, `/api/consumers/${name}/ack`, {})).status, 400);
+    assert.equal((await post(worker, `/api/consumers/${name}/fail`, { position: 1 })).status, 400);
+    assert.equal((await post(worker, `/api/consumers/${name}/nope`, {})).status, 404);
+  });
+});
