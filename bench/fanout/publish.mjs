@@ -2,10 +2,10 @@
 // ("t", unix microseconds) and a sequence number ("seq", 1..COUNT), in seq order.
 //   --target sql     evstream.post_events on channel C (the path evstreamd serves)
 //   --target notify  pg_notify('bench_fanout', …) (the Node LISTEN/NOTIFY baseline)
-//   --target http    POST URL?channel=C over one keep-alive connection (Node baseline, Nchan)
+//   --target http    POST URL?channel=C, pipelined on one connection (Node baseline, Nchan)
 // When the publisher falls behind its schedule, the SQL targets send every event that is due in
 // one statement (still in order); HTTP sends one request per event, as those servers require.
-import http from 'node:http';
+import net from 'node:net';
 import pg from 'pg';
 
 const arg = (name, dflt) => {
@@ -36,17 +36,34 @@ if (target === 'sql' || target === 'notify') {
     return db.query(`SELECT ${calls.join(', ')}`);
   };
 } else {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  // Pipelined HTTP/1.1 on one connection: requests go out on schedule without waiting for the
+  // previous response (TCP keeps them in order), so a busy server cannot slow the publisher
+  // down and every server gets the same offered load.
   const target = new URL(`${url}?channel=${channel}`); // raw, as subscribers send it (Nchan does not decode $arg_)
-  const postOne = (seq) => new Promise((resolve, reject) => {
-    const body = `{"type": "bench.tick", "data": ${stamp(seq)}}`;
-    const req = http.request({ host: target.hostname, port: target.port, path: `${target.pathname}${target.search}`,
-      method: 'POST', agent, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } },
-    (res) => { res.resume(); res.on('end', resolve); });
-    req.on('error', reject);
-    req.end(body);
+  const socket = net.connect(Number(target.port), target.hostname);
+  await new Promise((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+  let responses = 0;
+  let tail = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk) => {
+    const text = tail + chunk;
+    responses += (text.match(/HTTP\/1\.1 \d\d\d/g) || []).length;
+    tail = text.slice(-12);
   });
-  sendMany = async (first, n) => { for (let i = 0; i < n; i++) await postOne(first + i); };
+  const path = `${target.pathname}${target.search}`;
+  sendMany = async (first, n) => {
+    let out = '';
+    for (let i = 0; i < n; i++) {
+      const body = `{"type": "bench.tick", "data": ${stamp(first + i)}}`;
+      out += `POST ${path} HTTP/1.1\r\nHost: ${target.host}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    }
+    if (!socket.write(out)) await new Promise((r) => socket.once('drain', r));
+  };
+  sendMany.finish = async () => {
+    const deadline = Date.now() + 60000;
+    while (responses < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    socket.end();
+  };
 }
 
 // Paced: event k is due at start + k/rate.
@@ -63,6 +80,7 @@ while (next <= count) {
   next += n;
 }
 const elapsed = (performance.now() - start) / 1000;
+await sendMany.finish?.();
 console.log(JSON.stringify({ target, sent: count, seconds: Number(elapsed.toFixed(3)), rate: Math.round(count / elapsed) }));
 await db?.end();
 process.exit(0);

@@ -13,6 +13,7 @@ extern "C" {
 #include "storage/shmem.h"         // ShmemInitStruct
 #include "storage/spin.h"          // slock_t
 #include "tcop/tcopprot.h"         // die
+#include "utils/guc.h"             // SetConfigOption
 #include "utils/timestamp.h"       // GetCurrentTimestamp
 
 PGDLLEXPORT void evstream_doorbell_main(Datum arg);
@@ -235,6 +236,8 @@ void evstream_doorbell_main(Datum arg) {
 
   BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
   pgstat_report_appname("evstream doorbell");
+  // The NOTIFY is a wake-up, not data: its commit need not wait for a WAL flush.
+  SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
   SpinLockAcquire(&g_shared->mutex);
   g_shared->slots[idx].latch = MyLatch;
