@@ -3,6 +3,7 @@
 // Initial state comes from GET /api/events (history in the gap-free order); the stream then
 // continues from the last position loaded, so nothing is missed between the two.
 import { connect } from '/evstream.js';
+import { startChat } from '/demo/chat.js';
 
 const CHANNEL = 'project:demo';
 const params = new URLSearchParams(location.hash.slice(1) || location.search.slice(1));
@@ -147,6 +148,7 @@ async function main() {
   client.subscribe('*', (e) => {
     if (e.type === 'reset') location.reload();
   });
+  startChat(client, { channel: CHANNEL, token, headers: authHeaders }).catch((e) => console.error('chat', e));
   $('new-job').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const title = $('job-title').value.trim();

@@ -1,11 +1,14 @@
 // The demo worker: a process that takes new submissions from the log with evstream.consume,
-// "works" on them (paced progress events), and posts progress and completion events.
+// "works" on them (paced progress events), and posts progress and completion events. It is also
+// the chat room's deterministic demo "AI": each chat.message gets a reply streamed token by token
+// as ephemeral ai_chat_chunk events (evstream.publish), then stored as one ai_chat event.
 // Usage: node web/demo/worker.mjs   (libpq environment: PGHOST, PGPORT, PGDATABASE, PGUSER)
 import pg from 'pg';
 
 const CONSUMER = process.env.DEMO_WORKER_NAME ?? 'demo-worker';
 const STEP_MS = Number(process.env.DEMO_STEP_MS ?? 250);
 const STEPS = [10, 25, 40, 55, 70, 85, 100];
+const TOKEN_MS = Number(process.env.DEMO_TOKEN_MS ?? 60);
 
 const db = new pg.Client();
 let stopping = false;
@@ -35,6 +38,40 @@ async function work(e) {
   });
 }
 
+// Ephemeral: evstream.publish when the extension has it, else the same payload by pg_notify.
+let hasPublish = null;
+async function publish(channel, type, data) {
+  if (hasPublish === null)
+    hasPublish = (await db.query(`SELECT to_regprocedure('evstream.publish(text,text,jsonb,text,text,text)') IS NOT NULL AS ok`)).rows[0].ok;
+  if (hasPublish) return db.query('SELECT evstream.publish($1, $2, $3)', [channel, type, data]);
+  const payload = { type, channel, entity: null, id: null, data, ephemeral: true, createdBy: 'agent:demo-ai',
+                    timestamp: new Date().toISOString() };
+  return db.query(`SELECT pg_notify('evstream_ephemeral', $1)`, [JSON.stringify(payload)]);
+}
+
+function reply(text) {
+  const words = text.split(/\s+/).filter(Boolean).length;
+  return `Demo AI here. You wrote “${text}” (${words} word${words === 1 ? '' : 's'}). ` +
+    'This answer is deterministic, streamed token by token as ephemeral events, ' +
+    'and then stored once as an ai_chat event that replaces the preview.';
+}
+
+async function answer(e) {
+  const text = reply(String(e.data?.text ?? ''));
+  const streamId = e.id;
+  const tokens = text.match(/\S+\s*/g) ?? [];
+  for (const [i, token] of tokens.entries()) {
+    await publish(e.channel, 'ai_chat_chunk', { streamId, text: token, done: i === tokens.length - 1 });
+    await new Promise((r) => setTimeout(r, TOKEN_MS));
+  }
+  await db.query(
+    `SELECT * FROM evstream.post_event($1, $2, $3, 'ai_chat', $4, '{"source": "demo-ai"}',
+       correlation_id => $5, causation_id => $5, display => $6, created_by => 'agent:demo-ai')`,
+    [e.channel, e.aggregate_type, e.aggregate_id, { streamId, text }, e.id,
+     { role: 'assistant', content: text, icon: '🤖' }],
+  );
+}
+
 async function drain() {
   for (;;) {
     const { rows } = await db.query('SELECT * FROM evstream.consume($1, 20)', [CONSUMER]);
@@ -42,6 +79,7 @@ async function drain() {
     for (const e of rows) {
       try {
         if (e.event_type === 'submission.created') await work(e);
+        if (e.event_type === 'chat.message') await answer(e);
         await db.query('SELECT evstream.ack($1, $2)', [CONSUMER, e.position]);
       } catch (err) {
         await db.query('SELECT evstream.fail($1, $2, $3)', [CONSUMER, e.position, String(err.message)]);
