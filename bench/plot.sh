@@ -28,21 +28,25 @@ fi
 
 if [ -f bench/results/fanout.tsv ]; then
   s=$(latest bench/results/fanout.tsv)
+  # The newest measurement of each (server, mode, subscribers): a quick run refreshes the small
+  # sizes without hiding the large ones of the last full run.
+  awk -F'\t' '{last[$3 "\t" $4 "\t" $5] = $0} END {for (k in last) print last[k]}' \
+    bench/results/fanout.tsv >"$tmp/fanout-latest.tsv"
   for kind in evstreamd nchan node node-pg; do
-    awk -F'\t' -v s="$s" -v k="$kind" '$1 == s && $3 == k && $4 == "latency" {print $5 "\t" $14 "\t" $17}' \
-      bench/results/fanout.tsv | sort -n >"$tmp/lat-$kind.dat"
-    awk -F'\t' -v s="$s" -v k="$kind" '$1 == s && $3 == k && $4 == "throughput" {print k "\t" $12}' \
-      bench/results/fanout.tsv >>"$tmp/thr.dat"
+    awk -F'\t' -v k="$kind" '$3 == k && $4 == "latency" {print $5 "\t" $14 "\t" $17}' \
+      "$tmp/fanout-latest.tsv" | sort -n >"$tmp/lat-$kind.dat"
+    awk -F'\t' -v k="$kind" '$3 == k && $4 == "throughput" && $5 == 1000 {print k "\t" $12}' \
+      "$tmp/fanout-latest.tsv" >>"$tmp/thr.dat"
   done
   gnuplot <<GP
 set terminal pngcairo size 800,420 font "sans,10"
 set output "bench/plots/fanout_p99.png"
-set title "Publish→receive p99 latency vs subscribers (ms, lower is better) — $s"
+set title "Publish→receive p99 latency, 100 events/s (ms, lower is better) — $s"
 set logscale x
 set grid
 set key top left
 set xlabel "subscribers"
-plot for [k in "evstreamd nchan node node-pg"] "$tmp/lat-".k.".dat" using 1:2 with linespoints title k
+plot for [k in "evstreamd nchan node node-pg"] "$tmp/lat-".k.".dat" using 1:(\$1 <= 1000 ? \$2 : 1/0) with linespoints title k
 set output "bench/plots/fanout_rss.png"
 set title "Server RSS per idle connection (KiB, lower is better) — $s"
 set ylabel "KiB per connection"
@@ -52,7 +56,7 @@ GP
     gnuplot <<GP
 set terminal pngcairo size 800,420 font "sans,10"
 set output "bench/plots/fanout_throughput.png"
-set title "Delivered events/s at the throughput load (higher is better) — $s"
+set title "Delivered events/s, 1000 subscribers, publisher flat out (higher is better) — $s"
 set style fill solid 0.8 border -1
 set boxwidth 0.6
 set yrange [0:*]
