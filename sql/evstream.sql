@@ -483,6 +483,9 @@ BEGIN
   IF type IS NULL OR type = '' THEN
     RAISE EXCEPTION 'type must not be empty' USING ERRCODE = '22023';
   END IF;
+  IF type IN ('connected', 'heartbeat', 'reset', 'overflow', 'error', 'presence') THEN
+    RAISE EXCEPTION 'type is reserved for the stream''s own frames: %', type USING ERRCODE = '22023';
+  END IF;
   IF data IS NULL OR jsonb_typeof(data) <> 'object' THEN
     RAISE EXCEPTION 'data must be a JSON object' USING ERRCODE = '22023';
   END IF;

@@ -76,9 +76,13 @@ describe('ephemeral events', () => {
     const r = await publish(b, { projects: [q] }, { channel: `project:${p}`, type: 'x', data: {} });
     assert.equal(r.status, 403);
     assert.equal((await publish(b, { projects: [q] }, { channel: `project:${q}`, type: 'x' })).status, 202);
+    for (const type of ['reset', 'presence', 'connected'])
+      assert.equal((await publish(b, { projects: [p] }, { channel: `project:${p}`, type, data: {} })).status, 400, type);
+    // even a raw NOTIFY with a reserved type is not fanned out
+    await db.query(`SELECT pg_notify('evstream_ephemeral', $1)`, [JSON.stringify({ type: 'reset', channel: `project:${p}`, data: {} })]);
     assert.equal((await publish(b, { projects: [p] }, { channel: `project:${p}`, type: 'mine' })).status, 202);
     await s.until((evs) => evs.some((e) => e.event === 'mine'), 10000, 'own channel event');
-    assert.equal(s.events.filter((e) => e.event === 'x').length, 0);
+    assert.equal(s.events.filter((e) => e.event === 'x' || e.event === 'reset').length, 0);
     s.close();
   });
 

@@ -51,6 +51,7 @@ test('SQL publish validates input, the size limit and the claims', async () => {
   assert.equal(await code(`SELECT evstream.publish($1, 'ok', jsonb_build_object('x', repeat('a', 7000)))`, [`project:${p}`]), 'ok');
   assert.equal(await code(`SELECT evstream.publish('team:x', 't')`), '22023');
   assert.equal(await code(`SELECT evstream.publish('project:x', '')`), '22023');
+  assert.equal(await code(`SELECT evstream.publish('project:x', 'reset')`), '22023');
   assert.equal(await code(`SELECT evstream.publish('project:x', 't', '[1]')`), '22023');
   assert.equal(await code(`SELECT evstream.publish(NULL, 't')`), '22004');
   // as a non-superuser writer (superusers and evstream_admin members may use every channel)

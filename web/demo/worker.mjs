@@ -38,16 +38,8 @@ async function work(e) {
   });
 }
 
-// Ephemeral: evstream.publish when the extension has it, else the same payload by pg_notify.
-let hasPublish = null;
-async function publish(channel, type, data) {
-  if (hasPublish === null)
-    hasPublish = (await db.query(`SELECT to_regprocedure('evstream.publish(text,text,jsonb,text,text,text)') IS NOT NULL AS ok`)).rows[0].ok;
-  if (hasPublish) return db.query('SELECT evstream.publish($1, $2, $3)', [channel, type, data]);
-  const payload = { type, channel, entity: null, id: null, data, ephemeral: true, createdBy: 'agent:demo-ai',
-                    timestamp: new Date().toISOString() };
-  return db.query(`SELECT pg_notify('evstream_ephemeral', $1)`, [JSON.stringify(payload)]);
-}
+// Ephemeral: delivered to the channel's current subscribers by every evstreamd, never stored.
+const publish = (channel, type, data) => db.query('SELECT evstream.publish($1, $2, $3)', [channel, type, data]);
 
 function reply(text) {
   const words = text.split(/\s+/).filter(Boolean).length;

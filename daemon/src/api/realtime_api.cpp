@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "auth/request_auth.hpp"
+#include "feed/event.hpp"
 
 namespace evstream::api {
 namespace {
@@ -47,6 +48,8 @@ void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, c
     return Reply(conn, http::JsonError(400, "bad_request", "missing or invalid field: channel"), extra);
   if (!OptString(body, "type", &p.type) || p.type.empty())
     return Reply(conn, http::JsonError(400, "bad_request", "missing or invalid field: type"), extra);
+  if (feed::IsReservedEphemeralType(p.type))
+    return Reply(conn, http::JsonError(400, "bad_request", "type is reserved: " + p.type), extra);
   if (!OptString(body, "entity", &p.entity) || !OptString(body, "id", &p.id))
     return Reply(conn, http::JsonError(400, "bad_request", "entity and id must be strings"), extra);
   if (p.channel.find('*') != std::string::npos || !auth::Allows(a.principal, p.channel)) {

@@ -58,6 +58,11 @@ EventPtr MakeEvent(const EventRow& row) {
 
 namespace evstream::feed {
 
+bool IsReservedEphemeralType(const std::string& type) {
+  return type == "connected" || type == "heartbeat" || type == "reset" || type == "overflow" || type == "error" ||
+         type == "presence";
+}
+
 EphemeralPtr MakeEphemeral(const std::string& channel, const std::string& type, const std::string& json) {
   auto ev = std::make_shared<EphemeralEvent>();
   ev->channel = channel;
@@ -75,7 +80,7 @@ EphemeralPtr ParseEphemeral(const std::string& payload) {
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
   std::string type = str("type"), channel = str("channel");
-  if (type.empty() || channel.empty()) return nullptr;
+  if (type.empty() || channel.empty() || IsReservedEphemeralType(type)) return nullptr;
   auto ev = std::make_shared<EphemeralEvent>();
   ev->channel = channel;
   ev->type = type;

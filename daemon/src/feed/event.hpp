@@ -48,8 +48,12 @@ struct EphemeralEvent {
 };
 using EphemeralPtr = std::shared_ptr<const EphemeralEvent>;
 
+// Types nobody may publish: the stream's control frames (a fake `reset` would make clients
+// reload) and `presence` (evstreamd's own).
+bool IsReservedEphemeralType(const std::string& type);
+
 // Parses a NOTIFY evstream_ephemeral payload (the object evstream.publish builds); nullptr when
-// it is not an object with string "type" and "channel".
+// it is not an object with string "type" and "channel", or the type is reserved.
 EphemeralPtr ParseEphemeral(const std::string& payload);
 // Builds one from parts (presence and typing events made by evstreamd itself).
 EphemeralPtr MakeEphemeral(const std::string& channel, const std::string& type, const std::string& json);
