@@ -8,6 +8,7 @@
 
 #include "feed/event.hpp"
 #include "feed/feed.hpp"
+#include "feed/pg.hpp"
 
 namespace evstream::api {
 namespace {
@@ -28,20 +29,6 @@ const char* const kStatsSql =
 bool IsUuid(const std::string& s) {
   static const std::regex re("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$");
   return std::regex_match(s, re);
-}
-
-std::string TextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); i++) {
-    if (i) out += ",";
-    out += "\"";
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += "\"";
-  }
-  return out + "}";
 }
 
 json JsonOrNull(const feed::QueryResult& r, int row, int col) {
@@ -97,7 +84,7 @@ void CatalogApi::Stats(const http::ConnectionPtr& conn, http::Request& req, cons
                    extra);
   }
   feed::Params params = {std::nullopt};
-  if (!channels.HasPatterns()) params[0] = TextArray(channels.exact);
+  if (!channels.HasPatterns()) params[0] = feed::TextArray(channels.exact);
   std::weak_ptr<http::Connection> weak = conn;
   d_.pool->Query(kStatsSql, std::move(params), [weak, extra, channels](feed::QueryResult& r) {
     if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);

@@ -8,6 +8,7 @@
 #include "core/log.hpp"
 #include "feed/event.hpp"
 #include "feed/feed.hpp"
+#include "feed/pg.hpp"
 
 namespace evstream::api {
 namespace {
@@ -50,20 +51,6 @@ bool ParseInt(const std::string& s, long long min, long long max, long long* out
   if (*end != '\0' || v < min || v > max) return false;
   *out = v;
   return true;
-}
-
-std::string TextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); i++) {
-    if (i) out += ",";
-    out += "\"";
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += "\"";
-  }
-  return out + "}";
 }
 
 // Authenticates; on failure answers 401 itself and returns false.
@@ -201,7 +188,7 @@ void EventsApi::History(const http::ConnectionPtr& conn, http::Request& req, con
   }
   std::vector<std::string> topics = req.QueryAll("topic");
   feed::Params params = {std::to_string(after), std::to_string(limit), std::nullopt};
-  if (!channels.HasPatterns()) params[2] = TextArray(channels.exact);
+  if (!channels.HasPatterns()) params[2] = feed::TextArray(channels.exact);
   std::weak_ptr<http::Connection> weak = conn;
   d_.pool->Query(kHistorySql, std::move(params),
                  [weak, extra, channels, topics, after](feed::QueryResult& r) {

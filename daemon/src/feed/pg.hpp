@@ -82,4 +82,8 @@ class PgConnection {
   QueryResult pending_;
 };
 
+// A PostgreSQL text[] literal, {"a","b"}, with quotes and backslashes escaped: how the daemon
+// passes channel lists as one query parameter.
+std::string TextArray(const std::vector<std::string>& items);
+
 }  // namespace evstream::feed

@@ -7,6 +7,7 @@
 
 #include "core/log.hpp"
 #include "feed/feed.hpp"
+#include "feed/pg.hpp"
 #include "sse/frame.hpp"
 
 namespace evstream::sse {
@@ -16,20 +17,6 @@ const std::string kReplaySql = std::string("SELECT ") + feed::kEventColumns +
                                " FROM evstream.read_after($1::bigint, $2::int, $3::text[]) e";
 constexpr int kPaceMs = 5;
 
-// A text[] literal: {"a","b"} with quotes and backslashes escaped.
-std::string TextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); i++) {
-    if (i) out += ",";
-    out += "\"";
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += "\"";
-  }
-  return out + "}";
-}
 }  // namespace
 
 Session::Session(StreamService* svc, http::Connection* conn, auth::ChannelSet channels,
@@ -174,7 +161,7 @@ void Session::ReplayBatch() {
   size_t limit = std::clamp<size_t>(fit, 16, static_cast<size_t>(svc_->d_.config->batch_size));
   feed::Params params = {std::to_string(cursor_.position), std::to_string(limit), std::nullopt};
   replay_limit_ = static_cast<int>(limit);
-  if (!channels_.HasPatterns()) params[2] = TextArray(channels_.exact);
+  if (!channels_.HasPatterns()) params[2] = feed::TextArray(channels_.exact);
   svc_->d_.pool->Query(kReplaySql, std::move(params), [weak](feed::QueryResult& r) {
     auto self = weak.lock();
     if (self && self->Alive()) self->OnReplayRows(r);
