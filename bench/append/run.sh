@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Append benchmark: pgbench against the private cluster, every variant in the same run.
 #   plain      INSERT ... RETURNING into a table of the same shape and indexes (the physical limit)
+#   plain2     the same plus the per-aggregate row upsert, as two statements in one transaction
+#              (the same two row writes post_event makes, without any of its checks)
 #   plpgsql    a hand-written PL/pgSQL post_event with NOTIFY inside the transaction
 #   evstream   evstream.post_event with evstream.doorbell = worker (default) | inline | off
 # Prints TPS and the ratios, and appends them to bench/results/append.tsv.
@@ -12,7 +14,7 @@ cd "$(dirname "$0")/../.."
 DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-8}"
-VARIANTS="${VARIANTS:-plain plpgsql evstream-worker evstream-inline evstream-off}"
+VARIANTS="${VARIANTS:-plain plain2 plpgsql evstream-worker evstream-inline evstream-off}"
 bin="$(pg_config --bindir)"
 here=bench/append
 
@@ -25,8 +27,9 @@ psql -X -q -d postgres -c "SET client_min_messages = warning" \
 fresh() {  # a clean log before each run, so no variant pays for another's rows
   psql -X -q -c "SET client_min_messages = warning" -c "DROP EXTENSION IF EXISTS evstream CASCADE" \
     -c "CREATE EXTENSION evstream" -f "$here/plpgsql_post_event.sql" \
-    -c "DROP TABLE IF EXISTS bench_plain" \
+    -c "DROP TABLE IF EXISTS bench_plain, bench_plain_aggregates" \
     -c "CREATE TABLE bench_plain (LIKE evstream.events INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)" \
+    -c "CREATE TABLE bench_plain_aggregates (LIKE evstream.aggregates INCLUDING DEFAULTS INCLUDING INDEXES)" \
     -c "CHECKPOINT" >/dev/null
 }
 
@@ -50,6 +53,7 @@ for c in $CLIENTS; do
       fresh
       case "$v" in
         plain) t=$(tps "$here/plain.pgbench" "$c") ;;
+        plain2) t=$(tps "$here/plain_two_rows.pgbench" "$c") ;;
         plpgsql) t=$(tps "$here/plpgsql.pgbench" "$c") ;;
         evstream-*) t=$(tps "$here/post_event.pgbench" "$c" "-c evstream.doorbell=${v#evstream-}") ;;
       esac
