@@ -61,7 +61,12 @@ describe('ephemeral events', () => {
     const claims = { sub: 'rp', projects: [p] };
     const [pos] = (await db.query(`SELECT position FROM evstream.post_event($1, 'doc', 'd1', 'doc.created')`,
       [`project:${p}`])).rows.map((x) => Number(x.position));
+    // A witness on b proves b has already fanned the ephemeral event out before the resumed
+    // stream connects, so the resumed stream could only get it by a replay (there is none).
+    const witness = await openReady(b, { tokenValue: token(claims), query: `?channel=project:${p}` });
     await publish(a, claims, { channel: `project:${p}`, type: 'flash', data: {} });
+    await witness.until((evs) => evs.some((e) => e.event === 'flash'), 10000, 'the flash on b');
+    witness.close();
     await db.query(`SELECT evstream.post_event($1, 'doc', 'd1', 'doc.renamed')`, [`project:${p}`]);
     const s = await openReady(b, { tokenValue: token(claims), query: `?channel=project:${p}`, lastEventId: pos });
     await s.until((evs) => evs.some((e) => e.event === 'doc.renamed'), 10000, 'replayed event');
