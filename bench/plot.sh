@@ -43,10 +43,13 @@ set terminal pngcairo size 800,420 font "sans,10"
 set output "bench/plots/fanout_p99.png"
 set title "Publish→receive p99 latency, 100 events/s (ms, lower is better) — $s"
 set logscale x
+set logscale y
 set grid
 set key top left
 set xlabel "subscribers"
+set ylabel "ms (log scale)"
 plot for [k in "evstreamd nchan node node-pg"] "$tmp/lat-".k.".dat" using 1:(\$1 <= 1000 ? \$2 : 1/0) with linespoints title k
+unset logscale y
 set output "bench/plots/fanout_rss.png"
 set title "Server RSS per idle connection (KiB, lower is better) — $s"
 set ylabel "KiB per connection"
