@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_OPTIONS } from './lib/chromium.mjs';
 import { startDaemon, stopDaemon, token } from '../e2e/lib/daemon.mjs';
 
 const DB = 'evstream_browser_chat';
@@ -34,13 +35,7 @@ before(async () => {
     worker.stdout.on('data', (d) => String(d).includes('ready') && resolve());
     worker.on('exit', (code) => reject(new Error(`demo worker exited ${code}`)));
   });
-  // Flags from ../shared/ENV.md (the machine has no outside network); launch() uses a fresh profile.
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await chromium.launch(CHROMIUM_OPTIONS); // a fresh profile each run
 });
 
 after(async () => {

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { chromium } from 'playwright-core';
+import { CHROMIUM_OPTIONS } from './lib/chromium.mjs';
 import { startDaemon, stopDaemon, token, waitFor } from '../e2e/lib/daemon.mjs';
 
 const DB = 'evstream_browser';
@@ -35,14 +36,8 @@ before(async () => {
     worker.on('exit', (code) => reject(new Error(`demo worker exited ${code}`)));
   });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'evstream-chromium-'));
-  // A fresh profile each run; flags from ../shared/ENV.md (the machine has no outside network).
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1200, height: 760 },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  // A fresh profile each run.
+  browser = await chromium.launchPersistentContext(profile, { ...CHROMIUM_OPTIONS, viewport: { width: 1200, height: 760 } });
 });
 
 after(async () => {
