@@ -17,8 +17,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-sql/evstream--$(EXTVERSION).sql: sql/evstream.sql
-	cp $< $@
+# The extension's SQL: ordered parts (log, catalog, consumers, security, realtime) joined at build time.
+SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
+sql/evstream--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
 
 .PHONY: deps test demo bench unit
 deps:

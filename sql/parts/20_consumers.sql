@@ -1,0 +1,121 @@
+-- ---------------------------------------------------------------------------------------------
+-- Consumers: checkpoints per (consumer, member), failures users can query.
+-- Two workers of one member never get the same events: consume() first takes a non-blocking
+-- transaction-level advisory lock on (consumer, member) (pg_try_advisory_xact_lock), then locks
+-- the checkpoint row FOR UPDATE SKIP LOCKED; when either is held by another transaction it
+-- returns no rows at once. Both are held until the worker's transaction ends, so call consume
+-- and ack/fail in one transaction: BEGIN; consume; process; ack; COMMIT.
+-- ---------------------------------------------------------------------------------------------
+CREATE TABLE evstream.consumer_checkpoints (
+  consumer   text        NOT NULL,
+  member     integer     NOT NULL,
+  size       integer     NOT NULL DEFAULT 1,
+  tx         xid8        NOT NULL DEFAULT '0',
+  position   bigint      NOT NULL DEFAULT 0,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer, member),
+  CONSTRAINT consumer_member_check CHECK (member >= 0 AND size >= 1 AND member < size)
+);
+
+CREATE TABLE evstream.consumer_failures (
+  id        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  consumer  text        NOT NULL,
+  member    integer     NOT NULL,
+  position  bigint      NOT NULL,
+  event_id  uuid,
+  error     text        NOT NULL,
+  attempts  integer     NOT NULL,
+  failed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX consumer_failures_consumer_idx ON evstream.consumer_failures (consumer, position);
+
+CREATE FUNCTION evstream.consume(consumer text, max_count integer DEFAULT 100, member integer DEFAULT 0,
+                                 size integer DEFAULT 1)
+  RETURNS SETOF evstream.events
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c evstream.consumer_checkpoints;
+BEGIN
+  IF consumer IS NULL OR consumer = '' THEN
+    RAISE EXCEPTION 'consumer must not be null or empty' USING ERRCODE = '22004';
+  END IF;
+  IF max_count IS NULL OR max_count < 1 OR max_count > 100000 THEN
+    RAISE EXCEPTION 'max_count must be between 1 and 100000' USING ERRCODE = '22023';
+  END IF;
+  IF size IS NULL OR size < 1 OR member IS NULL OR member < 0 OR member >= size THEN
+    RAISE EXCEPTION 'member must be between 0 and size - 1 (got member %, size %)', member, size
+      USING ERRCODE = '22023';
+  END IF;
+  -- The advisory lock also keeps a second worker off the INSERT below, which would otherwise
+  -- wait for the first worker's uncommitted checkpoint row.
+  IF NOT pg_try_advisory_xact_lock(hashtextextended(consumer || chr(31) || member, 1771)) THEN
+    RETURN;
+  END IF;
+  INSERT INTO evstream.consumer_checkpoints (consumer, member, size)
+  VALUES (consume.consumer, consume.member, consume.size) ON CONFLICT DO NOTHING;
+  SELECT * INTO c FROM evstream.consumer_checkpoints k
+   WHERE k.consumer = consume.consumer AND k.member = consume.member
+   FOR UPDATE SKIP LOCKED;
+  IF NOT FOUND THEN
+    RETURN;  -- another worker of this member holds it
+  END IF;
+  IF c.size <> consume.size THEN
+    RAISE EXCEPTION 'consumer % member % was created with size %, not %', consumer, member, c.size, size
+      USING ERRCODE = '22023',
+            HINT = 'Keep the group size fixed, or start a new consumer name.';
+  END IF;
+  RETURN QUERY
+    SELECT e.* FROM evstream.events e
+     WHERE (e.tx, e.position) > (c.tx, c.position)
+       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+       AND (consume.size = 1 OR
+            abs(hashtextextended(e.aggregate_type || chr(31) || e.aggregate_id, 0) % consume.size)
+              = consume.member)
+     ORDER BY e.tx, e.position
+     LIMIT max_count;
+END
+$$;
+
+CREATE FUNCTION evstream._advance(consumer text, "position" bigint, member integer)
+  RETURNS evstream.events
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  e evstream.events;
+BEGIN
+  SELECT * INTO e FROM evstream.events x WHERE x.position = _advance.position;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'position % is not in the log', position USING ERRCODE = 'EV006';
+  END IF;
+  UPDATE evstream.consumer_checkpoints k SET tx = e.tx, position = e.position, updated_at = now()
+   WHERE k.consumer = _advance.consumer AND k.member = _advance.member
+     AND (k.tx, k.position) < (e.tx, e.position);
+  IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM evstream.consumer_checkpoints k
+                                WHERE k.consumer = _advance.consumer AND k.member = _advance.member) THEN
+    RAISE EXCEPTION 'consumer % member % has never consumed', consumer, member
+      USING ERRCODE = '22023', HINT = 'Call evstream.consume first.';
+  END IF;
+  RETURN e;
+END
+$$;
+
+CREATE FUNCTION evstream.ack(consumer text, "position" bigint, member integer DEFAULT 0)
+  RETURNS void
+  LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+  BEGIN ATOMIC
+    SELECT evstream._advance(ack.consumer, ack.position, ack.member);
+  END;
+
+CREATE FUNCTION evstream.fail(consumer text, "position" bigint, error text, member integer DEFAULT 0)
+  RETURNS void
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  e evstream.events;
+BEGIN
+  e := evstream._advance(consumer, position, member);
+  INSERT INTO evstream.consumer_failures (consumer, member, position, event_id, error, attempts)
+  SELECT fail.consumer, fail.member, fail.position, e.id, coalesce(fail.error, 'unknown error'),
+         1 + (SELECT count(*) FROM evstream.consumer_failures f
+               WHERE f.consumer = fail.consumer AND f.position = fail.position);
+END
+$$;
+
