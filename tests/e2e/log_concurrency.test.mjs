@@ -36,16 +36,20 @@ test('idempotency: a session waiting on an open original gets the original after
     const id = unique('agg-');
     await a.query('BEGIN');
     const original = await post(a, 'project:race', 'order', id, 'order.placed', { idempotency_key: key });
+    const { rows: [{ pid: bPid }] } = await b.query('SELECT pg_backend_pid() AS pid');
     let bDone = false;
     const bCall = post(b, 'project:race', 'order', id, 'order.placed', { idempotency_key: key }).then((r) => {
       bDone = true;
       return r;
     });
-    // b must block on the key while a's transaction is open.
+    bCall.catch(() => {});  // awaited below; a failure before that must not surface as unhandled
+    // b (this backend, not any other session of the cluster) must block on the key while a's
+    // transaction is open.
     await waitFor(async () => {
       const { rows } = await a.query(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%post_event%'");
-      return rows[0].n === 1;
+        "SELECT wait_event_type = 'Lock' AND query LIKE '%post_event%' AS waiting FROM pg_stat_activity WHERE pid = $1",
+        [bPid]);
+      return rows[0]?.waiting === true;
     }, { what: 'the second session to wait on the key lock' });
     assert.equal(bDone, false);
     await a.query('COMMIT');
