@@ -40,9 +40,9 @@ KeptPlan g_lock_key(
     {TEXTOID, TEXTOID});
 KeptPlan g_find_key(
     "SELECT e, (e.aggregate_type = $3 AND e.aggregate_id = $4 AND e.event_type = $5"
-    "           AND e.data = $6 AND e.display IS NOT DISTINCT FROM $7)"
+    "           AND e.data = $6 AND e.display IS NOT DISTINCT FROM $7 AND e.created_by = $8)"
     "  FROM evstream.events e WHERE e.channel = $1 AND e.idempotency_key = $2",
-    {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID});
+    {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID});
 KeptPlan g_bump(
     "INSERT INTO evstream.aggregates AS a (aggregate_type, aggregate_id, version)"
     " VALUES ($1, $2, 1) ON CONFLICT (aggregate_type, aggregate_id)"
@@ -68,8 +68,7 @@ KeptPlan g_insert(
     "   version, event_type, data, metadata, display, created_by, created_at, correlation_id,"
     "   causation_id, idempotency_key)"
     " VALUES ($1, gen_random_uuid(), pg_current_xact_id(), $2, $3, $4, $5, $6, $7, $8, $9,"
-    "   COALESCE($10, 'user:' || (NULLIF(current_setting('request.jwt.claims', true), '')::jsonb"
-    "   ->> 'sub'), 'system'), now(), $11, $12, $13)"
+    "   $10, now(), $11, $12, $13)"
     " RETURNING e",
     {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, TEXTOID,
      UUIDOID, UUIDOID, TEXTOID});
@@ -130,22 +129,23 @@ void ValidateRequest(const Request& r) {
 std::optional<Datum> FindByKey(const Request& r) {
   Datum key_args[2] = {Text(r.channel), Text(r.idempotency_key)};
   g_lock_key.Run(key_args, nullptr, false, 1);
-  Datum args[7] = {Text(r.channel), Text(r.idempotency_key), Text(r.aggregate_type),
+  Datum args[8] = {Text(r.channel), Text(r.idempotency_key), Text(r.aggregate_type),
                    Text(r.aggregate_id), Text(r.event_type), JsonbPGetDatum(r.data),
-                   r.display ? JsonbPGetDatum(r.display) : (Datum)0};
-  char nulls[7];
+                   r.display ? JsonbPGetDatum(r.display) : (Datum)0, Text(r.created_by)};
+  char nulls[8];
   memset(nulls, ' ', sizeof nulls);
   if (!r.display) nulls[6] = 'n';
   if (g_find_key.Run(args, nulls, false, 1) == 0) return std::nullopt;
   bool isnull = false;
   Datum row = pg::ResultValue(0, 1, &isnull);
   bool same = DatumGetBool(pg::ResultValue(0, 2, &isnull));
+  // One message whatever differs (content or creator): another creator learns nothing of the
+  // original event.
   if (!same)
     throw Error(ss::kIdempotencyConflict,
                 r.label + "idempotency_key \"" + r.idempotency_key + "\" was already used on " +
                     r.channel + " for a different event",
-                "The original event has other aggregate, event_type, data or display.",
-                "Use a new idempotency key for a new event.");
+                "", "Use a new idempotency key for a new event.");
   return row;
 }
 
@@ -249,7 +249,6 @@ Datum Insert(const Request& r, int64 position, int32 version) {
   memset(nulls, ' ', sizeof nulls);
   if (!r.metadata) nulls[7] = 'n';
   if (!r.display) nulls[8] = 'n';
-  if (!r.created_by) nulls[9] = 'n';
   if (!r.has_correlation_id) nulls[10] = 'n';
   if (!r.has_causation_id) nulls[11] = 'n';
   if (!r.idempotency_key) nulls[12] = 'n';
@@ -270,7 +269,12 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
   if (!doorbell::Preloaded())
     throw Error("55000", "evstream is not loaded through shared_preload_libraries", "",
                 "Add evstream to shared_preload_libraries and restart PostgreSQL.");
-  for (const Request& r : requests) ValidateRequest(r);
+  for (Request& r : requests) {
+    ValidateRequest(r);
+    // The one identity rule: created_by as stored, or 42501 (see security::Creator).
+    std::string creator = security::Creator(r.created_by, r.label);
+    PgCall([&] { r.created_by = pstrdup(creator.c_str()); });
+  }
   {
     std::set<std::pair<std::string, std::string>> keys;
     for (const Request& r : requests)

@@ -20,6 +20,7 @@ PG_FUNCTION_INFO_V1(evstream_rebuild);
 PG_FUNCTION_INFO_V1(evstream_state_at);
 PG_FUNCTION_INFO_V1(evstream_channel_allowed);
 PG_FUNCTION_INFO_V1(evstream_erase_aggregate);
+PG_FUNCTION_INFO_V1(evstream_creator);
 PG_FUNCTION_INFO_V1(evstream_refuse_change);
 PG_FUNCTION_INFO_V1(evstream_catalog_changed);
 }
@@ -77,6 +78,18 @@ extern "C" Datum evstream_channel_allowed(PG_FUNCTION_ARGS) {
   return evstream::pg::InvokeCpp([&]() -> Datum {
     return BoolGetDatum(evstream::security::ChannelAllowed(channel));
   });
+}
+
+extern "C" Datum evstream_creator(PG_FUNCTION_ARGS) {
+  const char* created_by = OptText(fcinfo, 0);
+  const char* result = nullptr;
+  Datum d = evstream::pg::InvokeCpp([&]() -> Datum {
+    std::string creator = evstream::security::Creator(created_by);
+    result = pstrdup(creator.c_str());
+    return (Datum)0;
+  });
+  (void)d;
+  PG_RETURN_TEXT_P(cstring_to_text(result));
 }
 
 extern "C" Datum evstream_erase_aggregate(PG_FUNCTION_ARGS) {

@@ -8,6 +8,7 @@
 #include "catalog.hpp"
 #include "evstream/claims.hpp"
 #include "evstream/error.hpp"
+#include "evstream/validate.hpp"
 #include "pg/spi.hpp"
 
 extern "C" {
@@ -37,10 +38,11 @@ bool g_erasing = false;
 char g_erase_type[256];
 char g_erase_id[256];
 
-// The claims last seen and what they allow (claims rarely change within a session).
+// The claims last seen, what they allow and their sub (claims rarely change within a session).
 std::string g_claims_text;
 bool g_claims_parsed = false;
 claims::Allowed g_allowed;
+std::string g_sub;  // "" when the claims carry no usable sub
 
 KeptPlan g_lock(
     "SELECT 1 FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2 FOR UPDATE",
@@ -65,12 +67,69 @@ KeptPlan g_drop_aggregate(
 void OnXactEnd(XactEvent, void*) { g_erasing = false; }
 void OnSubXactEnd(SubXactEvent, SubTransactionId, SubTransactionId, void*) { g_erasing = false; }
 
-bool IsAdmin() {
-  Oid admin = get_role_oid("evstream_admin", true);
-  return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
+// Re-reads request.jwt.claims when the setting changed since the last call.
+void RefreshClaims() {
+  const char* text = nullptr;
+  PgCall([&] { text = GetConfigOption("request.jwt.claims", true, false); });
+  std::string_view now = text ? text : "";
+  if (g_claims_parsed && now == g_claims_text) return;
+  g_allowed = claims::Allowed::FromText(now);
+  g_sub.clear();
+  if (!now.empty()) {
+    nlohmann::json parsed = nlohmann::json::parse(now.begin(), now.end(), nullptr, false);
+    if (parsed.is_object()) {
+      auto sub = parsed.find("sub");
+      if (sub != parsed.end() && sub->is_string()) g_sub = sub->get<std::string>();
+    }
+  }
+  g_claims_text = now;
+  g_claims_parsed = true;
 }
 
+bool CallerIsMember(const char* role) {
+  bool member = false;
+  PgCall([&] {
+    Oid r = get_role_oid(role, true);
+    member = OidIsValid(r) && has_privs_of_role(Caller(), r);
+  });
+  return member;
+}
+
+bool IsAdmin() { return CallerIsMember("evstream_admin"); }
+
 }  // namespace
+
+Oid Caller() { return GetOuterUserId(); }
+
+std::string Creator(const char* created_by, const std::string& label) {
+  if (created_by != nullptr)
+    if (auto problem = validate::CreatedBy(label + "created_by", created_by))
+      throw Error(ss::kInvalidParameter, *problem);
+  RefreshClaims();
+  std::string identity;
+  if (!g_sub.empty()) {
+    identity = "user:" + g_sub;
+    if (validate::CreatedBy("created_by", identity))
+      throw Error(ss::kInsufficientPrivilege,
+                  "the sub of request.jwt.claims is not a valid user id",
+                  "A user id may contain only letters, digits and _-.:@+=, at most 200 characters.");
+  }
+  if (CallerIsMember("evstream_service")) {
+    if (created_by != nullptr) return created_by;
+    return identity.empty() ? std::string("system") : identity;
+  }
+  if (identity.empty())
+    throw Error(ss::kInsufficientPrivilege,
+                label + "the caller has no identity to write as: request.jwt.claims has no sub",
+                "Only members of evstream_service write as agent:<name> or system.",
+                "Set request.jwt.claims with a sub, or grant the role evstream_service.");
+  if (created_by != nullptr && identity != created_by)
+    throw Error(ss::kInsufficientPrivilege,
+                label + "created_by " + created_by + " is not the caller's identity " + identity,
+                "Without evstream_service, created_by is user:<sub> of request.jwt.claims.",
+                "Leave created_by out, or grant the writing service evstream_service.");
+  return identity;
+}
 
 void Init() {
   RegisterXactCallback(OnXactEnd, nullptr);

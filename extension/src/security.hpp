@@ -2,6 +2,7 @@
 // sanctioned way to remove events: erase_aggregate.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "append.hpp"
@@ -12,6 +13,17 @@ extern "C" {
 }
 
 namespace evstream::security {
+
+// The caller: the role in effect outside any SECURITY DEFINER function (the login role, or the
+// role chosen with SET ROLE). evstream's definer functions check this role, while PostgreSQL
+// checks EXECUTE against the current user: a call needs both.
+Oid Caller();
+
+// The one identity rule (evstream._creator): the created_by to store for the caller.
+// Members of evstream_service may pass any valid created_by (default: user:<sub> of the claims,
+// else system); everyone else writes as user:<sub> of request.jwt.claims and gets 42501 for any
+// other value or when the claims carry no sub. 22023 for a malformed created_by.
+std::string Creator(const char* created_by, const std::string& label = "");
 
 // True when the caller's claims (request.jwt.claims) allow `channel`, or the caller is a
 // member of evstream_admin.

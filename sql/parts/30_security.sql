@@ -7,7 +7,7 @@ DO $$
 DECLARE
   r text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY['evstream_reader', 'evstream_writer', 'evstream_admin'] LOOP
+  FOREACH r IN ARRAY ARRAY['evstream_reader', 'evstream_writer', 'evstream_admin', 'evstream_service'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
       BEGIN
         EXECUTE format('CREATE ROLE %I NOLOGIN', r);
@@ -24,6 +24,15 @@ $$;
 -- Members of evstream_admin are allowed every channel.
 CREATE FUNCTION evstream.channel_allowed(channel text) RETURNS boolean
   LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'evstream_channel_allowed';
+
+-- _creator(created_by): the one identity rule, shared by post_event, post_events and publish.
+-- Returns the created_by to store for the caller (the role outside any SECURITY DEFINER
+-- function). Members of evstream_service (trusted writers: services writing as agent:<name> or
+-- system) may pass any valid created_by; the default is user:<sub> of request.jwt.claims, else
+-- system. Everyone else writes as user:<sub> of the claims: another value, or claims without a
+-- sub, raise 42501. A malformed created_by raises 22023.
+CREATE FUNCTION evstream._creator(created_by text) RETURNS text
+  LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'evstream_creator';
 
 ALTER TABLE evstream.events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY events_read ON evstream.events FOR SELECT
@@ -79,8 +88,11 @@ GRANT SELECT, INSERT, UPDATE ON evstream.aggregates TO evstream_writer;
 GRANT USAGE ON SEQUENCE evstream.events_position_seq TO evstream_writer;
 GRANT EXECUTE ON FUNCTION evstream.post_event(text, text, text, text, jsonb, jsonb, text, integer,
                                               uuid, uuid, jsonb, text),
-                          evstream.post_events(jsonb)
+                          evstream.post_events(jsonb),
+                          evstream._creator(text)
   TO evstream_writer;
+-- Trusted writers: any created_by (agent:<name>, system). Not a writer by itself.
+GRANT USAGE ON SCHEMA evstream TO evstream_service;
 
 -- Admins: the catalog, rebuild, erasure and its audit; they see every channel (channel_allowed).
 GRANT evstream_writer TO evstream_admin;

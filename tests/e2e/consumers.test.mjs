@@ -122,7 +122,7 @@ test('roles are cluster-wide: a second database creates and drops the extension 
     try {
       await admin.query('BEGIN');
       await admin.query(`SET LOCAL ROLE ${role}`);
-      await admin.query(`SET LOCAL request.jwt.claims = '{"projects": ["roles"]}'`);
+      await admin.query(`SET LOCAL request.jwt.claims = '{"sub": "roles", "projects": ["roles"]}'`);
       const { rows } = await admin.query(
         "SELECT version FROM evstream.post_event('project:roles', 'roles', $1, 'roles.checked')", [role]);
       assert.equal(rows[0].version, 1, 'a writer in the first database still posts');

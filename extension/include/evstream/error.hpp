@@ -16,6 +16,7 @@ inline constexpr const char* kChannelNotAllowed = "EV005";  // claims do not all
 inline constexpr const char* kUnknownPosition = "EV006";    // read_after from a position not in the log
 inline constexpr const char* kUnregisteredType = "EV007";   // require_registered_types refuses the type
 inline constexpr const char* kImmutableLog = "EV010";       // UPDATE/DELETE/TRUNCATE on the log
+inline constexpr const char* kInsufficientPrivilege = "42501";  // insufficient_privilege
 inline constexpr const char* kInvalidParameter = "22023";   // invalid_parameter_value
 inline constexpr const char* kNullValue = "22004";          // null_value_not_allowed
 inline constexpr const char* kInternal = "XX000";           // internal_error
