@@ -15,6 +15,7 @@
 #include "evstream/validate.hpp"
 #include "pg/jsonb_json.hpp"
 #include "pg/spi.hpp"
+#include "pg/user.hpp"
 #include "projection.hpp"
 #include "security.hpp"
 
@@ -36,7 +37,7 @@ using pg::PgCall;
 namespace ss = evstream::sqlstate;
 
 KeptPlan g_lock_key(
-    "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 7331))",
+    "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1 || pg_catalog.chr(31) || $2, 7331))",
     {TEXTOID, TEXTOID});
 KeptPlan g_find_key(
     "SELECT e, (e.aggregate_type = $3 AND e.aggregate_id = $4 AND e.event_type = $5"
@@ -44,17 +45,18 @@ KeptPlan g_find_key(
     "  FROM evstream.events e WHERE e.channel = $1 AND e.idempotency_key = $2",
     {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID});
 KeptPlan g_bump(
-    "INSERT INTO evstream.aggregates AS a (aggregate_type, aggregate_id, version)"
-    " VALUES ($1, $2, 1) ON CONFLICT (aggregate_type, aggregate_id)"
-    " DO UPDATE SET version = a.version + 1, updated_at = now() RETURNING a.version, a.state",
-    {TEXTOID, TEXTOID});
+    "INSERT INTO evstream.aggregates AS a (aggregate_type, aggregate_id, version, channel)"
+    " VALUES ($1, $2, 1, $4) ON CONFLICT (aggregate_type, aggregate_id)"
+    " DO UPDATE SET version = a.version + 1, updated_at = pg_catalog.now()"
+    " RETURNING a.version, a.state",
+    {TEXTOID, TEXTOID, INT4OID, TEXTOID});
 KeptPlan g_create(
-    "INSERT INTO evstream.aggregates (aggregate_type, aggregate_id, version)"
-    " VALUES ($1, $2, 1) ON CONFLICT (aggregate_type, aggregate_id) DO NOTHING"
+    "INSERT INTO evstream.aggregates (aggregate_type, aggregate_id, version, channel)"
+    " VALUES ($1, $2, 1, $4) ON CONFLICT (aggregate_type, aggregate_id) DO NOTHING"
     " RETURNING version, state",
-    {TEXTOID, TEXTOID});
+    {TEXTOID, TEXTOID, INT4OID, TEXTOID});
 KeptPlan g_advance(
-    "UPDATE evstream.aggregates SET version = version + 1, updated_at = now()"
+    "UPDATE evstream.aggregates SET version = version + 1, updated_at = pg_catalog.now()"
     " WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3 RETURNING version, state",
     {TEXTOID, TEXTOID, INT4OID});
 KeptPlan g_current(
@@ -67,8 +69,8 @@ KeptPlan g_insert(
     "INSERT INTO evstream.events AS e (position, id, tx, channel, aggregate_type, aggregate_id,"
     "   version, event_type, data, metadata, display, created_by, created_at, correlation_id,"
     "   causation_id, idempotency_key)"
-    " VALUES ($1, gen_random_uuid(), pg_current_xact_id(), $2, $3, $4, $5, $6, $7, $8, $9,"
-    "   $10, now(), $11, $12, $13)"
+    " VALUES ($1, pg_catalog.gen_random_uuid(), pg_catalog.pg_current_xact_id(), $2, $3, $4, $5,"
+    "   $6, $7, $8, $9, $10, pg_catalog.now(), $11, $12, $13)"
     " RETURNING e",
     {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, TEXTOID,
      UUIDOID, UUIDOID, TEXTOID});
@@ -161,7 +163,8 @@ struct Bumped {
 
 // Bumps the aggregate's version (checking expected_version) and returns the new version.
 Bumped NextVersion(const Request& r) {
-  Datum args[3] = {Text(r.aggregate_type), Text(r.aggregate_id), Int32GetDatum(r.expected_version)};
+  Datum args[4] = {Text(r.aggregate_type), Text(r.aggregate_id), Int32GetDatum(r.expected_version),
+                   Text(r.channel)};
   uint64_t n;
   if (!r.has_expected_version) n = g_bump.Run(args, nullptr, false, 1);
   else if (r.expected_version == 0) n = g_create.Run(args, nullptr, false, 1);
@@ -258,7 +261,21 @@ Datum Insert(const Request& r, int64 position, int32 version) {
     args[7] = empty;
     nulls[7] = ' ';
   }
-  g_insert.Run(args, nulls, false, 1);
+  try {
+    g_insert.Run(args, nulls, false, 1);
+  } catch (const pg::PgException& e) {
+    // Under REPEATABLE READ / SERIALIZABLE a racing session's committed event with this key is
+    // invisible to our snapshot: report the race as the retryable 40001, never as 23505.
+    ErrorData* d = e.data();
+    if (d->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && d->constraint_name != nullptr &&
+        strcmp(d->constraint_name, "events_idempotency_key") == 0)
+      throw Error("40001",
+                  r.label + "could not serialize access: idempotency_key \"" +
+                      (r.idempotency_key ? r.idempotency_key : "") + "\" was used concurrently on " +
+                      r.channel,
+                  "", "Retry the transaction: the retry returns the original event or EV002.");
+    throw;
+  }
   bool isnull = false;
   return pg::ResultValue(0, 1, &isnull);
 }
@@ -316,12 +333,16 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
     PgCall([&] { rows[fresh[k]] = SPI_datumTransfer(row, false, -1); });
   }
   // 4. Projections, in the same transaction: a failure here aborts the append.
+  // The target is the caller's table: its triggers, types and defaults run with the caller's
+  // rights, never the owner's (the caller needs INSERT and UPDATE on it).
   for (size_t k = 0; k < fresh.size(); k++) {
     if (!types[k]->HasProjection()) continue;
     const Request& r = requests[fresh[k]];
-    projection::Row target(*types[k]);
-    target.Apply(r.data);
-    target.Write(r.aggregate_id, versions[k], GetCurrentTransactionStartTimestamp(), states[k]);
+    pg::RunAs(security::Caller(), [&] {
+      projection::Row target(*types[k]);
+      target.Apply(r.data);
+      target.Write(r.aggregate_id, versions[k], GetCurrentTransactionStartTimestamp(), states[k]);
+    });
   }
   if (!fresh.empty()) PgCall([] { doorbell::MarkAppended(); });
   spi.Finish();

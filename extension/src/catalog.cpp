@@ -29,30 +29,36 @@ using pg::KeptPlan;
 using pg::PgCall;
 namespace ss = evstream::sqlstate;
 
-KeptPlan g_event_type("SELECT schema FROM evstream.event_types WHERE event_type = $1", {TEXTOID});
+KeptPlan g_event_type(
+    "SELECT schema FROM evstream.event_types WHERE event_type OPERATOR(pg_catalog.=) $1", {TEXTOID});
 KeptPlan g_projection(
-    "SELECT p.target::oid, p.key_column::text, p.status_column::text,"
-    "       CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) END"
-    "  FROM evstream.projections p LEFT JOIN pg_class c ON c.oid = p.target"
-    "  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.aggregate_type = $1",
+    "SELECT p.target::pg_catalog.oid, p.key_column::pg_catalog.text, p.status_column::pg_catalog.text,"
+    "       CASE WHEN c.oid IS NOT NULL THEN pg_catalog.format('%I.%I', n.nspname, c.relname) END"
+    "  FROM evstream.projections p"
+    "  LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.target::pg_catalog.oid"
+    "  LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+    " WHERE p.aggregate_type OPERATOR(pg_catalog.=) $1",
     {TEXTOID});
 KeptPlan g_columns(
-    "SELECT a.attname::text, a.attnum::int, a.atttypid, a.atttypmod FROM pg_attribute a"
-    " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''"
-    "   AND a.attidentity <> 'a' ORDER BY a.attnum",
+    "SELECT a.attname::pg_catalog.text, a.attnum::pg_catalog.int4, a.atttypid, a.atttypmod FROM pg_catalog.pg_attribute a"
+    " WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0"
+    "   AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''"
+    "   AND a.attidentity OPERATOR(pg_catalog.<>) 'a' ORDER BY a.attnum",
     {OIDOID});
 KeptPlan g_transitions(
-    "SELECT from_state, event_type, to_state FROM evstream.transitions WHERE aggregate_type = $1",
+    "SELECT from_state, event_type, to_state FROM evstream.transitions"
+    " WHERE aggregate_type OPERATOR(pg_catalog.=) $1",
     {TEXTOID});
 KeptPlan g_catalog_oids(
-    "SELECT array_agg(c.oid) FROM pg_class c WHERE c.relnamespace = 'evstream'::regnamespace"
-    "   AND c.relname IN ('event_types', 'projections', 'transitions')",
+    "SELECT pg_catalog.array_agg(c.oid) FROM pg_catalog.pg_class c"
+    " WHERE c.relnamespace OPERATOR(pg_catalog.=) 'evstream'::pg_catalog.regnamespace"
+    "   AND c.relname OPERATOR(pg_catalog.=) ANY ('{event_types,projections,transitions}'::pg_catalog.name[])",
     {});
 KeptPlan g_register(
     "INSERT INTO evstream.event_types AS t (event_type, schema, description, example)"
     " VALUES ($1, $2, $3, $4) ON CONFLICT (event_type) DO UPDATE"
     " SET schema = EXCLUDED.schema, description = EXCLUDED.description,"
-    "     example = EXCLUDED.example, updated_at = now()",
+    "     example = EXCLUDED.example, updated_at = pg_catalog.now()",
     {TEXTOID, JSONBOID, TEXTOID, JSONBOID});
 
 // Per-backend caches. STL on purpose: entries hold compiled schemas (C++ objects); the memory
@@ -121,8 +127,7 @@ void LoadProjection(AggregateType* a, MemoryContext cxt) {
                 "the projection target of " + a->aggregate_type + " (oid " +
                     std::to_string(a->target) + ") no longer exists",
                 "", "Register a new target with evstream.project_into, or remove the projection: "
-                    "DELETE FROM evstream.projections WHERE aggregate_type = '" +
-                    a->aggregate_type + "'.");
+                    "SELECT evstream.remove_projection('" + a->aggregate_type + "').");
   a->target_sql = target_sql;
   Datum rel = ObjectIdGetDatum(a->target);
   uint64_t n = g_columns.Run(&rel, nullptr, true);

@@ -21,6 +21,8 @@ PG_FUNCTION_INFO_V1(evstream_state_at);
 PG_FUNCTION_INFO_V1(evstream_channel_allowed);
 PG_FUNCTION_INFO_V1(evstream_erase_aggregate);
 PG_FUNCTION_INFO_V1(evstream_creator);
+PG_FUNCTION_INFO_V1(evstream_caller);
+PG_FUNCTION_INFO_V1(evstream_may_use_consumer);
 PG_FUNCTION_INFO_V1(evstream_refuse_change);
 PG_FUNCTION_INFO_V1(evstream_catalog_changed);
 }
@@ -90,6 +92,19 @@ extern "C" Datum evstream_creator(PG_FUNCTION_ARGS) {
   });
   (void)d;
   PG_RETURN_TEXT_P(cstring_to_text(result));
+}
+
+// The caller's role (outside any SECURITY DEFINER function), for evstream's own SQL functions.
+extern "C" Datum evstream_caller(PG_FUNCTION_ARGS) {
+  return ObjectIdGetDatum(evstream::security::Caller());
+}
+
+extern "C" Datum evstream_may_use_consumer(PG_FUNCTION_ARGS) {
+  if (PG_ARGISNULL(0)) PG_RETURN_BOOL(false);
+  Oid owner = PG_GETARG_OID(0);
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    return BoolGetDatum(evstream::security::MayUseConsumer(owner));
+  });
 }
 
 extern "C" Datum evstream_erase_aggregate(PG_FUNCTION_ARGS) {

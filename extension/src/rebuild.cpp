@@ -14,7 +14,9 @@
 #include "evstream/error.hpp"
 #include "pg/jsonb_json.hpp"
 #include "pg/spi.hpp"
+#include "pg/user.hpp"
 #include "projection.hpp"
+#include "security.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"  // TEXTOID, INT4OID, TIMESTAMPTZOID
@@ -33,9 +35,13 @@ namespace ss = evstream::sqlstate;
 
 constexpr long kBatch = 5000;
 
+// The definer (extension owner) while rebuild runs: evstream's own tables are written as it,
+// the projection target as the caller.
+Oid g_owner = InvalidOid;
+
 const char* kReplaySql =
     "SELECT aggregate_id, version, event_type, data, created_at FROM evstream.events"
-    " WHERE aggregate_type = $1 ORDER BY aggregate_id, version";
+    " WHERE aggregate_type OPERATOR(pg_catalog.=) $1 ORDER BY aggregate_id, version";
 SPIPlanPtr g_replay = nullptr;
 
 // States are written back in bulk, one statement per kBatch aggregates.
@@ -77,7 +83,7 @@ void WriteStates(Datum aggregate_type, std::vector<std::string>* ids,
     arrays[1] = PointerGetDatum(construct_array(state_datums, static_cast<int>(n), TEXTOID, -1, false, TYPALIGN_INT));
   });
   Datum args[3] = {aggregate_type, arrays[0], arrays[1]};
-  g_set_states.Run(args, nullptr, false);
+  pg::RunAs(g_owner, [&] { g_set_states.Run(args, nullptr, false); });
   ids->clear();
   states->clear();
 }
@@ -105,9 +111,17 @@ int64 Rebuild(const char* aggregate_type) {
   Datum arg = CStringGetTextDatum(aggregate_type);
   Portal portal = nullptr;
   MemoryContext batch_cxt = nullptr;
+  g_owner = GetUserId();
+  Oid caller = security::Caller();
+  // The target is the caller's table: TRUNCATE and the upserts run with the caller's rights
+  // (its triggers never run as the owner); the caller needs TRUNCATE, INSERT and UPDATE on it.
+  pg::RunAs(caller, [&] {
+    PgCall([&] {
+      int rc = SPI_execute(truncate_sql, false, 0);
+      if (rc < 0) elog(ERROR, "evstream: %s failed: %s", truncate_sql, SPI_result_code_string(rc));
+    });
+  });
   PgCall([&] {
-    int rc = SPI_execute(truncate_sql, false, 0);
-    if (rc < 0) elog(ERROR, "evstream: %s failed: %s", truncate_sql, SPI_result_code_string(rc));
     if (g_replay == nullptr) {
       Oid types[1] = {TEXTOID};
       SPIPlanPtr plan = SPI_prepare(kReplaySql, 1, types);
@@ -120,7 +134,7 @@ int64 Rebuild(const char* aggregate_type) {
                                       ALLOCSET_DEFAULT_SIZES);
   });
 
-  int64 replayed = Replay(*type, portal, batch_cxt, arg);
+  int64 replayed = pg::RunAs(caller, [&] { return Replay(*type, portal, batch_cxt, arg); });
   PgCall([&] {
     SPI_cursor_close(portal);
     MemoryContextDelete(batch_cxt);

@@ -12,18 +12,24 @@
 #include "pg/spi.hpp"
 
 extern "C" {
+#include "access/genam.h"         // systable_beginscan
 #include "access/htup_details.h"  // heap_getattr
+#include "access/table.h"         // table_open
 #include "access/xact.h"          // RegisterXactCallback
 #include "catalog/namespace.h"    // get_namespace_oid
 #include "catalog/pg_type.h"      // TEXTOID
 #include "commands/trigger.h"     // TriggerData, CALLED_AS_TRIGGER
-#include "miscadmin.h"            // GetUserId
+#include "miscadmin.h"            // GetOuterUserId, GetUserNameFromId
 #include "utils/acl.h"            // get_role_oid, has_privs_of_role
 #include "utils/builtins.h"       // CStringGetTextDatum, format_type_with_typemod
 #include "utils/guc.h"            // GetConfigOption
+#include "utils/inval.h"          // CacheRegisterSyscacheCallback, CacheRegisterRelcacheCallback
 #include "utils/lsyscache.h"      // get_relname_relid
 #include "utils/rls.h"            // check_enable_rls, RLS_ENABLED
+#include "utils/syscache.h"       // AUTHMEMROLEMEM, AUTHOID
 }
+
+#include "pg/user.hpp"
 
 namespace evstream::security {
 namespace {
@@ -52,14 +58,13 @@ KeptPlan g_erase(
     "              RETURNING id, position, channel)"
     " INSERT INTO evstream.erasures (aggregate_type, aggregate_id, event_count, event_ids,"
     "   positions, channels, erased_by, claims)"
-    " SELECT $1, $2, count(*)::int, coalesce(array_agg(id ORDER BY position), '{}'),"
-    "   coalesce(array_agg(position ORDER BY position), '{}'),"
-    "   coalesce(array_agg(DISTINCT channel), '{}'),"
-    "   CASE WHEN current_setting('role') <> 'none' THEN current_setting('role')"
-    "        ELSE session_user::text END,"
-    "   NULLIF(current_setting('request.jwt.claims', true), '')::jsonb"
+    " SELECT $1, $2, pg_catalog.count(*)::int,"
+    "   coalesce(pg_catalog.array_agg(id ORDER BY position), '{}'),"
+    "   coalesce(pg_catalog.array_agg(position ORDER BY position), '{}'),"
+    "   coalesce(pg_catalog.array_agg(DISTINCT channel), '{}'),"
+    "   $3, NULLIF(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb"
     " FROM gone RETURNING event_count",
-    {TEXTOID, TEXTOID});
+    {TEXTOID, TEXTOID, TEXTOID});
 KeptPlan g_drop_aggregate(
     "DELETE FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2",
     {TEXTOID, TEXTOID});
@@ -86,16 +91,77 @@ void RefreshClaims() {
   g_claims_parsed = true;
 }
 
-bool CallerIsMember(const char* role) {
-  bool member = false;
-  PgCall([&] {
-    Oid r = get_role_oid(role, true);
-    member = OidIsValid(r) && has_privs_of_role(Caller(), r);
-  });
-  return member;
+// What the caller's role may do, recomputed when the caller, role memberships or the channel
+// grants change (syscache and relcache callbacks only clear `valid`).
+struct Rights {
+  bool valid = false;
+  Oid caller = InvalidOid;
+  bool admin = false;    // member of evstream_admin (or superuser): every channel
+  bool service = false;  // member of evstream_service: any created_by
+  bool bound = false;    // has rows in evstream.channel_grants: claims are not trusted
+  claims::Allowed grants;
+  std::string name;      // the caller's role name
+};
+Rights g_rights;
+Oid g_grants_rel = InvalidOid;
+
+void OnRolesChanged(Datum, int, uint32) { g_rights.valid = false; }
+void OnRelcache(Datum, Oid relid) {
+  if (relid == InvalidOid || relid == g_grants_rel) {
+    g_rights.valid = false;
+    if (relid == InvalidOid) g_grants_rel = InvalidOid;
+  }
 }
 
-bool IsAdmin() { return CallerIsMember("evstream_admin"); }
+bool HasPrivsOf(Oid caller, const char* role) {
+  Oid r = get_role_oid(role, true);
+  return OidIsValid(r) && has_privs_of_role(caller, r);
+}
+
+// Reads evstream.channel_grants with a plain catalog-style scan: no SQL, no search_path, no
+// permission check (the table is readable only by its owner and admins through SQL).
+void LoadGrants(Rights* r) {
+  nlohmann::json patterns = nlohmann::json::array();
+  PgCall([&] {
+    if (!OidIsValid(g_grants_rel))
+      g_grants_rel = get_relname_relid("channel_grants", get_namespace_oid("evstream", false));
+    if (!OidIsValid(g_grants_rel)) return;
+    Relation rel = table_open(g_grants_rel, AccessShareLock);
+    SysScanDesc scan = systable_beginscan(rel, InvalidOid, false, nullptr, 0, nullptr);
+    TupleDesc desc = RelationGetDescr(rel);
+    HeapTuple tuple;
+    while ((tuple = systable_getnext(scan)) != nullptr) {
+      bool role_null = false, channel_null = false;
+      Datum role = heap_getattr(tuple, 1, desc, &role_null);
+      Datum channel = heap_getattr(tuple, 2, desc, &channel_null);
+      if (role_null || channel_null) continue;
+      if (!has_privs_of_role(r->caller, DatumGetObjectId(role))) continue;
+      r->bound = true;
+      patterns.push_back(text_to_cstring(DatumGetTextPP(channel)));
+    }
+    systable_endscan(scan);
+    table_close(rel, AccessShareLock);
+  });
+  nlohmann::json grants = nlohmann::json::object();
+  grants["channels"] = patterns;
+  r->grants = claims::Allowed(grants);
+}
+
+const Rights& CallerRights() {
+  Oid caller = Caller();
+  if (g_rights.valid && g_rights.caller == caller) return g_rights;
+  Rights r;
+  r.caller = caller;
+  PgCall([&] {
+    r.admin = HasPrivsOf(caller, "evstream_admin");
+    r.service = HasPrivsOf(caller, "evstream_service");
+    r.name = GetUserNameFromId(caller, false);
+  });
+  LoadGrants(&r);
+  r.valid = true;
+  g_rights = std::move(r);
+  return g_rights;
+}
 
 }  // namespace
 
@@ -105,16 +171,25 @@ std::string Creator(const char* created_by, const std::string& label) {
   if (created_by != nullptr)
     if (auto problem = validate::CreatedBy(label + "created_by", created_by))
       throw Error(ss::kInvalidParameter, *problem);
+  const Rights& rights = CallerRights();
   RefreshClaims();
   std::string identity;
-  if (!g_sub.empty()) {
+  if (rights.bound) {
+    // A role limited by channel grants runs its own SQL: its claims are its own to set, so
+    // its identity is its role name.
+    identity = "user:" + rights.name;
+    if (validate::CreatedBy("created_by", identity))
+      throw Error(ss::kInsufficientPrivilege,
+                  "the role name " + rights.name + " is not usable as a user id",
+                  "A user id may contain only letters, digits and _-.:@+=, at most 200 characters.");
+  } else if (!g_sub.empty()) {
     identity = "user:" + g_sub;
     if (validate::CreatedBy("created_by", identity))
       throw Error(ss::kInsufficientPrivilege,
                   "the sub of request.jwt.claims is not a valid user id",
                   "A user id may contain only letters, digits and _-.:@+=, at most 200 characters.");
   }
-  if (CallerIsMember("evstream_service")) {
+  if (rights.service) {
     if (created_by != nullptr) return created_by;
     return identity.empty() ? std::string("system") : identity;
   }
@@ -134,28 +209,32 @@ std::string Creator(const char* created_by, const std::string& label) {
 void Init() {
   RegisterXactCallback(OnXactEnd, nullptr);
   RegisterSubXactCallback(OnSubXactEnd, nullptr);
+  CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, OnRolesChanged, (Datum)0);
+  CacheRegisterSyscacheCallback(AUTHOID, OnRolesChanged, (Datum)0);
+  CacheRegisterRelcacheCallback(OnRelcache, (Datum)0);
 }
 
 bool ChannelAllowed(const char* channel) {
-  const char* text = nullptr;
-  PgCall([&] { text = GetConfigOption("request.jwt.claims", true, false); });
-  std::string_view now = text ? text : "";
-  if (!g_claims_parsed || now != g_claims_text) {
-    g_allowed = claims::Allowed::FromText(now);
-    g_claims_text = now;
-    g_claims_parsed = true;
-  }
-  if (g_allowed.Channel(channel)) return true;
-  bool admin = false;
-  PgCall([&] { admin = IsAdmin(); });
-  return admin;
+  const Rights& rights = CallerRights();
+  if (rights.admin) return true;
+  if (rights.bound) return rights.grants.Channel(channel);
+  RefreshClaims();
+  return g_allowed.Channel(channel);
+}
+
+bool MayUseConsumer(Oid owner) {
+  const Rights& rights = CallerRights();
+  if (rights.admin) return true;
+  bool ok = false;
+  PgCall([&] { ok = has_privs_of_role(rights.caller, owner); });
+  return ok;
 }
 
 void CheckWriteChannels(const std::vector<append::Request>& requests) {
   int rls = RLS_NONE;
   PgCall([&] {
     Oid events = get_relname_relid("events", get_namespace_oid("evstream", false));
-    rls = check_enable_rls(events, InvalidOid, true);
+    rls = check_enable_rls(events, Caller(), true);
   });
   if (rls != RLS_ENABLED) return;
   for (const append::Request& r : requests)
@@ -172,8 +251,10 @@ int64 EraseAggregate(const char* aggregate_type, const char* aggregate_id) {
     throw Error(ss::kNullValue, "aggregate_type and aggregate_id must not be null");
   if (strlen(aggregate_type) >= sizeof g_erase_type || strlen(aggregate_id) >= sizeof g_erase_id)
     throw Error(ss::kInvalidParameter, "aggregate_type or aggregate_id is too long");
+  std::string erased_by = CallerRights().name;
   pg::SpiSession spi;
-  Datum args[2] = {CStringGetTextDatum(aggregate_type), CStringGetTextDatum(aggregate_id)};
+  Datum args[3] = {CStringGetTextDatum(aggregate_type), CStringGetTextDatum(aggregate_id),
+                   CStringGetTextDatum(erased_by.c_str())};
   g_lock.Run(args, nullptr, false);  // appends to this aggregate wait for the erasure
   strlcpy(g_erase_type, aggregate_type, sizeof g_erase_type);
   strlcpy(g_erase_id, aggregate_id, sizeof g_erase_id);
@@ -198,9 +279,13 @@ int64 EraseAggregate(const char* aggregate_type, const char* aggregate_id) {
     std::string sql = "DELETE FROM " + type->target_sql + " WHERE " + quoted + "\" = $1::" + type_name;
     const char* q = sql.c_str();
     Oid argtype = TEXTOID;
-    PgCall([&] {
-      int rc = SPI_execute_with_args(q, 1, &argtype, &args[1], nullptr, false, 0);
-      if (rc < 0) elog(ERROR, "evstream: erasing the projected row failed: %s", SPI_result_code_string(rc));
+    // The target is the caller's table: its triggers, operators and types run with the
+    // caller's rights, never the owner's (the caller needs DELETE on it).
+    pg::RunAs(Caller(), [&] {
+      PgCall([&] {
+        int rc = SPI_execute_with_args(q, 1, &argtype, &args[1], nullptr, false, 0);
+        if (rc < 0) elog(ERROR, "evstream: erasing the projected row failed: %s", SPI_result_code_string(rc));
+      });
     });
   }
   spi.Finish();

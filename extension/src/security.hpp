@@ -25,9 +25,15 @@ Oid Caller();
 // other value or when the claims carry no sub. 22023 for a malformed created_by.
 std::string Creator(const char* created_by, const std::string& label = "");
 
-// True when the caller's claims (request.jwt.claims) allow `channel`, or the caller is a
-// member of evstream_admin.
+// The channel rule (evstream.channel_allowed): members of evstream_admin (and superusers) may
+// use every channel; a role with rows in evstream.channel_grants (directly or through a role it
+// belongs to) exactly the channels granted, whatever its claims say; anyone else the channels
+// its claims (request.jwt.claims) allow.
 bool ChannelAllowed(const char* channel);
+
+// Consumers: the caller may read and move a consumer owned by `owner` when it has the
+// privileges of that role, or is an admin.
+bool MayUseConsumer(Oid owner);
 
 // post_event / post_events: when row-level security applies to the caller on evstream.events,
 // every request's channel must be allowed by the caller's claims (else EV005).

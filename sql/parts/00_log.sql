@@ -52,12 +52,15 @@ COMMENT ON TABLE evstream.events IS
   'The immutable event log. Append with evstream.post_event / post_events; never updated or deleted.';
 
 -- One row per aggregate: appends to one aggregate serialise on this row.
+-- channel: the channel of the aggregate's first event; row-level security shows an aggregate
+-- to the callers that may see that channel.
 CREATE TABLE evstream.aggregates (
   aggregate_type text        NOT NULL,
   aggregate_id   text        NOT NULL,
   version        integer     NOT NULL,
   state          text,
   updated_at     timestamptz NOT NULL DEFAULT now(),
+  channel        text        NOT NULL,
   PRIMARY KEY (aggregate_type, aggregate_id)
 );
 
@@ -76,7 +79,8 @@ ALTER TABLE evstream.events ENABLE ALWAYS TRIGGER events_immutable_rows;
 ALTER TABLE evstream.events ENABLE ALWAYS TRIGGER events_immutable_truncate;
 
 -- ---------------------------------------------------------------------------------------------
--- Appending
+-- Appending. Only evstream's own functions write the log: they run SECURITY DEFINER with a fixed
+-- search_path and check the caller themselves (channel rule, identity rule, see security).
 -- ---------------------------------------------------------------------------------------------
 CREATE FUNCTION evstream.post_event(
   channel text, aggregate_type text, aggregate_id text, event_type text,
@@ -85,10 +89,12 @@ CREATE FUNCTION evstream.post_event(
   correlation_id uuid DEFAULT NULL, causation_id uuid DEFAULT NULL,
   display jsonb DEFAULT NULL, created_by text DEFAULT NULL
 ) RETURNS evstream.events
-  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_post_event';
+  LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_post_event';
 
 CREATE FUNCTION evstream.post_events(events jsonb) RETURNS SETOF evstream.events
-  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_post_events';
+  LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_post_events';
 
 -- ---------------------------------------------------------------------------------------------
 -- Reading
@@ -106,7 +112,7 @@ CREATE FUNCTION evstream.stream(aggregate_type text, aggregate_id text, after_ve
 CREATE FUNCTION evstream.doorbell_rings() RETURNS bigint
   LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'evstream_doorbell_rings';
 
--- History and stats.
+-- History and stats. Both run as the caller: row-level security limits them to its channels.
 CREATE FUNCTION evstream.stats()
   RETURNS TABLE (event_type text, events bigint, first_at timestamptz, last_at timestamptz)
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp

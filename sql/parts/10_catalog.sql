@@ -51,24 +51,31 @@ SELECT pg_catalog.pg_extension_config_dump('evstream.transitions', '');
 CREATE FUNCTION evstream.register_event_type(event_type text, schema jsonb DEFAULT NULL,
                                              description text DEFAULT NULL, example jsonb DEFAULT NULL)
   RETURNS void
-  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'evstream_register_event_type';
+  LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_register_event_type';
 
 CREATE FUNCTION evstream.project_into(aggregate_type text, target regclass,
                                       key_column name DEFAULT 'id', status_column name DEFAULT 'status')
   RETURNS void
-  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF aggregate_type IS NULL OR target IS NULL OR key_column IS NULL OR status_column IS NULL THEN
     RAISE EXCEPTION 'aggregate_type, target, key_column and status_column must not be null'
       USING ERRCODE = '22004';
   END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = key_column
+  -- Projections write the target with the rights of whoever appends (and rebuild/erase with
+  -- the admin's): the admin registering it must be able to write it too.
+  IF NOT pg_catalog.has_table_privilege(evstream._caller(), target, 'INSERT, UPDATE') THEN
+    RAISE EXCEPTION 'permission denied: the caller cannot insert into and update %', target
+      USING ERRCODE = '42501';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = target AND a.attname = key_column
                    AND a.attnum > 0 AND NOT a.attisdropped) THEN
     RAISE EXCEPTION 'key column "%" does not exist in %', key_column, target
       USING ERRCODE = '42703';
   END IF;
   IF NOT EXISTS (
-      SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+      SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
        WHERE i.indrelid = target AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
          AND i.indexprs IS NULL AND a.attname = key_column) THEN
     RAISE EXCEPTION 'key column "%" of % has no unique index', key_column, target
@@ -83,10 +90,19 @@ BEGIN
 END
 $$;
 
+-- remove_projection(aggregate_type): stop projecting an aggregate type (the target table stays).
+CREATE FUNCTION evstream.remove_projection(aggregate_type text) RETURNS boolean
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM evstream.projections p WHERE p.aggregate_type = remove_projection.aggregate_type;
+  RETURN FOUND;
+END
+$$;
+
 CREATE FUNCTION evstream.allow_transition(aggregate_type text, from_state text, event_type text,
                                           to_state text)
   RETURNS void
-  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF aggregate_type IS NULL OR event_type IS NULL OR to_state IS NULL THEN
     RAISE EXCEPTION 'aggregate_type, event_type and to_state must not be null'
@@ -101,7 +117,8 @@ END
 $$;
 
 CREATE FUNCTION evstream.rebuild(aggregate_type text) RETURNS bigint
-  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'evstream_rebuild';
+  LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_rebuild';
 
 CREATE FUNCTION evstream.state_at(aggregate_type text, aggregate_id text,
                                   at_version integer DEFAULT NULL, at_time timestamptz DEFAULT NULL)

@@ -85,7 +85,8 @@ SELECT matches((SELECT result FROM outcome WHERE who = 'writer-delete'), '^42501
 
 -- Admins see every channel and erase.
 CREATE TABLE public.docs (id text PRIMARY KEY, title text);
-GRANT SELECT ON public.docs TO st_admin;
+-- erase_aggregate deletes the projected row with the caller's rights.
+GRANT SELECT, DELETE ON public.docs TO st_admin;
 SELECT evstream.project_into('doc', 'public.docs');
 SELECT evstream.rebuild('doc');
 SELECT evstream.post_event('project:a', 'doc', 'a1', 'doc.renamed', '{"title": "secret"}');
