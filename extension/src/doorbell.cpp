@@ -33,7 +33,8 @@ enum SlotState { kFree = 0, kStarting, kRunning };
 struct Slot {
   SlotState state;
   Oid dbid;
-  bool pending;         // a commit happened since the worker last sent
+  bool pending;         // a commit that appended happened since the worker last sent
+  bool pending_ephemeral;  // a commit that published happened since the worker last sent
   int committing;       // backends between pre-commit and commit that counted on this slot
   Latch* latch;         // the worker's latch once it runs
 };
@@ -52,6 +53,7 @@ shmem_startup_hook_type g_prev_startup = nullptr;
 
 // Per backend: what the current transaction did.
 bool g_appended = false;
+bool g_published = false;
 int g_counted_slot = -1;  // slot whose `committing` this transaction incremented
 int g_worker_slot = -1;   // in a doorbell worker: its slot
 
@@ -81,6 +83,12 @@ int FindSlot(Oid dbid) {
   return -1;
 }
 
+// What this transaction did, rung inside it (no worker).
+void NotifyInline() {
+  if (g_appended) Async_Notify(kChannel, nullptr);
+  if (g_published) Async_Notify(kEphemeralChannel, nullptr);
+}
+
 // Pre-commit: make sure a worker serves this database and keep it from exiting until our
 // commit has rung. May ereport (we are still allowed to fail here).
 void EnsureWorker() {
@@ -99,6 +107,7 @@ void EnsureWorker() {
       s->state = kStarting;
       s->dbid = MyDatabaseId;
       s->pending = false;
+      s->pending_ephemeral = false;
       s->committing = 0;
       s->latch = nullptr;
       start = true;
@@ -108,7 +117,7 @@ void EnsureWorker() {
   SpinLockRelease(&g_shared->mutex);
   if (idx < 0) {
     ereport(WARNING, (errmsg("evstream: no free doorbell slot; notifying inside the transaction")));
-    Async_Notify(kChannel, nullptr);
+    NotifyInline();
     return;
   }
   g_counted_slot = idx;
@@ -133,7 +142,7 @@ void EnsureWorker() {
     ereport(WARNING, (errmsg("evstream: could not start the doorbell worker; notifying inside "
                              "the transaction"),
                       errhint("Raise max_worker_processes.")));
-    Async_Notify(kChannel, nullptr);
+    NotifyInline();
   }
 }
 
@@ -145,7 +154,8 @@ void Release(bool ring) {
   Slot* s = &g_shared->slots[g_counted_slot];
   s->committing--;
   if (ring) {
-    s->pending = true;
+    if (g_appended) s->pending = true;
+    if (g_published) s->pending_ephemeral = true;
     latch = s->latch;
   }
   SpinLockRelease(&g_shared->mutex);
@@ -156,17 +166,19 @@ void Release(bool ring) {
 void OnXact(XactEvent event, void*) {
   switch (event) {
     case XACT_EVENT_PRE_COMMIT:
-      if (g_appended && g_mode == kWorker) EnsureWorker();
+      if ((g_appended || g_published) && g_mode == kWorker) EnsureWorker();
       break;
     case XACT_EVENT_COMMIT:
       Release(true);
       g_appended = false;
+      g_published = false;
       break;
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PREPARE:
     case XACT_EVENT_PARALLEL_ABORT:
       Release(false);
       g_appended = false;
+      g_published = false;
       break;
     default:
       break;
@@ -180,11 +192,12 @@ void OnWorkerExit(int, Datum) {
   SpinLockRelease(&g_shared->mutex);
 }
 
-void SendNotify() {
+void SendNotify(bool log, bool ephemeral) {
   SetCurrentStatementStartTimestamp();
   StartTransactionCommand();
   pgstat_report_activity(STATE_RUNNING, "NOTIFY evstream");
-  Async_Notify(kChannel, nullptr);
+  if (log) Async_Notify(kChannel, nullptr);
+  if (ephemeral) Async_Notify(kEphemeralChannel, nullptr);
   CommitTransactionCommand();
   pgstat_report_activity(STATE_IDLE, nullptr);
 }
@@ -214,6 +227,12 @@ uint64 Rings() {
 void MarkAppended() {
   if (g_mode == kInline) Async_Notify(kChannel, nullptr);
   else if (g_mode == kWorker) g_appended = true;
+}
+
+void MarkPublished() {
+  // Not preloaded (no shared memory, no commit hook): ring inside the transaction.
+  if (g_mode == kInline || !Preloaded()) Async_Notify(kEphemeralChannel, nullptr);
+  else if (g_mode == kWorker) g_published = true;
 }
 
 }  // namespace evstream::doorbell
@@ -246,14 +265,16 @@ void evstream_doorbell_main(Datum arg) {
 
   TimestampTz last_work = GetCurrentTimestamp();
   for (;;) {
-    bool pending;
+    bool pending, pending_ephemeral;
     SpinLockAcquire(&g_shared->mutex);
     pending = g_shared->slots[idx].pending;
+    pending_ephemeral = g_shared->slots[idx].pending_ephemeral;
     g_shared->slots[idx].pending = false;
+    g_shared->slots[idx].pending_ephemeral = false;
     SpinLockRelease(&g_shared->mutex);
 
-    if (pending) {
-      SendNotify();
+    if (pending || pending_ephemeral) {
+      SendNotify(pending, pending_ephemeral);
       SpinLockAcquire(&g_shared->mutex);
       g_shared->rings++;
       SpinLockRelease(&g_shared->mutex);
@@ -264,7 +285,7 @@ void evstream_doorbell_main(Datum arg) {
       bool quit = false;
       SpinLockAcquire(&g_shared->mutex);
       Slot* s = &g_shared->slots[idx];
-      if (!s->pending && s->committing == 0) {
+      if (!s->pending && !s->pending_ephemeral && s->committing == 0) {
         *s = Slot{};
         quit = true;
       }

@@ -12,6 +12,9 @@ extern "C" {
 namespace evstream::doorbell {
 
 inline constexpr const char* kChannel = "evstream";
+// Rung after commits that published ephemeral events (evstream.publish, presence messages): a
+// wake-up only; listeners read evstream.ephemeral_outbox, never the payload.
+inline constexpr const char* kEphemeralChannel = "evstream_ephemeral";
 
 enum Mode { kWorker = 0, kInline = 1, kOff = 2 };
 
@@ -28,5 +31,8 @@ LWLock* PositionLock();
 uint64 Rings();
 // Record that the current transaction appended (rings at commit).
 void MarkAppended();
+// Record that the current transaction wrote to the ephemeral outbox (rings evstream_ephemeral at
+// commit, through the worker like MarkAppended; inline when not preloaded).
+void MarkPublished();
 
 }  // namespace evstream::doorbell
