@@ -1,6 +1,8 @@
-// evstream.publish in SQL (issue 7): a NOTIFY evstream_ephemeral that every evstreamd fans out —
-// reaches subscribers of two instances without an id: line, only at commit, never on rollback;
-// invalid input and oversized payloads fail with 22023, channels outside the claims with 42501.
+// evstream.publish in SQL (issues 7, 10): a row of the ephemeral outbox that every evstreamd reads
+// when the evstream_ephemeral doorbell rings — reaches subscribers of two instances without an id:
+// line, only at commit, never on rollback; a publish that commits after a later one is still
+// delivered, exactly once, also under many concurrent writers; invalid input and oversized
+// payloads fail with 22023, channels outside the claims with 42501.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openReady, pgClient, startDaemon, stopDaemon, token, uniq } from './lib/daemon.mjs';
@@ -63,4 +65,61 @@ test('SQL publish validates input, the size limit and the claims', async () => {
   await db.query('ROLLBACK TO SAVEPOINT s');
   assert.equal(await code(`SELECT evstream.publish('project:a', 't')`), 'ok');
   await db.query('ROLLBACK');
+});
+
+test('a publish that commits after a later one is delivered once; concurrent writers: every committed event exactly once', async () => {
+  const p = uniq('p');
+  const ch = `project:${p}`;
+  const claims = { projects: [p] };
+  const sa = await openReady(a, { tokenValue: token(claims), query: `?channel=${ch}` });
+  const sb = await openReady(b, { tokenValue: token(claims), query: `?channel=${ch}` });
+  const slow = pgClient();
+  await slow.connect();
+  // `late` takes its outbox id first, commits last
+  await slow.query('BEGIN');
+  await slow.query(`SELECT evstream.publish($1, 'late', '{}')`, [ch]);
+  await db.query(`SELECT evstream.publish($1, 'early', '{}')`, [ch]);
+  for (const s of [sa, sb]) await s.until((evs) => evs.some((e) => e.event === 'early'), 10000, 'early');
+  await slow.query('COMMIT');
+  for (const s of [sa, sb]) await s.until((evs) => evs.some((e) => e.event === 'late'), 10000, 'late');
+
+  // Random writers: transactions of 1-3 publishes, interleaved, one in five rolled back.
+  const committed = new Set();
+  const rolledBack = new Set();
+  const writers = Array.from({ length: 6 }, async (_, w) => {
+    const c = pgClient();
+    await c.connect();
+    for (let i = 0; i < 25; i++) {
+      await c.query('BEGIN');
+      const keys = [];
+      for (let j = 0; j < 1 + ((w + i) % 3); j++) {
+        const k = `${w}-${i}-${j}`;
+        keys.push(k);
+        await c.query(`SELECT evstream.publish($1, 'mix', jsonb_build_object('k', $2::text))`, [ch, k]);
+        await new Promise((r) => { setImmediate(r); });
+      }
+      if (Math.random() < 0.2) {
+        await c.query('ROLLBACK');
+        keys.forEach((k) => rolledBack.add(k));
+      } else {
+        await c.query('COMMIT');
+        keys.forEach((k) => committed.add(k));
+      }
+    }
+    await c.end();
+  });
+  await Promise.all(writers);
+  await db.query(`SELECT evstream.publish($1, 'marker', '{}')`, [ch]);
+  for (const s of [sa, sb]) {
+    await s.until((evs) => evs.some((e) => e.event === 'marker')
+      && evs.filter((e) => e.event === 'mix').length >= committed.size, 15000, 'every committed event');
+    const got = s.events.filter((e) => e.event === 'mix').map((e) => JSON.parse(e.data).data.k);
+    assert.equal(got.length, committed.size, 'no duplicate');
+    assert.deepEqual(new Set(got), committed, 'every committed event, nothing rolled back');
+    assert.equal(s.events.filter((e) => e.event === 'late').length, 1);
+    assert.equal(s.events.filter((e) => e.event === 'early').length, 1);
+  }
+  await slow.end();
+  sa.close();
+  sb.close();
 });

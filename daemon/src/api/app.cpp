@@ -27,6 +27,9 @@ http::ServerOptions ServerFrom(const core::Config& c) {
 App::App(uv_loop_t* loop, const core::Config& cfg)
     : loop_(loop), cfg_(cfg), verifier_(VerifierFrom(cfg)), hub_(),
       feed_(loop, feed::FeedOptions{cfg.database_url, cfg.batch_size, cfg.held_back_ms, cfg.poll_ms}, &hub_, &metrics_),
+      outbox_(loop, realtime::OutboxOptions{cfg.database_url, cfg.batch_size, cfg.held_back_ms, cfg.poll_ms,
+                                                      cfg.outbox_retention_ms},
+              &metrics_),
       pool_(loop, cfg.database_url, cfg.db_pool_size),
       presence_(loop, realtime::PresenceOptions{cfg.presence_heartbeat_ms, cfg.presence_expiry_ms, cfg.typing_ttl_ms,
                                                    cfg.presence_leave_grace_ms},
@@ -43,16 +46,21 @@ App::App(uv_loop_t* loop, const core::Config& cfg)
 int App::Start() {
   int rc = server_.Listen(cfg_.listen_host, cfg_.listen_port);
   if (rc != 0) return rc;
-  feed_.on_ephemeral = [this](const std::string& payload) {
-    feed::EphemeralPtr ev = feed::ParseEphemeral(payload);
-    if (!ev) return;
+  // Ephemeral events and presence messages: rows of the outbox only (never a NOTIFY payload).
+  outbox_.on_row = [this](const realtime::OutboxRow& row) {
+    if (row.kind == realtime::OutboxRow::Kind::Presence) return presence_.OnMessage(row.payload);
+    feed::EphemeralPtr ev = feed::EphemeralFromOutbox(row.channel, row.type, row.payload);
+    if (!ev) {
+      metrics_.outbox_rows_invalid++;
+      return;
+    }
     metrics_.ephemeral_received++;
     presence_.OnEphemeral(*ev);
     hub_.PublishEphemeral(ev);
   };
-  feed_.on_presence = [this](const std::string& payload) { presence_.OnMessage(payload); };
-  feed_.on_listening = [this] { presence_.OnListening(); };
+  outbox_.on_ready = [this] { presence_.OnListening(); };
   feed_.Start();
+  outbox_.Start();
   presence_.Start();
   pool_.Start();
   streams_.Start();
@@ -64,6 +72,7 @@ void App::Shutdown() {
   streams_.Close();
   presence_.Close();
   publisher_.Close();
+  outbox_.Close();
   feed_.Close();
   pool_.Close();
 }

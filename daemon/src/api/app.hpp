@@ -17,6 +17,7 @@
 #include "feed/pool.hpp"
 #include "http/server.hpp"
 #include "hub/hub.hpp"
+#include "realtime/outbox.hpp"
 #include "sse/stream.hpp"
 
 namespace evstream::api {
@@ -38,6 +39,7 @@ class App {
   auth::JwtVerifier verifier_;
   hub::Hub hub_;
   feed::Feed feed_;
+  realtime::Outbox outbox_;
   feed::PgPool pool_;
   realtime::Presence presence_;
   realtime::Publisher publisher_;

@@ -25,6 +25,17 @@ bool Auth(const EventsDeps& d, const http::ConnectionPtr& conn, const http::Requ
   return false;
 }
 
+// The token's grants as claims for evstream.publish ({"sub", "channels"}): the database checks
+// the channel and the identity again with the same rule.
+std::string ClaimsJson(const auth::Principal& pr) {
+  json channels = json::array();
+  for (const auto& e : pr.exact) channels.push_back(e);
+  for (const auto& pre : pr.prefixes) channels.push_back(pre + "*");
+  json c = {{"channels", channels}};
+  if (!pr.sub.empty()) c["sub"] = pr.sub;
+  return c.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 // An optional string field; false when present with another type.
 bool OptString(const json& body, const char* name, std::string* out) {
   auto it = body.find(name);
@@ -71,14 +82,14 @@ void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, c
     p.data["userId"] = a.principal.sub;
   }
   p.created_by = a.principal.sub.empty() ? "system" : "user:" + a.principal.sub;
+  p.claims = ClaimsJson(a.principal);
   // The exact payload (the id and timestamp have fixed lengths).
   size_t bytes = realtime::EphemeralPayload(p, std::string(36, '0')).size();
   if (bytes > realtime::kMaxPayloadBytes)
     return Reply(conn, http::JsonError(413, "payload_too_large",
                                        "ephemeral event is too large: " + std::to_string(bytes) + " bytes (limit " +
                                            std::to_string(realtime::kMaxPayloadBytes) +
-                                           "; NOTIFY payloads must be shorter than 8000 bytes); store it with "
-                                           "POST /api/events instead",
+                                           "); store it with POST /api/events instead",
                                        {{"limit", realtime::kMaxPayloadBytes}, {"bytes", bytes}}),
                  extra);
   std::weak_ptr<http::Connection> weak = conn;

@@ -121,6 +121,9 @@ const std::vector<Option>& Options() {
       {"typing-ttl-ms", "EVSTREAM_TYPING_TTL_MS", "MS",
        "a typing indicator not refreshed this long gets isTyping: false (default 6000)",
        IntField(&Config::typing_ttl_ms, 100, 600000)},
+      {"outbox-retention-ms", "EVSTREAM_OUTBOX_RETENTION_MS", "MS",
+       "ephemeral outbox rows are deleted this long after this instance read past them (default 30000)",
+       IntField(&Config::outbox_retention_ms, 100, 3600000)},
       {"web-root", "EVSTREAM_WEB_ROOT", "DIR",
        "serve static files from DIR (default: web/ in the current directory when it exists)",
        [](Config* c, const std::string& v, std::string*) {

@@ -33,6 +33,7 @@ struct Config {
   int presence_expiry_ms = 15000;         // an instance silent this long: its members leave
   int presence_leave_grace_ms = 1000;    // last stream closed: leave after this long (reloads)
   int typing_ttl_ms = 6000;               // typing not refreshed this long: isTyping false
+  int outbox_retention_ms = 30000;        // outbox rows pruned this long after this instance passed them
   std::string web_root;                   // static files; empty: none
   bool web_root_explicit = false;
   std::vector<std::string> cors_origins;  // "*" allows any origin

@@ -31,7 +31,7 @@ std::string Metrics::Render() const {
          db_reconnects);
   metric("evstream_doorbells_total", "counter", "NOTIFY evstream doorbells received.", doorbells);
   metric("evstream_feed_reads_total", "counter", "read_after calls by the live feed.", feed_reads);
-  metric("evstream_ephemeral_received_total", "counter", "Ephemeral events received (NOTIFY).",
+  metric("evstream_ephemeral_received_total", "counter", "Ephemeral events read from the outbox.",
          ephemeral_received);
   metric("evstream_ephemeral_delivered_total", "counter", "Ephemeral frames queued to clients.",
          ephemeral_delivered);
@@ -43,6 +43,20 @@ std::string Metrics::Render() const {
          "Chunks merged into an earlier chunk of the same stream.", ephemeral_coalesced);
   metric("evstream_presence_messages_total", "counter", "Presence messages from other instances.",
          presence_messages);
+  metric("evstream_outbox_doorbells_total", "counter",
+         "NOTIFY evstream_ephemeral doorbells received (payloads are ignored).", outbox_doorbells);
+  metric("evstream_outbox_reads_total", "counter", "Reads of the ephemeral outbox.", outbox_reads);
+  metric("evstream_outbox_rows_total", "counter", "Outbox rows handed out (events and presence).",
+         outbox_rows);
+  metric("evstream_outbox_rows_invalid_total", "counter", "Outbox rows dropped as malformed.",
+         outbox_rows_invalid);
+  metric("evstream_outbox_pruned_total", "counter", "Outbox rows deleted by this instance.",
+         outbox_pruned);
+  metric("evstream_outbox_gaps", "gauge",
+         "Outbox ids below the cursor not committed yet (awaited until their transaction ends).",
+         outbox_gaps);
+  metric("evstream_outbox_gaps_given_up_total", "counter",
+         "Outbox ids given up because more gaps were open than the bound.", outbox_gaps_given_up);
   metric("evstream_last_position", "gauge", "Position of the last event fanned out.", last_position);
   metric("evstream_feed_lag_seconds", "gauge",
          "Seconds between the last event's creation and its fan-out.", feed_lag_seconds);

@@ -26,7 +26,14 @@ struct Metrics {
   uint64_t ephemeral_dropped = 0;     // ephemeral frames not sent: the client's queue was full
   uint64_t ephemeral_published = 0;   // evstream.publish calls made for POST /api/publish
   uint64_t ephemeral_coalesced = 0;   // chunks merged into an earlier chunk of their stream
-  uint64_t presence_messages = 0;     // NOTIFY evstream_presence payloads received
+  uint64_t presence_messages = 0;     // presence messages from other instances (outbox)
+  uint64_t outbox_doorbells = 0;      // NOTIFY evstream_ephemeral doorbells (payload ignored)
+  uint64_t outbox_reads = 0;          // evstream._ephemeral_read calls
+  uint64_t outbox_rows = 0;           // outbox rows handed out (events + presence messages)
+  uint64_t outbox_rows_invalid = 0;   // outbox rows dropped as malformed
+  uint64_t outbox_pruned = 0;         // outbox rows deleted by this instance
+  uint64_t outbox_gaps_given_up = 0;  // outbox ids given up (gap bound reached)
+  int64_t outbox_gaps = 0;            // outbox ids below the cursor still awaited
   int64_t last_position = 0;          // last position delivered by the feed
   double feed_lag_seconds = 0;        // commit-to-fan-out delay of the last event
   bool db_connected = false;

@@ -91,4 +91,10 @@ EphemeralPtr ParseEphemeral(const std::string& payload) {
   return ev;
 }
 
+EphemeralPtr EphemeralFromOutbox(const std::string& channel, const std::string& type, const std::string& payload) {
+  EphemeralPtr ev = ParseEphemeral(payload);
+  if (!ev || ev->channel != channel || ev->type != type) return nullptr;
+  return ev;
+}
+
 }  // namespace evstream::feed

@@ -52,9 +52,12 @@ using EphemeralPtr = std::shared_ptr<const EphemeralEvent>;
 // reload) and `presence` (evstreamd's own).
 bool IsReservedEphemeralType(const std::string& type);
 
-// Parses a NOTIFY evstream_ephemeral payload (the object evstream.publish builds); nullptr when
-// it is not an object with string "type" and "channel", or the type is reserved.
+// Parses an ephemeral event's frame object (the payload evstream.publish stores in the outbox);
+// nullptr when it is not an object with string "type" and "channel", or the type is reserved.
 EphemeralPtr ParseEphemeral(const std::string& payload);
+// An outbox row of kind 'event': its payload parsed as above, and its channel and type the
+// row's own columns (nullptr otherwise).
+EphemeralPtr EphemeralFromOutbox(const std::string& channel, const std::string& type, const std::string& payload);
 // Builds one from parts (presence and typing events made by evstreamd itself).
 EphemeralPtr MakeEphemeral(const std::string& channel, const std::string& type, const std::string& json);
 

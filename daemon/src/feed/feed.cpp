@@ -57,13 +57,9 @@ Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metr
     busy_ = false;
     uv_timer_stop(held_back_timer_.get());
   };
-  conn_.on_notify = [this](const std::string& channel, const std::string& payload) {
-    if (channel == "evstream")
-      OnDoorbell();
-    else if (channel == kEphemeralChannel && on_ephemeral)
-      on_ephemeral(payload);
-    else if (channel == kPresenceChannel && on_presence)
-      on_presence(payload);
+  // The channel decides; the payload is never looked at.
+  conn_.on_notify = [this](const std::string& channel, const std::string&) {
+    if (channel == kDoorbellChannel) OnDoorbell();
   };
 }
 
@@ -89,25 +85,12 @@ void Feed::OnConnected() {
   ever_connected_ = true;
   busy_ = true;
   doorbell_pending_ = false;
-  // LISTEN before reading: a commit after this point rings a doorbell we will hear. The
-  // ephemeral and presence channels carry their data in the payload (nothing to catch up).
-  // (One statement per Send, one at a time: the extended protocol takes no multi-statement strings.)
-  conn_.Send(std::string("LISTEN ") + kEphemeralChannel, {}, [this](QueryResult& r1) {
-    if (!r1.ok()) return ListenFailed(r1);
-    conn_.Send(std::string("LISTEN ") + kPresenceChannel, {}, [this](QueryResult& r2) {
-      if (!r2.ok()) return ListenFailed(r2);
-      ListenDoorbell();
-    });
-  });
-}
-
-void Feed::ListenFailed(QueryResult& r) {
-  core::LogWarn("LISTEN failed", {{"error", r.error}});
-  busy_ = false;
+  // LISTEN before reading: a commit after this point rings a doorbell we will hear.
+  ListenDoorbell();
 }
 
 void Feed::ListenDoorbell() {
-  conn_.Send("LISTEN evstream", {}, [this](QueryResult& r) {
+  conn_.Send(std::string("LISTEN ") + kDoorbellChannel, {}, [this](QueryResult& r) {
     if (!r.ok()) {
       core::LogWarn("LISTEN failed", {{"error", r.error}});
       busy_ = false;

@@ -16,10 +16,10 @@
 
 namespace evstream::feed {
 
-// NOTIFY channels whose payload is the message (issue 7): ephemeral events (evstream.publish)
-// and evstreamd's presence protocol between instances.
-constexpr const char* kEphemeralChannel = "evstream_ephemeral";
-constexpr const char* kPresenceChannel = "evstream_presence";
+// The feed LISTENs only to the log's doorbell ("evstream"). A NOTIFY is a wake-up, never data:
+// its payload is not read, and anyone may ring (the worst a forged doorbell does is one more
+// read). Ephemeral events and presence come through the outbox (realtime/outbox.hpp).
+constexpr const char* kDoorbellChannel = "evstream";
 
 struct FeedOptions {
   std::string conninfo;
@@ -43,13 +43,10 @@ class Feed {
   LogKey Cursor() const { return cursor_; }
   int BackendPid() const { return conn_.BackendPid(); }
 
-  std::function<void(const std::string& payload)> on_ephemeral;  // NOTIFY evstream_ephemeral
-  std::function<void(const std::string& payload)> on_presence;   // NOTIFY evstream_presence
-  std::function<void()> on_listening;                            // after every (re)LISTEN
+  std::function<void()> on_listening;  // after every (re)LISTEN
 
  private:
   void OnConnected();
-  void ListenFailed(QueryResult& r);
   void ListenDoorbell();
   void FindTail();
   void Read();

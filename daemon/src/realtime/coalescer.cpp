@@ -16,7 +16,7 @@ size_t Coalescer::PayloadBytesBound(const Publication& p) {
 
 std::string Coalescer::StreamKey(const Publication& p) {
   std::string key;
-  for (const std::string* part : {&p.channel, &p.type, &p.entity, &p.id, &p.created_by}) {
+  for (const std::string* part : {&p.channel, &p.type, &p.entity, &p.id, &p.created_by, &p.claims}) {
     key += *part;
     key.push_back('\0');
   }
@@ -43,7 +43,8 @@ bool Coalescer::Add(Publication p) {
   auto it = open_.find(key);
   if (it != open_.end()) {
     Publication& last = pending_[it->second];
-    bool done = last.data.value("done", false) == true;
+    auto done_it = last.data.find("done");  // client data: a non-boolean done is not done
+    bool done = done_it != last.data.end() && done_it->is_boolean() && done_it->get<bool>();
     Publication merged;
     if (!done) {
       merged.channel = p.channel;
@@ -51,6 +52,7 @@ bool Coalescer::Add(Publication p) {
       merged.entity = p.entity;
       merged.id = p.id;
       merged.created_by = p.created_by;
+      merged.claims = p.claims;
       merged.data = p.data;
       merged.data["text"] = last.data["text"].get<std::string>() + p.data["text"].get<std::string>();
     }

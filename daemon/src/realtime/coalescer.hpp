@@ -16,6 +16,7 @@ namespace evstream::realtime {
 
 struct Publication {
   std::string channel, type, entity, id, created_by;
+  std::string claims;  // the token's claims as JSON: evstream.publish checks them again
   nlohmann::json data = nlohmann::json::object();
   std::vector<uint64_t> tickets;  // requests answered when this publication is sent
   int chunks = 1;                 // chunks merged into this one

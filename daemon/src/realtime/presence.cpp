@@ -7,9 +7,18 @@
 
 namespace evstream::realtime {
 namespace {
-const char* const kNotifySql =
-    "SELECT pg_notify('evstream_presence', m::text) FROM jsonb_array_elements($1::jsonb) m";
-constexpr size_t kMaxStateBytes = 7000;  // NOTIFY payloads must stay below 8000 bytes
+// Only evstream_daemon (and the extension's owner) may call it: nobody else can fake presence.
+const char* const kSendSql = "SELECT evstream._presence_send($1::jsonb)";
+constexpr size_t kMaxStateBytes = 256 * 1024;  // a bigger state goes out as a heartbeat only
+constexpr size_t kMaxName = 1024;              // channel and user names in messages
+
+// A string member of a message, or "" when missing, not a string or too long.
+std::string Str(const nlohmann::json& m, const char* key) {
+  auto it = m.find(key);
+  if (it == m.end() || !it->is_string()) return {};
+  const auto& s = it->get_ref<const std::string&>();
+  return s.size() <= kMaxName ? s : std::string();
+}
 }  // namespace
 
 Presence::Presence(uv_loop_t* loop, PresenceOptions opts, hub::Hub* hub, feed::PgPool* pool,
@@ -108,12 +117,14 @@ void Presence::Emit(const std::string& channel, const std::string& type, const n
   hub_->PublishEphemeral(feed::MakeEphemeral(channel, type, j.dump()));
 }
 
+// A message from the outbox (written by an evstream_daemon member): every field type-checked.
 void Presence::OnMessage(const std::string& payload) {
   if (closed_) return;
   nlohmann::json m = nlohmann::json::parse(payload, nullptr, false);
   if (m.is_discarded() || !m.is_object()) return;
-  std::string op = m.value("op", ""), from = m.value("instance", "");
+  std::string op = Str(m, "op"), from = Str(m, "instance");
   if (from.empty() || from == instance_) return;
+  if (op != "sync" && op != "bye" && op != "join" && op != "leave" && op != "state") return;
   metrics_->presence_messages++;
   core::LogDebug("presence message", {{"payload", payload}});
   if (op == "sync") {
@@ -127,16 +138,17 @@ void Presence::OnMessage(const std::string& payload) {
   }
   instances_[from].last_seen = uv_now(loop_);
   if (op == "join" || op == "leave") {
-    std::string ch = m.value("channel", ""), user = m.value("userId", "");
+    std::string ch = Str(m, "channel"), user = Str(m, "userId");
     if (!ch.empty() && !user.empty()) Apply(from, ch, user, op == "join");
   } else if (op == "state") {
     auto it = m.find("members");
     if (it == m.end() || !it->is_object()) return;  // too big to send: heartbeat only
     Members_ members;
     for (auto& [ch, users] : it->items())
-      if (users.is_array())
+      if (users.is_array() && !ch.empty() && ch.size() <= kMaxName)
         for (const auto& u : users)
-          if (u.is_string()) members[ch].insert(u.get<std::string>());
+          if (u.is_string() && !u.get_ref<const std::string&>().empty() && u.get_ref<const std::string&>().size() <= kMaxName)
+            members[ch].insert(u.get<std::string>());
     Replace(from, members);
   }
 }
@@ -151,11 +163,14 @@ void Presence::OnListening() {
 void Presence::OnEphemeral(const feed::EphemeralEvent& ev) {
   if (ev.type != "typing") return;
   nlohmann::json j = nlohmann::json::parse(ev.json, nullptr, false);
-  if (j.is_discarded()) return;
-  const auto& d = j.value("data", nlohmann::json::object());
-  if (!d.is_object() || !d.contains("userId") || !d["userId"].is_string()) return;
-  std::pair<std::string, std::string> key{ev.channel, d["userId"].get<std::string>()};
-  if (d.value("isTyping", false) == true)
+  if (j.is_discarded() || !j.is_object()) return;
+  auto d = j.find("data");
+  if (d == j.end() || !d->is_object()) return;
+  std::string user = Str(*d, "userId");
+  if (user.empty()) return;
+  std::pair<std::string, std::string> key{ev.channel, user};
+  auto typing = d->find("isTyping");
+  if (typing != d->end() && typing->is_boolean() && typing->get<bool>())
     typing_[key] = uv_now(loop_) + static_cast<uint64_t>(opts_.typing_ttl_ms);
   else
     typing_.erase(key);
@@ -167,7 +182,8 @@ void Presence::SendState() {
   if (auto it = instances_.find(instance_); it != instances_.end())
     for (const auto& [ch, users] : it->second.members) members[ch] = users;
   nlohmann::json msg = {{"op", "state"}, {"instance", instance_}, {"members", members}};
-  if (msg.dump().size() > kMaxStateBytes) msg.erase("members");
+  if (msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size() > kMaxStateBytes)
+    msg.erase("members");
   Notify(std::move(msg));
 }
 
@@ -185,9 +201,9 @@ void Presence::SendQueued() {
   arr += "]";
   outbox_.clear();
   sending_ = true;
-  pool_->Query(kNotifySql, {arr}, [this](feed::QueryResult& r) {
+  pool_->Query(kSendSql, {arr}, [this](feed::QueryResult& r) {
     sending_ = false;
-    if (!r.ok() && !closed_) core::LogWarn("presence notify failed", {{"error", r.error}});
+    if (!r.ok() && !closed_) core::LogWarn("presence send failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
     SendQueued();
   });
 }

@@ -1,7 +1,7 @@
 // Presence (who is connected to which channel) and typing expiry across evstreamd instances.
 //
-// Each instance counts its own streams per (channel, user) and tells the others over NOTIFY
-// evstream_presence: {"op":"join"|"leave","instance","channel","userId"} when a user's first
+// Each instance counts its own streams per (channel, user) and tells the others through the
+// outbox (evstream._presence_send, evstream_daemon only; read by every instance's Outbox): {"op":"join"|"leave","instance","channel","userId"} when a user's first
 // stream opens / last stream closes here, {"op":"state","instance","members":{channel:[users]}}
 // as a heartbeat (authoritative: it repairs missed messages), {"op":"sync"} on (re)connect (asks
 // everyone for a state now). Every instance keeps the union of all instances' members and turns
@@ -44,8 +44,8 @@ class Presence {
   // A stream of `user` opened / closed on these (exact) channels.
   void Join(const std::string& user, const std::vector<std::string>& channels);
   void Leave(const std::string& user, const std::vector<std::string>& channels);
-  void OnMessage(const std::string& payload);       // NOTIFY evstream_presence
-  void OnListening();                               // the feed (re)subscribed: resynchronise
+  void OnMessage(const std::string& payload);       // a presence row of the outbox
+  void OnListening();                               // the outbox reader (re)anchored: resynchronise
   void OnEphemeral(const feed::EphemeralEvent& ev);  // typing bookkeeping
   std::vector<std::string> Members(const std::string& channel) const;
   const std::string& instance() const { return instance_; }

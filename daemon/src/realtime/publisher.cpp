@@ -1,28 +1,35 @@
 #include "realtime/publisher.hpp"
 
-#include <random>
 
 #include "core/log.hpp"
 
 namespace evstream::realtime {
 namespace {
-// The payloads travel as a JSON array of strings so that their bytes (and sizes) are exactly the
-// ones checked here; NOTIFYs of one statement are delivered in this order.
-const char* const kPublishSql =
-    "SELECT pg_notify('evstream_ephemeral', p) FROM json_array_elements_text($1::json) p";
+// One row per item, in order: the ephemeralId evstream.publish returned.
+const char* const kPublishSql = "SELECT id::text FROM evstream._publish_each($1::jsonb) AS id";
 
-std::string NewUuid() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  uint64_t hi = rng(), lo = rng();
-  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
-  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
-                static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));
-  return buf;
+// The ids of a successful answer, or false when it does not hold exactly `n` of them.
+bool Ids(const feed::QueryResult& r, size_t n, std::vector<std::string>* out) {
+  if (!r.ok() || r.rows() != static_cast<int>(n)) return false;
+  for (int i = 0; i < r.rows(); i++) {
+    if (r.null(i, 0)) return false;
+    out->emplace_back(r.value(i, 0));
+  }
+  return true;
 }
 }  // namespace
+
+std::string PublishItems(const std::vector<Publication>& batch, size_t from, size_t count) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (size_t i = from; i < from + count && i < batch.size(); i++) {
+    const Publication& p = batch[i];
+    nlohmann::json item = {{"claims", p.claims}, {"channel", p.channel}, {"type", p.type}, {"data", p.data}};
+    if (!p.entity.empty()) item["entity"] = p.entity;
+    if (!p.id.empty()) item["id"] = p.id;
+    arr.push_back(std::move(item));
+  }
+  return arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 std::string EphemeralPayload(const Publication& p, const std::string& ephemeral_id) {
   nlohmann::ordered_json j = {{"type", p.type},
@@ -74,50 +81,43 @@ void Publisher::Flush() {
 // sent again on its own so that only the bad one reports the error.
 void Publisher::Send(std::vector<Publication> batch) {
   in_flight_ = true;
-  nlohmann::json arr = nlohmann::json::array();
-  auto ids = std::make_shared<std::vector<std::string>>();
-  for (const auto& p : batch) {
-    ids->push_back(NewUuid());
-    arr.push_back(EphemeralPayload(p, ids->back()));
-  }
   auto shared = std::make_shared<std::vector<Publication>>(std::move(batch));
-  pool_->Query(kPublishSql, {arr.dump()},
-               [this, shared, ids](feed::QueryResult& r) {
-                 if (r.ok() && r.rows() == static_cast<int>(shared->size())) {
-                   for (size_t i = 0; i < shared->size(); i++) Finish((*shared)[i], nullptr, (*ids)[i]);
-                   metrics_->ephemeral_published += shared->size();
-                 } else if (!r.ok() && shared->size() > 1 && !r.sqlstate.empty()) {
-                   auto singles = shared;
-                   auto next = std::make_shared<std::function<void(size_t)>>();
-                   // The pending query's callback keeps the step alive (weak self-reference: no cycle).
-                   std::weak_ptr<std::function<void(size_t)>> weak_next = next;
-                   *next = [this, singles, weak_next, ids](size_t i) {
-                     if (i >= singles->size()) {
-                       in_flight_ = false;
-                       if (!closed_) Flush();
-                       return;
-                     }
-                     auto next = weak_next.lock();
-                     nlohmann::json one = nlohmann::json::array({EphemeralPayload((*singles)[i], (*ids)[i])});
-                     pool_->Query(kPublishSql, {one.dump()},
-                                  [this, singles, next, i, ids](feed::QueryResult& r1) {
-                                    if (r1.ok() && r1.rows() == 1) {
-                                      metrics_->ephemeral_published++;
-                                      Finish((*singles)[i], nullptr, (*ids)[i]);
-                                    } else {
-                                      Finish((*singles)[i], &r1, "");
-                                    }
-                                    (*next)(i + 1);
-                                  });
-                   };
-                   (*next)(0);
-                   return;
-                 } else {
-                   for (const auto& p : *shared) Finish(p, &r, "");
-                 }
-                 in_flight_ = false;
-                 if (!closed_) Flush();
-               });
+  pool_->Query(kPublishSql, {PublishItems(*shared, 0, shared->size())}, [this, shared](feed::QueryResult& r) {
+    std::vector<std::string> ids;
+    if (Ids(r, shared->size(), &ids)) {
+      for (size_t i = 0; i < shared->size(); i++) Finish((*shared)[i], nullptr, ids[i]);
+      metrics_->ephemeral_published += shared->size();
+    } else if (!r.ok() && shared->size() > 1 && !r.sqlstate.empty()) {
+      auto singles = shared;
+      auto next = std::make_shared<std::function<void(size_t)>>();
+      // The pending query's callback keeps the step alive (weak self-reference: no cycle).
+      std::weak_ptr<std::function<void(size_t)>> weak_next = next;
+      *next = [this, singles, weak_next](size_t i) {
+        if (i >= singles->size()) {
+          in_flight_ = false;
+          if (!closed_) Flush();
+          return;
+        }
+        auto next = weak_next.lock();
+        pool_->Query(kPublishSql, {PublishItems(*singles, i, 1)}, [this, singles, next, i](feed::QueryResult& r1) {
+          std::vector<std::string> one;
+          if (Ids(r1, 1, &one)) {
+            metrics_->ephemeral_published++;
+            Finish((*singles)[i], nullptr, one[0]);
+          } else {
+            Finish((*singles)[i], &r1, "");
+          }
+          (*next)(i + 1);
+        });
+      };
+      (*next)(0);
+      return;
+    } else {
+      for (const auto& p : *shared) Finish(p, &r, "");
+    }
+    in_flight_ = false;
+    if (!closed_) Flush();
+  });
 }
 
 void Publisher::Finish(const Publication& p, const feed::QueryResult* error, const std::string& id) {

@@ -1,9 +1,10 @@
 // POST /api/publish's way to the database: at most one evstream.publish round trip in flight per
 // instance; everything that arrives meanwhile waits in the Coalescer and goes out in the next one
 // (chunks of one stream merged, order kept). A first chunk waits up to coalesce_ms for company.
-// The daemon sends the NOTIFYs itself (pg_notify, the payload evstream.publish would build), so
-// it needs no function from the extension. One statement publishes a whole batch, so a token stream costs one NOTIFY transaction per
-// round trip instead of one per token.
+// One statement (evstream._publish_each) publishes a whole batch, each item through
+// evstream.publish under the claims of its own token, so the database applies its channel and
+// identity rules to every item, and a token stream costs one transaction per round trip instead
+// of one per token.
 #pragma once
 #include <uv.h>
 
@@ -19,11 +20,13 @@
 
 namespace evstream::realtime {
 
-// The NOTIFY evstream_ephemeral payload, the same object evstream.publish builds in SQL:
+// The frame object evstream.publish builds (used here for its size):
 // {"type","channel","entity","id","data","ephemeral":true,"ephemeralId","createdBy","timestamp"}.
 std::string EphemeralPayload(const Publication& p, const std::string& ephemeral_id);
-// NOTIFY payloads must be shorter than 8000 bytes.
+// An ephemeral event must be shorter than 8000 bytes (evstream.publish's limit).
 constexpr size_t kMaxPayloadBytes = 7999;
+// The JSON array evstream._publish_each takes: [{"claims","channel","type","data","entity","id"}].
+std::string PublishItems(const std::vector<Publication>& batch, size_t from, size_t count);
 
 class Publisher {
  public:

@@ -20,8 +20,8 @@ export async function waitFor(cond, { timeout = 10000, interval = 20, what = 'co
 }
 
 // Starts evstreamd on a free port (--listen 127.0.0.1:0) and waits for /healthz 200.
-export async function startDaemon({ args = [], env = {}, healthy = true, port = 0 } = {}) {
-  const child = spawn(BINARY, ['--listen', `127.0.0.1:${port}`, '--jwt-secret', SECRET, ...args], {
+export async function startDaemon({ args = [], env = {}, healthy = true, port = 0, binary = BINARY } = {}) {
+  const child = spawn(binary, ['--listen', `127.0.0.1:${port}`, '--jwt-secret', SECRET, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

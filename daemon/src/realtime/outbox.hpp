@@ -1,0 +1,84 @@
+// The outbox reader: evstreamd's one way in for ephemeral events and presence messages. Its own
+// connection LISTENs evstream_ephemeral as a doorbell only (the payload is never read: anyone can
+// NOTIFY anything) and reads evstream.ephemeral_outbox through evstream._ephemeral_read, which
+// only evstream's own functions write. One read in flight; doorbells during a read coalesce into
+// one more read; while gaps are open a short timer looks again (a late commit rings its own
+// doorbell too); a slow poll is the safety net. The OutboxCursor hands every row out once. On
+// (re)connect it re-LISTENs and re-anchors at the end of the outbox (what was published while it
+// was away is missed: ephemeral delivery is at most once). It also prunes the outbox: rows up to
+// the watermark it had `retention_ms` ago.
+#pragma once
+#include <uv.h>
+
+#include <deque>
+#include <functional>
+#include <string>
+#include <utility>
+
+#include "core/metrics.hpp"
+#include "core/uv_handle.hpp"
+#include "feed/pg.hpp"
+#include "realtime/outbox_cursor.hpp"
+
+namespace evstream::realtime {
+
+// The doorbell channel (evstream._ring_ephemeral). Its payload is ignored.
+constexpr const char* kEphemeralDoorbell = "evstream_ephemeral";
+
+struct OutboxOptions {
+  std::string conninfo;
+  int batch_size = 1000;
+  int gap_recheck_ms = 25;  // re-read period while gaps are open
+  int poll_ms = 1000;       // safety-net read period without doorbells (0: off)
+  int retention_ms = 30000; // rows are pruned this long after this reader passed them
+  size_t max_gaps = 10000;
+};
+
+// One outbox row as read (typed at this edge; `payload` is JSON text checked by the consumer).
+struct OutboxRow {
+  enum class Kind { Event, Presence };
+  int64_t id = 0;
+  Kind kind = Kind::Event;
+  std::string channel, type, entity, entity_id, payload;
+};
+
+class Outbox {
+ public:
+  Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics);
+  void Start();
+  void Close();
+  bool Connected() const { return conn_.state() == feed::PgConnection::State::Ready ||
+                                  conn_.state() == feed::PgConnection::State::Busy; }
+  int BackendPid() const { return conn_.BackendPid(); }
+  const OutboxCursor& cursor() const { return cursor_; }
+
+  std::function<void(const OutboxRow&)> on_row;  // each new row, in id order
+  std::function<void()> on_ready;                // after every (re)LISTEN and anchor
+
+ private:
+  void OnConnected();
+  void Anchor();
+  void Read();
+  void OnRows(feed::QueryResult& r);
+  void OnDoorbell();
+  void Tick();
+  bool Prune();  // true when a prune was sent
+
+  uv_loop_t* loop_;
+  OutboxOptions opts_;
+  core::Metrics* metrics_;
+  feed::PgConnection conn_;
+  OutboxCursor cursor_;
+  core::UvHandle<uv_timer_t> recheck_timer_;
+  core::UvHandle<uv_timer_t> tick_timer_;
+  bool anchored_ = false;
+  bool busy_ = false;
+  bool doorbell_pending_ = false;
+  bool closed_ = false;
+  uint64_t last_read_ms_ = 0;
+  std::deque<std::pair<uint64_t, int64_t>> marks_;  // (uv_now, watermark) once a second
+  int64_t pruned_upto_ = 0;
+  int gap_streak_ = 0;  // consecutive re-reads that left gaps open (slows the re-reads)
+};
+
+}  // namespace evstream::realtime

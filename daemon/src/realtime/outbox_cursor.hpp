@@ -1,0 +1,47 @@
+// Where an outbox reader stands (pure C++, unit-tested): evstream.ephemeral_outbox ids come from
+// a sequence, so they are not commit order — a row with a lower id can commit after a higher one
+// was read. The cursor keeps the highest id read (`after`) and the ids below it not seen yet
+// (gaps), each with the next transaction id at the read that found it. A later read whose
+// snapshot xmin (horizon) has passed that value saw every transaction that could have written
+// the gap end: if the row is not there it never will be, and the gap is closed. So every row is
+// handed out once — none skipped however late it commits, none twice — and memory stays bounded
+// (at most max_gaps open gaps; beyond that the oldest are given up and counted).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace evstream::realtime {
+
+class OutboxCursor {
+ public:
+  explicit OutboxCursor(size_t max_gaps = 10000) : max_gaps_(max_gaps) {}
+
+  // Start at `last_id`; `missing` ids below it may still commit (recorded with next_xid).
+  void Anchor(int64_t last_id, const std::map<int64_t, uint64_t>& missing, uint64_t next_xid);
+  // A row of a read (ascending ids) whose first row said next_xid: true when it is new (deliver
+  // it), false when it was already handed out or given up.
+  bool Accept(int64_t id, uint64_t next_xid);
+  // After a read: gaps whose transaction has ended by `horizon` (the read's snapshot xmin) and
+  // that the read covered (all of it when it was not cut by its limit, else ids up to
+  // `last_id`) are closed.
+  void Finish(uint64_t horizon, bool complete, int64_t last_id);
+
+  int64_t after() const { return after_; }
+  size_t gap_count() const { return gaps_.size(); }
+  // The gaps as a PostgreSQL bigint[] literal ("{4,7}").
+  std::string GapsLiteral() const;
+  // Every id at or below this was handed out, closed or given up.
+  int64_t Watermark() const { return gaps_.empty() ? after_ : gaps_.begin()->first - 1; }
+  uint64_t given_up() const { return given_up_; }
+
+ private:
+  void Bound();
+  size_t max_gaps_;
+  int64_t after_ = 0;
+  std::map<int64_t, uint64_t> gaps_;  // id -> next transaction id when first missed
+  uint64_t given_up_ = 0;
+};
+
+}  // namespace evstream::realtime

@@ -1,0 +1,74 @@
+// The outbox reader's cursor: ids are nextval order, not commit order. A row that commits after
+// a higher id was read is still handed out (once), a gap closes only when the snapshot horizon
+// has passed the transactions that could fill it, and the gaps kept stay bounded.
+#include <gtest/gtest.h>
+
+#include "realtime/outbox_cursor.hpp"
+
+using evstream::realtime::OutboxCursor;
+
+TEST(OutboxCursor, rows_in_order_are_handed_out_once) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  EXPECT_TRUE(c.Accept(11, 100));
+  EXPECT_TRUE(c.Accept(12, 100));
+  c.Finish(100, true, 12);
+  EXPECT_FALSE(c.Accept(12, 100));
+  EXPECT_FALSE(c.Accept(9, 100));
+  EXPECT_EQ(c.after(), 12);
+  EXPECT_EQ(c.gap_count(), 0u);
+  EXPECT_EQ(c.Watermark(), 12);
+}
+
+TEST(OutboxCursor, late_commit_below_the_cursor_is_delivered_once) {
+  OutboxCursor c;
+  c.Anchor(0, {}, 50);
+  // read 1 (next_xid 60): 1 and 3 committed, 2 still open
+  EXPECT_TRUE(c.Accept(1, 60));
+  EXPECT_TRUE(c.Accept(3, 60));
+  c.Finish(55, true, 3);  // horizon 55 < 60: gap 2 stays open
+  EXPECT_EQ(c.GapsLiteral(), "{2}");
+  EXPECT_EQ(c.Watermark(), 1);
+  // read 2: 2 committed meanwhile
+  EXPECT_TRUE(c.Accept(2, 70));
+  c.Finish(70, true, 3);
+  EXPECT_FALSE(c.Accept(2, 70));
+  EXPECT_EQ(c.gap_count(), 0u);
+  EXPECT_EQ(c.Watermark(), 3);
+}
+
+TEST(OutboxCursor, a_gap_closes_only_when_the_horizon_passes_its_next_xid) {
+  OutboxCursor c;
+  c.Anchor(0, {}, 10);
+  EXPECT_TRUE(c.Accept(5, 20));  // 1..4 missing at next_xid 20
+  c.Finish(19, true, 5);
+  EXPECT_EQ(c.gap_count(), 4u);
+  c.Finish(20, true, 5);  // every transaction that could hold them has ended: rolled back
+  EXPECT_EQ(c.gap_count(), 0u);
+  EXPECT_FALSE(c.Accept(3, 30));  // and a closed gap is never delivered afterwards
+}
+
+TEST(OutboxCursor, a_read_cut_by_its_limit_closes_only_gaps_it_covered) {
+  OutboxCursor c;
+  c.Anchor(8, {{2, 5}, {7, 5}}, 5);
+  EXPECT_TRUE(c.Accept(9, 6));
+  EXPECT_TRUE(c.Accept(10, 6));
+  c.Finish(100, false, 5);  // the read stopped at id 5: gap 7 was not covered
+  EXPECT_EQ(c.GapsLiteral(), "{7}");
+  c.Finish(100, true, 10);
+  EXPECT_EQ(c.gap_count(), 0u);
+}
+
+TEST(OutboxCursor, gaps_are_bounded_and_the_oldest_given_up) {
+  OutboxCursor c(3);
+  c.Anchor(0, {}, 1);
+  EXPECT_TRUE(c.Accept(10, 2));  // 1..9 missing: only 7, 8, 9 kept
+  EXPECT_EQ(c.GapsLiteral(), "{7,8,9}");
+  EXPECT_EQ(c.given_up(), 6u);
+  EXPECT_TRUE(c.Accept(12, 3));  // 11 missing: 7 given up
+  EXPECT_EQ(c.GapsLiteral(), "{8,9,11}");
+  EXPECT_EQ(c.given_up(), 7u);
+  EXPECT_FALSE(c.Accept(7, 3));
+  EXPECT_TRUE(c.Accept(9, 3));
+  EXPECT_EQ(c.Watermark(), 7);
+}
