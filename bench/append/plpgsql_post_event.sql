@@ -19,8 +19,8 @@ BEGIN
      WHERE channel = p_channel AND idempotency_key = p_idempotency_key;
     IF FOUND THEN RETURN existing; END IF;
   END IF;
-  INSERT INTO bench_pl_aggregates AS a (aggregate_type, aggregate_id, version)
-  VALUES (p_aggregate_type, p_aggregate_id, 1)
+  INSERT INTO bench_pl_aggregates AS a (aggregate_type, aggregate_id, version, channel)
+  VALUES (p_aggregate_type, p_aggregate_id, 1, p_channel)
   ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = a.version + 1, updated_at = now()
   RETURNING a.version INTO v;
   IF p_expected_version IS NOT NULL AND v <> p_expected_version + 1 THEN

@@ -5,6 +5,8 @@
 #              (the same two row writes post_event makes, without any of its checks)
 #   plpgsql    a hand-written PL/pgSQL post_event with NOTIFY inside the transaction
 #   evstream   evstream.post_event with evstream.doorbell = worker (default) | inline | off
+#   invoker    the same C function declared without SECURITY DEFINER / SET search_path (what
+#              post_event was before issue 10), doorbell worker: the price of the definer switch
 # Prints TPS and the ratios, and appends them to bench/results/append.tsv.
 # Settings: DURATION (s per run, default 10), ROUNDS (default 3), CLIENTS (default "8"),
 # VARIANTS (default all). Variants are interleaved round by round and each reports its median,
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/../.."
 DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CLIENTS="${CLIENTS:-8}"
-VARIANTS="${VARIANTS:-plain plain2 plpgsql evstream-worker evstream-inline evstream-off}"
+VARIANTS="${VARIANTS:-plain plain2 plpgsql evstream-worker evstream-inline evstream-off invoker}"
 bin="$(pg_config --bindir)"
 here=bench/append
 
@@ -30,6 +32,11 @@ fresh() {  # a clean log before each run, so no variant pays for another's rows
     -c "DROP TABLE IF EXISTS bench_plain, bench_plain_aggregates" \
     -c "CREATE TABLE bench_plain (LIKE evstream.events INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)" \
     -c "CREATE TABLE bench_plain_aggregates (LIKE evstream.aggregates INCLUDING DEFAULTS INCLUDING INDEXES)" \
+    -c "CREATE FUNCTION public.bench_post_event_invoker(channel text, aggregate_type text, aggregate_id text,
+          event_type text, data jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}', idempotency_key text DEFAULT NULL,
+          expected_version integer DEFAULT NULL, correlation_id uuid DEFAULT NULL, causation_id uuid DEFAULT NULL,
+          display jsonb DEFAULT NULL, created_by text DEFAULT NULL) RETURNS evstream.events
+          LANGUAGE c VOLATILE AS '\$libdir/evstream', 'evstream_post_event'" \
     -c "CHECKPOINT" >/dev/null
 }
 
@@ -56,6 +63,7 @@ for c in $CLIENTS; do
         plain2) t=$(tps "$here/plain_two_rows.pgbench" "$c") ;;
         plpgsql) t=$(tps "$here/plpgsql.pgbench" "$c") ;;
         evstream-*) t=$(tps "$here/post_event.pgbench" "$c" "-c evstream.doorbell=${v#evstream-}") ;;
+        invoker) t=$(tps "$here/post_event_invoker.pgbench" "$c") ;;
       esac
       all[$v]="${all[$v]:-} $t"
       printf '  round %s %-18s clients=%-3s %8s tps\n' "$round" "$v" "$c" "$t"
@@ -74,6 +82,10 @@ for c in $CLIENTS; do
       awk -v a="${r[$v]}" -v b="$base" -v n="$v" -v c="$c" \
         'BEGIN {printf "ratio %-18s / plain  (clients=%s): %.2f\n", n, c, a / b}'
     done
+  fi
+  if [ -n "${r[invoker]:-}" ] && [ -n "${r[evstream-worker]:-}" ]; then
+    awk -v a="${r[evstream-worker]}" -v b="${r[invoker]}" -v c="$c" \
+      'BEGIN {printf "ratio evstream-worker (SECURITY DEFINER) / invoker (clients=%s): %.2f\n", c, a / b}'
   fi
   if [ -n "${r[plpgsql]:-}" ] && [ -n "${r[evstream-worker]:-}" ]; then
     awk -v a="${r[evstream-worker]}" -v b="${r[plpgsql]}" -v c="$c" \
