@@ -25,8 +25,8 @@ Oid Caller();
 // other value or when the claims carry no sub. 22023 for a malformed created_by.
 std::string Creator(const char* created_by, const std::string& label = "");
 
-// The channel rule (evstream.channel_allowed): members of evstream_admin (and superusers) may
-// use every channel; a role with rows in evstream.channel_grants (directly or through a role it
+// The channel rule (evstream.channel_allowed): members of evstream_admin or evstream_daemon (and
+// superusers) may use every channel; a role with rows in evstream.channel_grants (directly or through a role it
 // belongs to) exactly the channels granted, whatever its claims say; anyone else the channels
 // its claims (request.jwt.claims) allow.
 bool ChannelAllowed(const char* channel);

@@ -43,8 +43,9 @@ CREATE TRIGGER channel_grants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCA
   ON evstream.channel_grants FOR EACH STATEMENT EXECUTE FUNCTION evstream._catalog_changed();
 SELECT pg_catalog.pg_extension_config_dump('evstream.channel_grants', '');
 
--- channel_allowed(channel): may the caller use this channel? Members of evstream_admin (and
--- superusers): every channel. A role with channel grants: exactly its grants. Anyone else: what
+-- channel_allowed(channel): may the caller use this channel? Members of evstream_admin or
+-- evstream_daemon (evstreamd applies the same rule per verified token itself) and superusers:
+-- every channel. A role with channel grants: exactly its grants. Anyone else: what
 -- its claims (request.jwt.claims) allow: sub -> user:<sub>; projects[] -> project:<p>;
 -- channels[] -> exact names, a trailing * = prefix.
 CREATE FUNCTION evstream.channel_allowed(channel text) RETURNS boolean

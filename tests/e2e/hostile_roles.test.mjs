@@ -2,7 +2,8 @@
 // role, a reader, a writer whose claims cover one project and an admin that is not superuser
 // attack the log at the same time while a subscriber listens. Every attack fails with an
 // SQLSTATE, nothing reaches the subscriber, the log is unchanged, delivery is not held back, and
-// evstreamd stays up. The pgTAP twin (tests/pgtap/hostile_roles.sql) covers every attack in one
+// evstreamd stays up. evstreamd runs as a LOGIN member of evstream_daemon (the hardened set-up):
+// it reads and writes the log for its users without being an admin. The pgTAP twin (tests/pgtap/hostile_roles.sql) covers every attack in one
 // session; this one proves it with real, concurrent logins.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,8 +17,10 @@ const roles = {};
 before(async () => {
   db = pgClient();
   await db.connect();
-  d = await startDaemon();
   const tag = uniq('hr');
+  roles.daemon = `${tag}_daemon`;
+  await db.query(`CREATE ROLE ${roles.daemon} LOGIN IN ROLE evstream_daemon`);
+  d = await startDaemon({ env: { PGUSER: roles.daemon } });
   roles.login = `${tag}_login`;
   roles.reader = `${tag}_reader`;
   roles.writer = `${tag}_writer`;
@@ -119,8 +122,17 @@ test('every role\'s attacks fail with an SQLSTATE; the subscriber gets only the 
     // A legitimate append from the same writer is delivered at once: nothing was held back.
     const legit = (await writer.query("SELECT position, created_by FROM evstream.post_event($1, 'hr', 'ok', 'hr.posted')", [channel])).rows[0];
     assert.equal(legit.created_by, 'user:u1');
-    await sub.until((evs) => evs.some((e) => e.id === String(legit.position)), 10000, 'the legitimate event');
-    assert.deepEqual(sub.positions(), [Number(legit.position)], 'the subscriber received the legitimate event only');
+    // And one through the hardened daemon's HTTP API, as the token's user.
+    const viaHttp = await request(d, '/api/events', {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token({ sub: 'hana', projects: [p] })}`, 'Content-Type': 'application/json' },
+      body: { channel, aggregate_type: 'hr', aggregate_id: 'ok2', event_type: 'hr.posted' },
+    });
+    assert.equal(viaHttp.status, 201, viaHttp.body);
+    assert.equal(viaHttp.json.createdBy, 'user:hana');
+    await sub.until((evs) => evs.some((e) => e.id === String(viaHttp.json.position)), 10000, 'the legitimate events');
+    assert.deepEqual(sub.positions(), [Number(legit.position), viaHttp.json.position],
+      'the subscriber received the legitimate events only');
     // The reader sees its project only.
     const seen = (await reader.query('SELECT DISTINCT channel FROM evstream.events')).rows.map((r) => r.channel);
     assert.deepEqual(seen, [channel]);

@@ -5,7 +5,7 @@
 -- Attempts run as those roles through pg_temp.try, which records the outcome; assertions run
 -- after RESET ROLE (pgTAP's bookkeeping belongs to the superuser).
 BEGIN;
-SELECT plan(59);
+SELECT plan(61);
 
 CREATE ROLE hr_login LOGIN;
 CREATE ROLE hr_reader NOLOGIN IN ROLE evstream_reader;
@@ -119,10 +119,19 @@ INSERT INTO seen SELECT 'bound-creator', evstream._creator(NULL);
 SELECT pg_temp.try('bound-revoke', $$SELECT evstream.revoke_channels('hr_bound')$$);
 RESET ROLE;
 
+-- evstreamd's role reads every channel (it filters by token itself), without being an admin.
+CREATE ROLE hr_daemon NOLOGIN IN ROLE evstream_daemon;
+SET LOCAL ROLE hr_daemon;
+SET LOCAL request.jwt.claims = '';
+INSERT INTO seen SELECT 'daemon-events', channel FROM evstream.events WHERE aggregate_type = 'hr_doc';
+SELECT pg_temp.try('daemon-erase', $$SELECT evstream.erase_aggregate('hr_doc', 'a1')$$);
+RESET ROLE;
+
 -- 5. An admin that is not superuser.
 GRANT CREATE ON SCHEMA public TO hr_admin;
 CREATE SCHEMA hr_evil AUTHORIZATION hr_admin;
 SET LOCAL ROLE hr_admin;
+SET LOCAL request.jwt.claims = '{"sub": "ops"}';
 SELECT pg_temp.try('admin-insert', $$INSERT INTO evstream.events (channel, aggregate_type, aggregate_id, version, event_type)
                                       VALUES ('project:a', 'hr_doc', 'a1', 9, 'x')$$);
 SELECT pg_temp.try('admin-update-catalog', $$UPDATE evstream.transitions SET to_state = 'published'$$);
@@ -214,6 +223,9 @@ SELECT is(pg_temp.code('bound-post-b'), 'EV005', 'bound role: posting outside it
 SELECT is(pg_temp.code('bound-as-bob'), '42501', 'bound role: the claims'' sub is not its identity');
 SELECT is((SELECT value FROM seen WHERE who = 'bound-creator'), 'user:hr_bound', 'bound role: it writes as user:<role name>');
 SELECT is(pg_temp.code('bound-revoke'), '42501', 'bound role: it cannot revoke its own grants');
+SELECT set_eq($$SELECT DISTINCT value FROM seen WHERE who = 'daemon-events'$$, ARRAY['project:a', 'project:b'],
+              'evstream_daemon: sees every channel without claims');
+SELECT is(pg_temp.code('daemon-erase'), '42501', 'evstream_daemon: but is no admin');
 -- Admin (not superuser).
 SELECT is(pg_temp.code('admin-insert'), '42501', 'admin: INSERT into the log is refused');
 SELECT is(pg_temp.code('admin-update-catalog'), '42501', 'admin: the catalog is written only through its functions');
