@@ -143,3 +143,32 @@ test('every role\'s attacks fail with an SQLSTATE; the subscriber gets only the 
   assert.equal(d.exited, null, 'evstreamd is still running');
   assert.equal((await request(d, '/healthz')).status, 200);
 });
+
+test('a reader\'s consumer receives only its channels; other roles\' consumers stay invisible and unmovable', async () => {
+  const p = uniq('p');
+  const q = uniq('q');
+  const mine = [];
+  for (let i = 0; i < 3; i++) {
+    mine.push(Number((await db.query("SELECT position FROM evstream.post_event($1, 'hr', 'c', 'hr.posted')", [`project:${p}`])).rows[0].position));
+    await db.query("SELECT evstream.post_event($1, 'hr', 'c', 'hr.posted')", [`project:${q}`]);
+  }
+  const ownerConsumer = uniq('hr_owner_');
+  await db.query('SELECT count(*) FROM evstream.consume($1)', [ownerConsumer]);
+  const reader = await loginAs(roles.reader, { sub: 'rita', projects: [p] });
+  const other = await loginAs(roles.writer, { sub: 'u1', projects: [p, q] });
+  try {
+    const consumer = uniq('hr_reader_');
+    const got = (await reader.query('SELECT channel, position FROM evstream.consume($1, 1000)', [consumer])).rows;
+    assert.deepEqual(got.map((r) => Number(r.position)), mine, 'only the events of its project, in order');
+    await reader.query('SELECT evstream.ack($1, $2)', [consumer, mine[2]]);
+    const visible = (await reader.query('SELECT consumer FROM evstream.consumer_checkpoints')).rows.map((r) => r.consumer);
+    assert.deepEqual(visible, [consumer], 'it sees its own checkpoint only');
+    // Another role (even one that may see more channels) cannot use the reader's consumer.
+    assert.equal(await attempt(other, 'SELECT count(*) FROM evstream.consume($1)', [consumer]), '42501');
+    assert.equal(await attempt(other, 'SELECT evstream.ack($1, $2)', [consumer, mine[2]]), '42501');
+    assert.equal(await attempt(reader, 'SELECT evstream.fail($1, $2, $3)', [ownerConsumer, mine[0], 'x']), '42501');
+  } finally {
+    await reader.end();
+    await other.end();
+  }
+});
