@@ -5,7 +5,7 @@
 -- Attempts run as those roles through pg_temp.try, which records the outcome; assertions run
 -- after RESET ROLE (pgTAP's bookkeeping belongs to the superuser).
 BEGIN;
-SELECT plan(61);
+SELECT plan(67);
 
 CREATE ROLE hr_login LOGIN;
 CREATE ROLE hr_reader NOLOGIN IN ROLE evstream_reader;
@@ -170,6 +170,18 @@ SELECT evstream.project_into('hr_trap', 'public.hr_trap');  -- drops every cache
 SELECT pg_temp.try('admin-evil-state-at', $$SELECT evstream.state_at('hr_trap', 't1')$$);
 SELECT pg_temp.try('admin-evil-post', $$SELECT evstream.post_event('project:a', 'hr_trap', 't2', 'trap.created', '{"title": "t2"}')$$);
 RESET search_path;
+-- rebuild truncates and rewrites the target with the admin's rights (evstream's own tables as
+-- the owner): refused on a table the admin cannot truncate, fine once it may.
+SELECT pg_temp.try('admin-rebuild-foreign', $$SELECT evstream.rebuild('hr_doc')$$);
+SELECT pg_temp.try('admin-remove-projection', $$SELECT evstream.remove_projection('hr_nothing')$$);
+RESET ROLE;
+GRANT SELECT, INSERT, UPDATE, TRUNCATE ON public.hr_docs TO hr_admin;
+SET LOCAL ROLE hr_admin;
+SELECT pg_temp.try('admin-rebuild', $$SELECT evstream.rebuild('hr_doc')$$);
+RESET ROLE;
+SET LOCAL ROLE hr_writer;
+SELECT pg_temp.try('writer-remove-projection', $$SELECT evstream.remove_projection('hr_doc')$$);
+SELECT pg_temp.try('writer-rebuild', $$SELECT evstream.rebuild('hr_doc')$$);
 RESET ROLE;
 
 -- Outcomes: LOGIN only.
@@ -243,6 +255,13 @@ SELECT ok(NOT (SELECT rolsuper FROM pg_roles WHERE rolname = 'hr_admin'), 'the a
 SELECT is((SELECT result FROM outcome WHERE who = 'admin-evil-post'), 'ok', 'admin: a post under a hostile search_path works');
 SELECT ok(EXISTS (SELECT 1 FROM public.hr_trap WHERE id = 't2') AND NOT EXISTS (SELECT 1 FROM public.hr_docs WHERE id = 't2'),
           'and projects into the registered target, not where the hostile format() points');
+SELECT is(pg_temp.code('admin-rebuild-foreign'), '42501', 'admin: rebuild of a target it cannot truncate is refused');
+SELECT is(pg_temp.code('admin-remove-projection'), 'ok', 'admin: remove_projection runs');
+SELECT is(pg_temp.code('admin-rebuild'), 'ok', 'admin: rebuild of a target it may write runs (states written by the owner)');
+SELECT set_eq($$SELECT id || ':' || status FROM public.hr_docs$$, ARRAY['a1:draft', 'b1:draft'],
+              'and the rebuilt projection is right');
+SELECT is(pg_temp.code('writer-remove-projection'), '42501', 'writer: remove_projection is refused');
+SELECT is(pg_temp.code('writer-rebuild'), '42501', 'writer: rebuild is refused');
 -- Nothing changed but what the API did.
 SELECT is((SELECT count(*) FROM evstream.events WHERE aggregate_type <> 'hr_trap'), (SELECT events FROM before_state),
           'the log of the attacked tenants is unchanged');
