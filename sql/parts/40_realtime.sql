@@ -137,8 +137,8 @@ BEGIN
 END
 $$;
 
--- _ephemeral_read(after, gaps, max_count): one reader's next rows: ids above `after` plus the
--- ids it still waits for (`gaps`), in id order, after one first row (id NULL, kind 'horizon')
+-- _ephemeral_read(after, gaps, max_count): one reader's next rows: the ids it still waits for
+-- (`gaps`, all at or below `after`) that exist now, then up to max_count ids above `after`, in id order, after one first row (id NULL, kind 'horizon')
 -- carrying this snapshot's xmin and the next transaction id. A gap whose recorded next_xid is
 -- at or below a later read's horizon can no longer appear (its transaction has ended).
 CREATE FUNCTION evstream._ephemeral_read(after bigint, gaps bigint[], max_count integer)
@@ -151,7 +151,12 @@ AS $$
   UNION ALL
   (SELECT o.id, o.kind, o.channel, o.type, o.entity, o.entity_id, o.payload, NULL, NULL
      FROM evstream.ephemeral_outbox o
-    WHERE o.id > after OR o.id = ANY (gaps)
+    WHERE o.id = ANY (gaps) AND o.id <= after
+    ORDER BY o.id)
+  UNION ALL  -- two index scans: one OR would walk the whole index under ORDER BY ... LIMIT
+  (SELECT o.id, o.kind, o.channel, o.type, o.entity, o.entity_id, o.payload, NULL, NULL
+     FROM evstream.ephemeral_outbox o
+    WHERE o.id > after
     ORDER BY o.id
     LIMIT greatest(1, least(max_count, 10000)))
 $$;

@@ -111,7 +111,8 @@ void Outbox::OnConnected() {
 }
 
 void Outbox::Anchor() {
-  conn_.Send(kTailSql, {}, [this](feed::QueryResult& r) {
+  busy_ = true;
+  bool sent = conn_.Send(kTailSql, {}, [this](feed::QueryResult& r) {
     busy_ = false;
     int64_t last = 0;
     uint64_t next_xid = 0;
@@ -119,7 +120,7 @@ void Outbox::Anchor() {
     if (!r.ok() || r.rows() != 1 || !ParseI64(r.value(0, 0), &last) || !ParseIdArray(r.value(0, 1), &missing) ||
         !ParseU64(r.value(0, 2), &next_xid)) {
       core::LogWarn("reading the end of the ephemeral outbox failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
-      return;  // a connection error reconnects; anything else waits for the next tick
+      return;  // a connection error reconnects; anything else is retried by the next tick
     }
     cursor_.Anchor(last, missing, next_xid);
     anchored_ = true;
@@ -133,6 +134,7 @@ void Outbox::Anchor() {
     }
     Read();
   });
+  if (!sent) busy_ = false;
 }
 
 void Outbox::Read() {
@@ -168,8 +170,8 @@ void Outbox::OnRows(feed::QueryResult& r) {
     core::LogError("outbox read returned no horizon row");
     return;
   }
-  int64_t last_id = cursor_.after();
-  int rows = n - 1;
+  int64_t read_after = cursor_.after(), last_id = read_after;
+  int fresh = 0;  // rows above read_after (the part of the read cut by its limit)
   for (int i = 1; i < n; i++) {
     OutboxRow row;
     std::string kind = Col(r, i, 1);
@@ -177,7 +179,8 @@ void Outbox::OnRows(feed::QueryResult& r) {
       metrics_->outbox_rows_invalid++;
       continue;
     }
-    last_id = row.id;
+    if (row.id > read_after) fresh++;
+    last_id = std::max(last_id, row.id);
     if (!cursor_.Accept(row.id, next_xid)) continue;
     row.kind = kind == "event" ? OutboxRow::Kind::Event : OutboxRow::Kind::Presence;
     row.channel = Col(r, i, 2);
@@ -193,8 +196,10 @@ void Outbox::OnRows(feed::QueryResult& r) {
       core::LogError("outbox row handling failed", {{"id", row.id}, {"error", e.what()}});
     }
   }
-  bool complete = rows < opts_.batch_size;
-  cursor_.Finish(horizon, complete, last_id);
+  // Every gap listed was looked up, and the ids between the rows above read_after were all
+  // returned: each open gap was covered by this read.
+  bool complete = fresh < opts_.batch_size;
+  cursor_.Finish(horizon, true, last_id);
   metrics_->outbox_gaps = static_cast<int64_t>(cursor_.gap_count());
   metrics_->outbox_gaps_given_up = cursor_.given_up();
   if (!complete || doorbell_pending_) {
@@ -227,7 +232,11 @@ void Outbox::OnDoorbell() {
 
 // Once a second: remember the watermark, poll when nothing rang for poll_ms, prune.
 void Outbox::Tick() {
-  if (closed_ || !anchored_) return;
+  if (closed_) return;
+  if (!anchored_) {
+    if (!busy_ && conn_.Ready()) OnConnected();  // LISTEN or anchoring failed: try again
+    return;
+  }
   uint64_t now = uv_now(loop_);
   marks_.emplace_back(now, cursor_.Watermark());
   while (marks_.size() > 2 && now - marks_[1].first >= static_cast<uint64_t>(opts_.retention_ms)) marks_.pop_front();
