@@ -14,24 +14,10 @@ void AddUnique(std::vector<std::string>* v, const std::string& s) {
 
 Principal PrincipalFromClaims(const nlohmann::json& claims) {
   Principal p;
-  if (!claims.is_object()) return p;
-  if (auto it = claims.find("sub"); it != claims.end() && it->is_string()) {
-    p.sub = it->get<std::string>();
-    if (!p.sub.empty()) AddUnique(&p.exact, "user:" + p.sub);
-  }
-  if (auto it = claims.find("projects"); it != claims.end() && it->is_array())
-    for (const auto& v : *it)
-      if (v.is_string() && !v.get<std::string>().empty()) AddUnique(&p.exact, "project:" + v.get<std::string>());
-  if (auto it = claims.find("channels"); it != claims.end() && it->is_array())
-    for (const auto& v : *it) {
-      if (!v.is_string()) continue;
-      std::string c = v.get<std::string>();
-      if (c.empty()) continue;
-      if (c.back() == '*')
-        AddUnique(&p.prefixes, c.substr(0, c.size() - 1));
-      else
-        AddUnique(&p.exact, c);
-    }
+  p.grants = claims::Allowed(claims);
+  p.sub = p.grants.Sub();
+  p.exact = p.grants.Exact();
+  p.prefixes = p.grants.Prefixes();
   return p;
 }
 
@@ -51,18 +37,8 @@ std::vector<std::string> ChannelSet::Names() const {
 
 bool Allows(const Principal& p, const std::string& requested) {
   if (requested.empty()) return false;
-  if (requested.back() == '*') {
-    // A pattern is allowed only when one granted pattern covers all of it.
-    std::string pre = requested.substr(0, requested.size() - 1);
-    for (const auto& g : p.prefixes)
-      if (StartsWith(pre, g)) return true;
-    return false;
-  }
-  for (const auto& e : p.exact)
-    if (e == requested) return true;
-  for (const auto& g : p.prefixes)
-    if (StartsWith(requested, g)) return true;
-  return false;
+  if (requested.back() == '*') return p.grants.Prefix(std::string_view(requested).substr(0, requested.size() - 1));
+  return p.grants.Channel(requested);
 }
 
 bool SelectChannels(const Principal& p, const std::vector<std::string>& requested, ChannelSet* out,

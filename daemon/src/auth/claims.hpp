@@ -1,10 +1,14 @@
-// The claims rule, identical to the database's RLS rule:
+// Who a token holder is and which channels it may read: the claims rule itself is the
+// extension's (evstream/claims.hpp, the one RLS uses):
 //   sub -> user:<sub>; projects[] -> project:<p>; channels[] -> names, trailing '*' = prefix.
+// Here: the channel selection of a request, and topic filters.
 #pragma once
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "evstream/claims.hpp"
 
 namespace evstream::auth {
 
@@ -12,6 +16,7 @@ struct Principal {
   std::string sub;
   std::vector<std::string> exact;     // channels granted by name
   std::vector<std::string> prefixes;  // granted patterns, '*' removed ("channel:team-")
+  claims::Allowed grants;             // the rule those come from
 };
 
 Principal PrincipalFromClaims(const nlohmann::json& claims);

@@ -1,26 +1,36 @@
 // The channel rule for JWT claims (see claims.hpp).
 #include "evstream/claims.hpp"
 
+#include <algorithm>
+
 namespace evstream::claims {
+namespace {
+void AddUnique(std::vector<std::string>* v, std::string s) {
+  if (std::find(v->begin(), v->end(), s) == v->end()) v->push_back(std::move(s));
+}
+bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+}  // namespace
 
 Allowed::Allowed(const nlohmann::json& claims) {
   if (!claims.is_object()) return;
   auto sub = claims.find("sub");
-  if (sub != claims.end() && sub->is_string() && !sub->get_ref<const std::string&>().empty())
-    exact_.push_back("user:" + sub->get<std::string>());
+  if (sub != claims.end() && sub->is_string() && !sub->get_ref<const std::string&>().empty()) {
+    sub_ = sub->get<std::string>();
+    AddUnique(&exact_, "user:" + sub_);
+  }
   auto projects = claims.find("projects");
   if (projects != claims.end() && projects->is_array())
     for (const auto& p : *projects)
       if (p.is_string() && !p.get_ref<const std::string&>().empty())
-        exact_.push_back("project:" + p.get<std::string>());
+        AddUnique(&exact_, "project:" + p.get<std::string>());
   auto channels = claims.find("channels");
   if (channels != claims.end() && channels->is_array()) {
     for (const auto& c : *channels) {
       if (!c.is_string()) continue;
       const std::string& name = c.get_ref<const std::string&>();
       if (name.empty()) continue;
-      if (name.back() == '*') prefixes_.push_back(name.substr(0, name.size() - 1));
-      else exact_.push_back(name);
+      if (name.back() == '*') AddUnique(&prefixes_, name.substr(0, name.size() - 1));
+      else AddUnique(&exact_, name);
     }
   }
 }
@@ -36,7 +46,13 @@ bool Allowed::Channel(std::string_view channel) const {
   for (const std::string& e : exact_)
     if (channel == e) return true;
   for (const std::string& p : prefixes_)
-    if (channel.substr(0, p.size()) == p) return true;
+    if (StartsWith(channel, p)) return true;
+  return false;
+}
+
+bool Allowed::Prefix(std::string_view prefix) const {
+  for (const std::string& p : prefixes_)
+    if (StartsWith(prefix, p)) return true;
   return false;
 }
 

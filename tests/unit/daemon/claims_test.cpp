@@ -66,3 +66,27 @@ TEST(Topics, entity_patterns) {
   EXPECT_TRUE(AnyTopicMatches({"a:*", "b:1"}, "b", "1"));
   EXPECT_FALSE(AnyTopicMatches({"a:*", "b:1"}, "b", "2"));
 }
+
+// One claims rule in the repository: the daemon's decisions are the extension's (RLS's).
+TEST(Claims, the_daemon_decides_exactly_as_the_extension_rule) {
+  const char* claims[] = {
+      R"({"sub":"u1","projects":["p1","p2"],"channels":["channel:lobby","channel:team-*",7,""]})",
+      R"({"sub":"","projects":"p1","channels":{}})",
+      R"({"channels":["*"]})",
+      R"({"sub":"a*","projects":["x*"]})",
+      R"([])",
+  };
+  const char* channels[] = {"user:u1", "user:u2", "project:p1", "project:p3", "channel:lobby", "channel:lobby2",
+                            "channel:team-a", "channel:team-", "channel:teams", "user:a", "project:xy", "anything"};
+  const char* patterns[] = {"channel:team-", "channel:team-a", "channel:", "user:", "project:x", ""};
+  for (const char* c : claims) {
+    auto j = nlohmann::json::parse(c);
+    evstream::claims::Allowed rule(j);
+    Principal p = PrincipalFromClaims(j);
+    for (const char* ch : channels) EXPECT_EQ(Allows(p, ch), rule.Channel(ch)) << c << " " << ch;
+    for (const char* pre : patterns)
+      EXPECT_EQ(Allows(p, std::string(pre) + "*"), rule.Prefix(pre)) << c << " " << pre << "*";
+    EXPECT_EQ(p.exact, rule.Exact()) << c;
+    EXPECT_EQ(p.prefixes, rule.Prefixes()) << c;
+  }
+}

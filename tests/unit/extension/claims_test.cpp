@@ -35,3 +35,22 @@ TEST(Claims, MissingOrMalformedClaimsAllowNothing) {
   EXPECT_FALSE(Allowed::FromText(R"({"sub": 5, "projects": "a", "channels": [1, ""]})").Channel("project:a"));
   EXPECT_FALSE(Allowed::FromText(R"({"sub": ""})").Channel("user:"));
 }
+
+TEST(Claims, GrantsAreListedOnceInClaimOrderWithTheSub) {
+  Allowed a = Allowed::FromText(
+      R"({"sub": "u1", "projects": ["p1", "p1"], "channels": ["project:p1", "channel:t-*", "channel:t-*", "user:u1"]})");
+  EXPECT_EQ(a.Sub(), "u1");
+  EXPECT_EQ(a.Exact(), (std::vector<std::string>{"user:u1", "project:p1"}));
+  EXPECT_EQ(a.Prefixes(), (std::vector<std::string>{"channel:t-"}));
+  EXPECT_EQ(Allowed::FromText(R"({"sub": 7})").Sub(), "");
+}
+
+TEST(Claims, APatternIsAllowedOnlyWhenAGrantedPatternCoversAllOfIt) {
+  Allowed a = Allowed::FromText(R"({"projects": ["team-a"], "channels": ["channel:team-*"]})");
+  EXPECT_TRUE(a.Prefix("channel:team-"));
+  EXPECT_TRUE(a.Prefix("channel:team-a"));
+  EXPECT_FALSE(a.Prefix("channel:"));       // wider than the grant
+  EXPECT_FALSE(a.Prefix("channel:team"));   // wider too
+  EXPECT_FALSE(a.Prefix("project:team-"));  // exact grants never cover a pattern
+  EXPECT_FALSE(Allowed().Prefix(""));
+}
