@@ -92,7 +92,7 @@ describe('evstreamd resilience', () => {
         "SELECT position FROM evstream.post_event($1, 'thing', 'older', 'thing.happened')", [`project:${p}`]);
       const olderPos = Number(r.rows[0].position);
       await older.query('COMMIT');
-      await s.until((evs) => evs.filter((e) => e.id).length === 2);
+      await s.until(() => s.dataEvents().length === 2);
       assert.deepEqual(s.positions(), [olderPos, newer]);  // (tx, position) order
       // Rolled back instead: the held-back event still arrives (re-check timer, no new doorbell).
       await older.query('BEGIN');

@@ -118,6 +118,7 @@ void Feed::FindTail() {
     positioned_ = true;
     metrics_->last_position = cursor_.position;
     core::LogInfo("feed positioned", {{"position", cursor_.position}});
+    if (on_positioned) on_positioned();
     Read();
   });
 }

@@ -43,7 +43,8 @@ class Feed {
   LogKey Cursor() const { return cursor_; }
   int BackendPid() const { return conn_.BackendPid(); }
 
-  std::function<void()> on_listening;  // after every (re)LISTEN
+  std::function<void()> on_listening;   // after every (re)LISTEN
+  std::function<void()> on_positioned;  // once: the end of the log is known
 
  private:
   void OnConnected();

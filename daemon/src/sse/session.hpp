@@ -1,4 +1,7 @@
-// One SSE subscriber: its channels and topics, its position in the log, replay then live.
+// One SSE subscriber: its channels and topics, and the libuv/libpq side of its position in the
+// log. The position logic itself (replay, seam, reset, live, catching up) is the pure
+// sse::Cursor; the Session forwards hub events, query results and timer ticks to it and carries
+// out what it asks (CursorIo).
 #pragma once
 #include <memory>
 #include <string>
@@ -10,11 +13,12 @@
 #include "feed/pg.hpp"
 #include "http/server.hpp"
 #include "hub/hub.hpp"
+#include "sse/cursor.hpp"
 #include "sse/stream.hpp"
 
 namespace evstream::sse {
 
-class Session : public hub::Subscriber, public std::enable_shared_from_this<Session> {
+class Session : public hub::Subscriber, public CursorIo, public std::enable_shared_from_this<Session> {
  public:
   Session(StreamService* svc, http::Connection* conn, auth::ChannelSet channels,
           std::vector<std::string> topics, int batch_ms);
@@ -25,39 +29,36 @@ class Session : public hub::Subscriber, public std::enable_shared_from_this<Sess
   // them: at most once, no replay.
   void OnEphemeral(const feed::EphemeralPtr& ev) override;
 
-  // Subscribes; with resume_from >= 0 replays everything after that position first.
-  void Begin(int64_t resume_from);
+  // Subscribes, then starts from the client's Last-Event-ID ("" = live from now).
+  void Begin(const std::string& last_event_id);
   void SendFrame(const http::Frame& f);
   // Counts this stream as `user` being present on its exact channels (until it closes).
   void JoinPresence(const std::string& user);
+  // The feed found the end of the log.
+  void OnFeedPositioned() { if (Alive()) cursor_.OnFeedPositioned(); }
+
+  // CursorIo
+  size_t QueuedBytes() const override;
+  uint64_t NowMs() const override;
+  bool FeedPositioned() const override;
+  feed::LogKey FeedCursor() const override;
+  void Send(const std::shared_ptr<const std::string>& frame) override;
+  void ReadAnchor(int64_t position) override;
+  void ReadAfter(int64_t position, int limit) override;
+  void WaitForDrain() override;
+  void DropSlowClient() override;
+  void CloseAfterFlush() override;
 
  private:
-  void Deliver(const feed::EventPtr& ev);
-  void ReplayAnchor();
-  void ReplayBatch();
-  void ReplayWhenDrained();
-  void OnReplayRows(feed::QueryResult& r);
-  void Reset(const std::string& reason);
-  void GoLive();
   bool Alive() const { return !conn_->closing(); }
 
   StreamService* svc_;
   http::Connection* conn_;  // owns this session (attachment): always valid while we exist
   auth::ChannelSet channels_;
-  std::vector<std::string> topics_;
   int batch_ms_;
-  bool live_ = false;
-  bool has_cursor_ = false;
-  feed::LogKey cursor_;  // last event considered (delivered or filtered out)
-  int64_t resume_from_ = -1;
-  std::vector<feed::EventPtr> pending_;  // live events that arrived during the replay
-  size_t pending_bytes_ = 0;
-  bool pending_incomplete_ = false;
-  size_t avg_frame_bytes_ = 512;         // running average, sizes replay reads
-  int replay_limit_ = 0;      // pending_ overflowed: the log must fill the gap
-  uint64_t waiting_since_ = 0;           // loop time when we began waiting for the client to drain
-  core::UvHandle<uv_timer_t> timer_;     // batch_ms flushes, replay pacing
-  core::UvHandle<uv_timer_t> pace_timer_;
+  Cursor cursor_;
+  core::UvHandle<uv_timer_t> timer_;     // batch_ms flushes
+  core::UvHandle<uv_timer_t> pace_timer_;  // replay pacing (WaitForDrain)
   std::string presence_user_;
 };
 

@@ -33,9 +33,18 @@ StreamService::StreamService(StreamDeps deps) : d_(deps) {
 }
 
 void StreamService::Start() {
+  d_.feed->on_positioned = [this] { OnFeedPositioned(); };
   uint64_t ms = static_cast<uint64_t>(d_.config->heartbeat_seconds) * 1000;
   uv_timer_start(heartbeat_.get(), [](uv_timer_t* t) { static_cast<StreamService*>(t->data)->Heartbeat(); },
                  ms, ms);
+}
+
+// Streams opened before the feed knew where the log ends get their starting position now (an
+// id-only frame: it moves the client's Last-Event-ID and dispatches no event).
+void StreamService::OnFeedPositioned() {
+  std::vector<Session*> all(sessions_.begin(), sessions_.end());
+  for (Session* s : all)
+    if (sessions_.count(s)) s->OnFeedPositioned();
 }
 
 void StreamService::Close() {
@@ -86,13 +95,11 @@ void StreamService::Handle(const http::ConnectionPtr& conn, http::Request& req,
       return;
     }
   }
-  int64_t resume_from = -1;
   std::string last_id;
   if (const std::string* h = req.Header("last-event-id"); h && !h->empty())
     last_id = *h;
   else if (auto q = req.QueryOne("lastEventId"); q && !q->empty())
     last_id = *q;
-  if (!last_id.empty() && !ParseNonNegative(last_id, &resume_from)) resume_from = -2;  // not a position
 
   std::string head =
       "HTTP/1.1 200 OK\r\n"
@@ -103,33 +110,26 @@ void StreamService::Handle(const http::ConnectionPtr& conn, http::Request& req,
   head += "\r\n";
   conn->StartStream(head);
 
+  auto session = std::make_shared<Session>(this, conn.get(), std::move(channels), std::move(topics),
+                                           static_cast<int>(batch_ms));
+  conn->attachment = session;
   std::string connection_id = connection_prefix_ + "-" + std::to_string(next_session_++);
-  nlohmann::ordered_json hello = {{"type", "connected"}, {"connectionId", connection_id}, {"channels", channels.Names()}};
-  conn->Send(std::make_shared<const std::string>(RetryHint(d_.config->retry_ms).substr(
-                                                     0, RetryHint(d_.config->retry_ms).size() - 1) +
-                                                 Frame("connected", hello.dump())));
+  nlohmann::ordered_json hello = {{"type", "connected"}, {"connectionId", connection_id},
+                                  {"channels", session->Channels().Names()}};
+  // The frame's id is where this stream starts (Cursor::StartId): a client that disconnects
+  // before its first event resumes from it without loss.
+  std::string retry = RetryHint(d_.config->retry_ms);
+  conn->Send(std::make_shared<const std::string>(
+      retry.substr(0, retry.size() - 1) +
+      Frame("connected", hello.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+            Cursor::StartId(*session, last_id))));
   conn->SetOverflowFrame(std::make_shared<const std::string>(Frame(
       "overflow", nlohmann::ordered_json({{"type", "overflow"},
                                   {"reason", "client too slow; reconnect with Last-Event-ID to resume"}})
                       .dump())));
-  auto session = std::make_shared<Session>(this, conn.get(), std::move(channels), std::move(topics),
-                                           static_cast<int>(batch_ms));
-  conn->attachment = session;
   core::LogDebug("stream opened", {{"conn", conn->id()}, {"connectionId", connection_id},
-                                   {"resume_from", resume_from}});
-  if (resume_from == -2) {
-    // Not a position at all: same answer as an unknown one.
-    session->Begin(-1);
-    d_.metrics->resets++;
-    feed::LogKey at = d_.feed->Cursor();
-    nlohmann::ordered_json data = {{"type", "reset"}, {"reason", "unknown position"}, {"lastEventId", last_id},
-                           {"position", at.position}};
-    session->SendFrame(std::make_shared<const std::string>(
-        Frame("reset", data.dump(), at.position > 0 ? std::to_string(at.position) : "")));
-    session->JoinPresence(a.principal.sub);
-    return;
-  }
-  session->Begin(resume_from);
+                                   {"resume", !last_id.empty()}});
+  session->Begin(last_id);
   session->JoinPresence(a.principal.sub);
   if (batch_ms > 0) conn->Flush();
 }

@@ -1,7 +1,7 @@
 // GET /api/events/stream: authorise, pick channels and topics, then stream. A client with
 // Last-Event-ID is subscribed first (live events buffered), replayed from the log through the
 // pool, then switched to live: events at or before the last replayed (tx, position) are
-// skipped, so the seam has no duplicate and no gap.
+// skipped, so the seam has no duplicate and no gap (the logic: sse/cursor.hpp, pure).
 #pragma once
 #include <uv.h>
 
@@ -46,6 +46,7 @@ class StreamService {
  private:
   friend class Session;
   void Heartbeat();
+  void OnFeedPositioned();
 
   StreamDeps d_;
   core::UvHandle<uv_timer_t> heartbeat_;

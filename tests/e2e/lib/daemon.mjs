@@ -176,7 +176,8 @@ export function openStream(d, { query = '', headers = {}, tokenValue, lastEventI
     s.waiters.add(check);
     check();
   });
-  s.dataEvents = () => s.events.filter((e) => e.id !== undefined && e.event !== 'reset');
+  // Stored events only: control frames (connected, reset) and id-only frames carry an id too.
+  s.dataEvents = () => s.events.filter((e) => e.id !== undefined && e.data !== '' && !['reset', 'connected'].includes(e.event));
   s.positions = () => s.dataEvents().map((e) => Number(e.id));
   return s;
 }

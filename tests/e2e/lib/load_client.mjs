@@ -31,7 +31,7 @@ function open(i) {
         if (++connected === clients) console.log('ready');
       }
       const m = /^id: (\d+)$/m.exec(frame);
-      if (m) {
+      if (m && !frame.includes('event: connected')) {
         s.ids.push(Number(m[1]));
         if (s.ids.length === expected) {
           if (++complete === clients) finish();
