@@ -214,7 +214,8 @@ export class Client {
       this.attempt = 0;
       this.setState('open');
     }
-    if (frame.event === 'reset') this.lastEventId = null;
+    // A reset's id is the server's current position: resume from there (without one, start live).
+    if (frame.event === 'reset' && !frame.id) this.lastEventId = null;
     if (frame.event === 'heartbeat') return;
     const event = RESERVED.has(frame.event) ? { ...payload, type: payload.type ?? frame.event } : payload;
     for (const sub of [...this.subscriptions]) {

@@ -115,3 +115,32 @@ test('submit a job and watch it run live; recover after the daemon loses its dat
   await page.screenshot({ path: path.join(OUT, 'demo.png') });
   assert.deepEqual(errors, []);
 });
+
+test('opened without a token, the page says how to get one (not "HTTP 401")', async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${daemon.url}/`);
+  await page.waitForSelector('[data-testid="token-help"]', { state: 'visible' });
+  assert.equal(await page.textContent('[data-testid="thread-title"]'), 'This demo needs a token');
+  const help = await page.textContent('[data-testid="token-help"]');
+  assert.match(help, /make demo/);
+  assert.match(help, /#token=/);
+  assert.match(help, /scripts\/jwt\.mjs/);
+  assert.match(await page.textContent('[data-testid="token-reason"]'), /without a token/);
+  assert.doesNotMatch(await page.textContent('body'), /HTTP 401/);
+  assert.equal(await page.getAttribute('[data-testid="connection"]', 'data-state'), 'closed');
+  await page.screenshot({ path: path.join(OUT, 'demo-no-token.png') });
+
+  // An expired token: the page says the token was refused, with the server's reason.
+  const expired = token({ sub: 'late', projects: ['demo'], exp: Math.floor(Date.now() / 1000) - 60 });
+  const page2 = await browser.newPage();
+  page2.on('pageerror', (e) => errors.push(e.message));
+  await page2.goto(`${daemon.url}/#token=${expired}`);
+  await page2.waitForSelector('[data-testid="token-help"]', { state: 'visible' });
+  assert.equal(await page2.textContent('[data-testid="thread-title"]'), 'The token was refused');
+  assert.match(await page2.textContent('[data-testid="token-reason"]'), /The server said: .+/);
+  assert.deepEqual(errors, []);
+  await page.close();
+  await page2.close();
+});

@@ -120,18 +120,37 @@ function showState(state) {
   el.dataset.state = state;
 }
 
-// Loads the history page by page; returns the position the stream resumes after (or null).
+// The daemon refused the page's token (or there is none): the page explains how to get one.
+class TokenNeeded extends Error {
+  constructor(body) {
+    super(body?.message ?? 'unauthorized');
+  }
+}
+
+// Loads the history page by page; returns the position the stream resumes after. `next` is a
+// safe Last-Event-ID even when the channel has no events yet ("0": the stream then replays from
+// the start, so nothing committed between this read and the stream's start is missed).
 async function loadHistory() {
   let after = 0;
   for (;;) {
     const r = await fetch(`/api/events?channel=${encodeURIComponent(CHANNEL)}&after=${after}&limit=500`, { headers: authHeaders });
+    if (r.status === 401) throw new TokenNeeded(await r.json().catch(() => null));
     if (!r.ok) throw new Error(`history: HTTP ${r.status}`);
     const body = await r.json();
     for (const e of body.events) apply(e);
-    const next = body.next ?? (body.events.length ? body.events[body.events.length - 1].position : after);
-    if (body.events.length < 500 || !next || next === after) return next ? String(next) : null;
+    const next = Number(body.next ?? (body.events.length ? body.events[body.events.length - 1].position : after));
+    if (body.events.length < 500 || next === after) return String(next);
     after = next;
   }
+}
+
+function showTokenHelp(error) {
+  $('thread-title').textContent = token ? 'The token was refused' : 'This demo needs a token';
+  const help = $('token-help');
+  help.classList.remove('hidden');
+  help.querySelector('[data-testid="token-reason"]').textContent = token
+    ? `The server said: ${error.message}. Tokens expire; get a fresh one as below.`
+    : 'The page was opened without a token, so the server answers 401 to everything.';
 }
 
 async function main() {
@@ -165,5 +184,6 @@ async function main() {
 
 main().catch((e) => {
   showState('closed');
-  $('thread-title').textContent = `Could not start: ${e.message}`;
+  if (e instanceof TokenNeeded) showTokenHelp(e);
+  else $('thread-title').textContent = `Could not start: ${e.message}`;
 });

@@ -1,7 +1,7 @@
 // The client library's pure parts: SSE parsing and pattern matching.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SseParser, matches } from '../../../web/evstream.js';
+import { Client, SseParser, matches } from '../../../web/evstream.js';
 
 function parse(chunks) {
   const out = [];
@@ -41,4 +41,20 @@ test('pattern matching on entity and id', () => {
   assert.ok(matches('document', ev));
   assert.ok(!matches('document:doc_2', ev));
   assert.ok(!matches('submission:*', ev));
+});
+
+// The client's resume position follows every id the server sends: connected, reset, id-only.
+test('lastEventId keeps the connected, reset and id-only frames\' ids', () => {
+  const never = () => new Promise(() => {});
+  const client = new Client({ url: 'http://x', fetch: never });
+  const feed = (text) => new SseParser((f) => client.dispatch(f)).push(text);
+  feed('retry: 2000\nid: 41\nevent: connected\ndata: {"type":"connected","connectionId":"c","channels":[]}\n\n');
+  assert.equal(client.lastEventId, '41');
+  feed('id: 57\nevent: reset\ndata: {"type":"reset","reason":"unknown position","lastEventId":"9","position":57}\n\n');
+  assert.equal(client.lastEventId, '57', 'the reset id is kept');
+  feed('id: 60\n\n');
+  assert.equal(client.lastEventId, '60', 'an id-only frame moves the position');
+  feed('event: reset\ndata: {"type":"reset","reason":"unknown position","position":0}\n\n');
+  assert.equal(client.lastEventId, null, 'a reset without an id starts live');
+  client.close();
 });
