@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
+#include <regex>
 
 #include "core/config.hpp"
 
@@ -94,4 +96,22 @@ TEST(Config, listen_forms) {
   ASSERT_TRUE(ParseListen(":0", &host, &port));
   EXPECT_EQ(host, "127.0.0.1");
   EXPECT_FALSE(ParseListen("h:70000", &host, &port));
+}
+
+// The README's flag table states the heartbeat period the daemon really uses by default.
+TEST(Config, readme_heartbeat_default_matches_the_daemon) {
+  g_env.clear();
+  Config c;
+  std::string err;
+  ASSERT_EQ(Parse({}, &c, &err), ParseOutcome::Run);
+  std::ifstream in(std::string(EVSTREAM_TEST_DATA) + "/../../../../README.md");
+  ASSERT_TRUE(in.good());
+  std::string line, row;
+  while (std::getline(in, line))
+    if (line.rfind("| `--heartbeat SECONDS` |", 0) == 0) row = line;
+  ASSERT_FALSE(row.empty()) << "README documents --heartbeat";
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(row, m, std::regex("^\\| `--heartbeat SECONDS` \\| (\\d+) \\|")));
+  EXPECT_EQ(std::stoi(m[1]), c.heartbeat_seconds);
+  EXPECT_NE(HelpText().find("(default " + std::to_string(c.heartbeat_seconds) + ")"), std::string::npos);
 }
