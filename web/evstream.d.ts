@@ -46,7 +46,7 @@ export interface ConnectOptions {
   token?: string;               // JWT, sent as Authorization: Bearer
   channels?: string[];          // project:<id>, user:<id>, channel:<id>
   topics?: string[];            // server-side filter, e.g. 'document:*'
-  lastEventId?: string | null;  // resume point
+  lastEventId?: string | null;  // resume point: a safe position (a stream id, or history's `next`; not a POST answer's position)
   fetch?: typeof fetch;
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -73,6 +73,7 @@ export declare class EvstreamError extends Error {
 export declare class Client {
   readonly connectionState: ConnectionState;
   readonly connectionId: string | null;
+  /** The last id the server sent (events, connected, reset, id-only frames): where a reconnect resumes. */
   readonly lastEventId: string | null;
   /** pattern: '*', 'document:*' or 'document:doc_1'. Returns the unsubscribe function. */
   subscribe(pattern: string, callback: (event: EvstreamEvent | EphemeralEvent | ControlEvent) => void): () => void;
