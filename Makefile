@@ -7,7 +7,7 @@ DATA_built  = sql/evstream--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/evstream--*--*.sql))
 PG_CPPFLAGS = -Iextension/include -Iextension/src
 PG_CXXFLAGS = -std=c++17 -Wno-register -fexceptions -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK  = -lstdc++
+SHLIB_LINK  = -lre2 -lstdc++
 EXTRA_CLEAN = build
 override with_llvm = no
 # rebuild objects when a header they include changes (.deps/)

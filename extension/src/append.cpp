@@ -13,6 +13,7 @@
 #include "doorbell.hpp"
 #include "evstream/error.hpp"
 #include "evstream/validate.hpp"
+#include "pg/interrupts.hpp"
 #include "pg/jsonb_json.hpp"
 #include "pg/spi.hpp"
 #include "pg/user.hpp"
@@ -224,7 +225,7 @@ void CheckEventType(const Request& r) {
   }
   if (!type->schema) return;
   nlohmann::json data = pg::JsonbToJson(r.data);
-  if (auto problem = type->schema->Validate(data))
+  if (auto problem = type->schema->Validate(data, "data", pg::CheckForInterrupts))
     throw Error(ss::kSchemaInvalid, r.label + *problem,
                 std::string("The data does not match the schema of event type ") + r.event_type + ".");
 }

@@ -7,6 +7,7 @@
 
 #include "evstream/error.hpp"
 #include "evstream/validate.hpp"
+#include "pg/interrupts.hpp"
 #include "pg/jsonb_json.hpp"
 #include "pg/spi.hpp"
 
@@ -170,6 +171,19 @@ void LoadProjection(AggregateType* a, MemoryContext cxt) {
   g_watched.insert(a->target);
 }
 
+// A schema refused by the validator, with the SQLSTATE that fits its kind.
+Error SchemaError(const char* event_type, const json_schema::InvalidSchema& e) {
+  using Kind = json_schema::InvalidSchema::Kind;
+  const char* code = e.kind() == Kind::kPattern    ? ss::kInvalidRegularExpression
+                     : e.kind() == Kind::kTooLarge ? ss::kProgramLimitExceeded
+                                                   : ss::kInvalidParameter;
+  const char* hint = e.kind() == Kind::kPattern
+                         ? "Patterns run on RE2: rewrite without backreferences or lookaround."
+                         : "Supported keywords and limits are listed in the README.";
+  return Error(code, std::string("invalid schema for event type ") + event_type + ": " + e.what(),
+               "", hint);
+}
+
 }  // namespace
 
 std::optional<std::string> AggregateType::Next(const std::optional<std::string>& from,
@@ -200,7 +214,11 @@ std::shared_ptr<const EventType> LookupEventType(const std::string& event_type) 
     if (!isnull) {
       Jsonb* j = nullptr;
       PgCall([&] { j = DatumGetJsonbP(schema); });
-      entry->schema = json_schema::Schema::Compile(pg::JsonbToJson(j));
+      try {
+        entry->schema = json_schema::Schema::Compile(pg::JsonbToJson(j));
+      } catch (const json_schema::InvalidSchema& e) {
+        throw SchemaError(event_type.c_str(), e);  // registered before today's bounds
+      }
     }
   }
   g_event_types.emplace(event_type, entry);
@@ -245,16 +263,14 @@ void RegisterEventType(const char* event_type, Jsonb* schema, const char* descri
     try {
       compiled = json_schema::Schema::Compile(pg::JsonbToJson(schema));
     } catch (const json_schema::InvalidSchema& e) {
-      throw Error(ss::kInvalidParameter,
-                  std::string("invalid schema for event type ") + event_type + ": " + e.what(),
-                  "", "Supported keywords are listed in docs/state.md.");
+      throw SchemaError(event_type, e);
     }
   }
   if (example != nullptr) {
     nlohmann::json ex = pg::JsonbToJson(example);
     if (!ex.is_object()) throw Error(ss::kInvalidParameter, "example must be a JSON object");
     if (compiled)
-      if (auto problem = compiled->Validate(ex, "example"))
+      if (auto problem = compiled->Validate(ex, "example", pg::CheckForInterrupts))
         throw Error(sqlstate::kSchemaInvalid,
                     std::string("example does not match the schema of ") + event_type + ": " +
                         *problem);

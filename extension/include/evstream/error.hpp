@@ -18,6 +18,8 @@ inline constexpr const char* kUnregisteredType = "EV007";   // require_registere
 inline constexpr const char* kImmutableLog = "EV010";       // UPDATE/DELETE/TRUNCATE on the log
 inline constexpr const char* kInsufficientPrivilege = "42501";  // insufficient_privilege
 inline constexpr const char* kInvalidParameter = "22023";   // invalid_parameter_value
+inline constexpr const char* kInvalidRegularExpression = "2201B";  // invalid_regular_expression
+inline constexpr const char* kProgramLimitExceeded = "54000";     // program_limit_exceeded
 inline constexpr const char* kNullValue = "22004";          // null_value_not_allowed
 inline constexpr const char* kInternal = "XX000";           // internal_error
 }  // namespace sqlstate

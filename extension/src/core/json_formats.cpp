@@ -54,7 +54,8 @@ std::string MemberPath(std::string_view parent, std::string_view key) {
     out += key;
   } else {
     out += '[';
-    out += nlohmann::json(std::string(key)).dump();
+    out += nlohmann::json(std::string(key)).dump(-1, ' ', false,
+                                                 nlohmann::json::error_handler_t::replace);
     out += ']';
   }
   return out;

@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <regex>
 #include <set>
+#include <utility>
 #include <vector>
+
+#include "json_pattern.hpp"
 
 namespace evstream::json_schema {
 
@@ -30,8 +32,7 @@ struct Node {
   std::optional<json> const_value;
   std::optional<double> minimum, maximum, exclusive_minimum, exclusive_maximum;
   std::optional<size_t> min_length, max_length, min_items, max_items;
-  std::optional<std::regex> pattern;
-  std::string pattern_source;
+  std::shared_ptr<const Pattern> pattern;
   std::shared_ptr<Node> items;
   Format format = Format::kNone;
 };
@@ -46,21 +47,72 @@ const std::map<std::string, unsigned> kTypeNames = {
     {"null", kNull},     {"boolean", kBoolean}, {"integer", kInteger}, {"number", kNumber},
     {"string", kString}, {"array", kArray},     {"object", kObject}};
 
-[[noreturn]] void Fail(const std::string& path, const std::string& what) {
-  throw InvalidSchema(path + ": " + what);
+using Kind = InvalidSchema::Kind;
+
+[[noreturn]] void Fail(const std::string& path, const std::string& what, Kind kind = Kind::kInvalid) {
+  throw InvalidSchema(path + ": " + what, kind);
 }
 
+// The schema document's size and nesting, checked before anything recurses into it (an explicit
+// stack here: a hostile document must not overflow ours).
+void CheckBounds(const json& schema) {
+  size_t values = 1, bytes = 0;
+  std::vector<std::pair<const json*, size_t>> stack{{&schema, 1}};
+  auto count = [&](const json* v, size_t depth) {
+    if (++values > kMaxSchemaValues)
+      Fail("schema", "has more than " + std::to_string(kMaxSchemaValues) + " JSON values",
+           Kind::kTooLarge);
+    stack.emplace_back(v, depth);
+  };
+  while (!stack.empty()) {
+    auto [v, depth] = stack.back();
+    stack.pop_back();
+    if (depth > kMaxSchemaDepth)
+      Fail("schema", "is nested deeper than " + std::to_string(kMaxSchemaDepth) + " levels",
+           Kind::kTooLarge);
+    if (v->is_string()) bytes += v->get_ref<const std::string&>().size();
+    if (v->is_object()) {
+      for (const auto& [key, sub] : v->items()) {
+        bytes += key.size();
+        count(&sub, depth + 1);
+      }
+    } else if (v->is_array()) {
+      for (const json& sub : *v) count(&sub, depth + 1);
+    }
+    if (bytes > kMaxSchemaBytes)
+      Fail("schema", "holds more than " + std::to_string(kMaxSchemaBytes) + " bytes of text",
+           Kind::kTooLarge);
+  }
+}
+
+// minimum, maximum and the exclusive forms: any finite number.
 double Number(const json& v, const std::string& path) {
   if (!v.is_number()) Fail(path, "must be a number");
-  return v.get<double>();
+  double d = v.get<double>();
+  if (!std::isfinite(d)) Fail(path, "must be a finite number");
+  return d;
 }
 
+// minLength, maxLength, minItems, maxItems: an integer (2 and 2.0 alike) from 0 to kMaxCount.
+// Range-checked before any conversion: 1e300 or -1 is refused, never cast.
 size_t Count(const json& v, const std::string& path) {
-  if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
-    Fail(path, "must be a non-negative integer");
-  double d = v.get<double>();
-  if (d < 0) Fail(path, "must be a non-negative integer");
-  return static_cast<size_t>(d);
+  const std::string what = "must be an integer from 0 to " + std::to_string(kMaxCount);
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > static_cast<uint64_t>(kMaxCount)) Fail(path, what);
+    return static_cast<size_t>(v.get<uint64_t>());
+  }
+  if (v.is_number_integer()) {
+    int64_t i = v.get<int64_t>();
+    if (i < 0 || i > kMaxCount) Fail(path, what);
+    return static_cast<size_t>(i);
+  }
+  if (v.is_number_float()) {
+    double d = v.get<double>();
+    if (!std::isfinite(d) || std::floor(d) != d || d < 0 || d > static_cast<double>(kMaxCount))
+      Fail(path, what);
+    return static_cast<size_t>(d);
+  }
+  Fail(path, what);
 }
 
 unsigned TypeName(const json& v, const std::string& path) {
@@ -72,7 +124,12 @@ unsigned TypeName(const json& v, const std::string& path) {
   return it->second;
 }
 
-std::shared_ptr<Node> CompileNode(const json& s, const std::string& path) {
+struct Compiler {
+  size_t patterns = 0;
+  std::shared_ptr<Node> CompileNode(const json& s, const std::string& path);
+};
+
+std::shared_ptr<Node> Compiler::CompileNode(const json& s, const std::string& path) {
   auto node = std::make_shared<Node>();
   if (s.is_boolean()) {
     node->reject_all = !s.get<bool>();
@@ -128,13 +185,11 @@ std::shared_ptr<Node> CompileNode(const json& s, const std::string& path) {
     } else if (key == "maxItems") {
       node->max_items = Count(v, at);
     } else if (key == "pattern") {
-      if (!v.is_string()) Fail(at, "must be a string (an ECMAScript regular expression)");
-      node->pattern_source = v.get<std::string>();
-      try {
-        node->pattern.emplace(node->pattern_source, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        Fail(at, "is not a valid regular expression: " + std::string(e.what()));
-      }
+      if (!v.is_string()) Fail(at, "must be a string (a regular expression)");
+      if (++patterns > kMaxPatterns)
+        Fail(at, "too many patterns in one schema (limit " + std::to_string(kMaxPatterns) + ")",
+             Kind::kTooLarge);
+      node->pattern = Pattern::Compile(v.get<std::string>(), at);
     } else if (key == "items") {
       if (v.is_array()) Fail(at, "must be one schema (tuple form is not supported)");
       node->items = CompileNode(v, at);
@@ -159,10 +214,44 @@ std::shared_ptr<Node> CompileNode(const json& s, const std::string& path) {
   return node;
 }
 
-// A value as shown in messages: JSON text, shortened.
+std::string Dump(const json& v) { return v.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Appends v's JSON text to out, stopping soon after out passes `limit` bytes: a huge or deeply
+// nested value costs no more than what is shown (recursion ends within `limit` levels, since
+// each level adds a byte).
+void Brief(const json& v, std::string* out, size_t limit) {
+  if (out->size() > limit) return;
+  if (v.is_object() || v.is_array()) {
+    bool object = v.is_object();
+    *out += object ? '{' : '[';
+    bool first = true;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (out->size() > limit) return;
+      if (!first) *out += ',';
+      first = false;
+      if (object) {
+        *out += Dump(json(it.key().substr(0, limit + 1)));
+        *out += ':';
+      }
+      Brief(*it, out, limit);
+    }
+    *out += object ? '}' : ']';
+  } else if (v.is_string()) {
+    *out += Dump(json(v.get_ref<const std::string&>().substr(0, limit + 1)));
+  } else {
+    *out += Dump(v);
+  }
+}
+
+// A value as shown in messages: JSON text, shortened (never cut inside a UTF-8 sequence).
 std::string Show(const json& v) {
-  std::string s = v.dump();
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  std::string s;
+  Brief(v, &s, 60);
+  if (s.size() > 60) {
+    size_t cut = 57;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) cut--;
+    s = s.substr(0, cut) + "...";
+  }
   return s;
 }
 
@@ -224,9 +313,33 @@ using Problem = std::optional<std::string>;
 
 Problem At(const std::string& path, const std::string& what) { return path + ": " + what; }
 
-Problem Check(const Node& n, const json& v, const std::string& path);
+// One validation: walks data where the schema leads, counting work and polling for interrupts
+// every kPollEvery units (a node is one unit, a string one per 64 bytes, a match one per 64
+// of bytes x program size: the bound of its worst case).
+class Walk {
+ public:
+  explicit Walk(const std::function<void()>& check_interrupts) : poll_(check_interrupts) {}
+  Problem Check(const Node& n, const json& v, const std::string& path);
 
-Problem CheckNumber(const Node& n, double d, const json& v, const std::string& path) {
+ private:
+  static constexpr size_t kPollEvery = 4096;
+  void Spend(size_t units) {
+    work_ += units;
+    if (work_ >= kPollEvery) {
+      work_ = 0;
+      if (poll_) poll_();
+    }
+  }
+  Problem CheckNumber(const Node& n, double d, const json& v, const std::string& path);
+  Problem CheckString(const Node& n, const std::string& s, const json& v, const std::string& path);
+  Problem CheckArray(const Node& n, const json& v, const std::string& path);
+  Problem CheckObject(const Node& n, const json& v, const std::string& path);
+
+  const std::function<void()>& poll_;
+  size_t work_ = 0;
+};
+
+Problem Walk::CheckNumber(const Node& n, double d, const json& v, const std::string& path) {
   if (n.minimum && d < *n.minimum) return At(path, Show(v) + " is less than minimum " + ShowNumber(*n.minimum));
   if (n.maximum && d > *n.maximum)
     return At(path, Show(v) + " is greater than maximum " + ShowNumber(*n.maximum));
@@ -237,8 +350,9 @@ Problem CheckNumber(const Node& n, double d, const json& v, const std::string& p
   return std::nullopt;
 }
 
-Problem CheckString(const Node& n, const std::string& s, const json& v, const std::string& path) {
+Problem Walk::CheckString(const Node& n, const std::string& s, const json& v, const std::string& path) {
   if (n.min_length || n.max_length) {
+    Spend(s.size() / 64);
     size_t len = CodePoints(s);
     if (n.min_length && len < *n.min_length)
       return At(path, Show(v) + " is shorter than minLength " + std::to_string(*n.min_length));
@@ -246,12 +360,13 @@ Problem CheckString(const Node& n, const std::string& s, const json& v, const st
       return At(path, Show(v) + " is longer than maxLength " + std::to_string(*n.max_length));
   }
   if (n.pattern) {
-    if (s.size() > kMaxPatternSubject)
+    const Pattern& p = *n.pattern;
+    if (s.size() > p.subject_limit())
       return At(path, "string of " + std::to_string(s.size()) +
-                          " bytes is too long to check against pattern (limit " +
-                          std::to_string(kMaxPatternSubject) + ")");
-    if (!std::regex_search(s, *n.pattern))
-      return At(path, Show(v) + " does not match pattern " + json(n.pattern_source).dump());
+                          " bytes is too long to check against pattern " + Dump(json(p.source())) +
+                          " (limit " + std::to_string(p.subject_limit()) + " bytes)");
+    Spend(s.size() * static_cast<size_t>(p.program_size()) / 64);
+    if (!p.Search(s)) return At(path, Show(v) + " does not match pattern " + Dump(json(p.source())));
   }
   if (n.format == Format::kUuid && !IsUuid(s)) return At(path, Show(v) + " is not a valid uuid");
   if (n.format == Format::kDateTime && !IsDateTime(s))
@@ -261,7 +376,7 @@ Problem CheckString(const Node& n, const std::string& s, const json& v, const st
   return std::nullopt;
 }
 
-Problem CheckArray(const Node& n, const json& v, const std::string& path) {
+Problem Walk::CheckArray(const Node& n, const json& v, const std::string& path) {
   if (n.min_items && v.size() < *n.min_items)
     return At(path, "array has " + std::to_string(v.size()) + " items, fewer than minItems " +
                         std::to_string(*n.min_items));
@@ -274,30 +389,34 @@ Problem CheckArray(const Node& n, const json& v, const std::string& path) {
   return std::nullopt;
 }
 
-Problem CheckObject(const Node& n, const json& v, const std::string& path) {
+Problem Walk::CheckObject(const Node& n, const json& v, const std::string& path) {
   for (const std::string& name : n.required)
     if (!v.contains(name)) return At(MemberPath(path, name), "required property is missing");
   for (const auto& [name, value] : v.items()) {
-    std::string at = MemberPath(path, name);
     auto it = std::lower_bound(n.properties.begin(), n.properties.end(), name,
                                [](const auto& p, const std::string& k) { return p.first < k; });
     if (it != n.properties.end() && it->first == name) {
-      if (Problem p = Check(*it->second, value, at)) return p;
+      if (Problem p = Check(*it->second, value, MemberPath(path, name))) return p;
     } else if (n.additional == Additional::kDeny) {
-      return At(at, "property is not allowed (additionalProperties is false)");
+      return At(MemberPath(path, name), "property is not allowed (additionalProperties is false)");
     } else if (n.additional == Additional::kSchema) {
-      if (Problem p = Check(*n.additional_schema, value, at)) return p;
+      if (Problem p = Check(*n.additional_schema, value, MemberPath(path, name))) return p;
+    } else {
+      Spend(1);
     }
   }
   return std::nullopt;
 }
 
-Problem Check(const Node& n, const json& v, const std::string& path) {
+// Recursion here follows the schema (depth at most kMaxSchemaDepth), never the data alone.
+Problem Walk::Check(const Node& n, const json& v, const std::string& path) {
+  Spend(1);
   if (n.reject_all) return At(path, "no value is allowed here (schema is false)");
   unsigned t = TypeOf(v);
   if (n.types && !(n.types & t))
     return At(path, "expected " + TypeNames(n.types) + ", got " + ActualType(v));
   if (n.enum_values) {
+    Spend(n.enum_values->size());
     bool found = false;
     for (const json& e : *n.enum_values)
       if (e == v || (e.is_number() && v.is_number() && e.get<double>() == v.get<double>())) found = true;
@@ -318,13 +437,17 @@ Problem Check(const Node& n, const json& v, const std::string& path) {
 }  // namespace
 
 Schema Schema::Compile(const json& schema) {
+  CheckBounds(schema);
   Schema out;
-  out.root_ = CompileNode(schema, "schema");
+  Compiler compiler;
+  out.root_ = compiler.CompileNode(schema, "schema");
   return out;
 }
 
-std::optional<std::string> Schema::Validate(const json& data, std::string_view root) const {
-  return Check(*root_, data, std::string(root));
+std::optional<std::string> Schema::Validate(const json& data, std::string_view root,
+                                            const std::function<void()>& check_interrupts) const {
+  Walk walk(check_interrupts);
+  return walk.Check(*root_, data, std::string(root));
 }
 
 }  // namespace evstream::json_schema

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "pg/guard.hpp"
+#include "pg/interrupts.hpp"
 #include "pg/jsonb_json.hpp"
 
 extern "C" {
@@ -60,6 +61,7 @@ nlohmann::json JsonbToJson(Jsonb* jsonb) {
     JsonbValue v;
     JsonbIteratorToken r;
     while ((r = JsonbIteratorNext(&it, &v, false)) != WJB_DONE) {
+      if ((count & 0xFFFF) == 0) CHECK_FOR_INTERRUPTS();  // a huge document stays cancellable
       if (count == cap) {
         cap *= 2;
         tokens = static_cast<Token*>(repalloc(tokens, sizeof(Token) * cap));
@@ -101,6 +103,7 @@ nlohmann::json JsonbToJson(Jsonb* jsonb) {
   };
   for (int i = 0; i < count; i++) {
     const Token& t = tokens[i];
+    if ((i & 0xFFFF) == 0xFFFF) CheckForInterrupts();
     switch (t.kind) {
       case WJB_BEGIN_OBJECT:
         stack.emplace_back(nlohmann::json::object());

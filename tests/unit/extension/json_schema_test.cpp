@@ -130,7 +130,7 @@ TEST(JsonSchemaCompile, InvalidValuesAreRefused) {
   EXPECT_EQ(CompileError(R"({"type": "float"})"),
             R"(schema.type: unknown type "float" (use null, boolean, integer, number, string, array or object))");
   EXPECT_EQ(CompileError(R"({"minimum": "0"})"), "schema.minimum: must be a number");
-  EXPECT_EQ(CompileError(R"({"minLength": -1})"), "schema.minLength: must be a non-negative integer");
+  EXPECT_EQ(CompileError(R"({"minLength": -1})"), "schema.minLength: must be an integer from 0 to 2147483647");
   EXPECT_EQ(CompileError(R"({"required": "a"})"), "schema.required: must be an array of property names");
   EXPECT_EQ(CompileError(R"({"format": "ipv4"})"), R"(schema.format: must be "uuid", "date-time" or "email")");
   EXPECT_EQ(CompileError(R"({"enum": []})"), "schema.enum: must be a non-empty array");
@@ -145,14 +145,6 @@ TEST(JsonSchemaCompile, AnnotationsAreAccepted) {
   EXPECT_EQ(CompileError(R"({"$schema": "https://json-schema.org/draft/2020-12/schema",
                             "title": "t", "description": "d", "default": 1, "examples": [1]})"),
             "compiled");
-}
-
-TEST(JsonSchema, LongStringsAreNotFedToTheRegexEngine) {
-  auto schema = S(R"({"pattern": "^(a|b)*$"})");
-  EXPECT_FALSE(schema.Validate(json(std::string(js::kMaxPatternSubject, 'a'))));
-  auto p = schema.Validate(json(std::string(js::kMaxPatternSubject + 1, 'a')));
-  ASSERT_TRUE(p);
-  EXPECT_NE(p->find("too long to check against pattern"), std::string::npos);
 }
 
 TEST(JsonFormats, Uuid) {
