@@ -27,6 +27,13 @@ std::optional<std::string> Token(std::string_view field, std::string_view value,
   return std::nullopt;
 }
 
+// At most n bytes of value, never ending inside a UTF-8 sequence (messages stay valid UTF-8).
+std::string_view Prefix(std::string_view value, size_t n) {
+  if (value.size() <= n) return value;
+  while (n > 0 && (static_cast<unsigned char>(value[n]) & 0xC0) == 0x80) n--;
+  return value.substr(0, n);
+}
+
 }  // namespace
 
 std::optional<std::string> Channel(std::string_view field, std::string_view value) {
@@ -35,7 +42,7 @@ std::optional<std::string> Channel(std::string_view field, std::string_view valu
       return Token(field, value.substr(prefix.size()), "id after the prefix");
   }
   return Named(field, "must be project:<id>, user:<id> or channel:<id>, got \"" +
-                          std::string(value.substr(0, 60)) + "\"");
+                          std::string(Prefix(value, 60)) + "\"");
 }
 
 std::optional<std::string> Identifier(std::string_view field, std::string_view value) {

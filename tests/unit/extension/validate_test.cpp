@@ -57,3 +57,18 @@ TEST(DisplayRole, OnlyTheThreeRoles) {
   EXPECT_FALSE(v::DisplayRole("display.role", "assistant"));
   EXPECT_TRUE(v::DisplayRole("display.role", "bot"));
 }
+
+// Fuzzing finding (tests/fuzz/corpus/input_rules/finding-channel-utf8-cut): the message quoted the
+// first 60 bytes of the value and could end in half a character — invalid UTF-8 in an error
+// message (the client's encoding conversion fails on it).
+TEST(Channel, message_never_cuts_a_character) {
+  std::string value = "team:";
+  for (int i = 0; i < 40; i++) value += "\xc3\xa9";
+  auto problem = v::Channel("channel", value);
+  ASSERT_TRUE(problem);
+  std::string quoted = problem->substr(problem->find('"') + 1);
+  quoted.pop_back();  // the closing quote
+  EXPECT_LE(quoted.size(), 60u);
+  EXPECT_EQ(quoted.size() % 2, 1u) << "\"team:\" then whole two-byte characters";
+  EXPECT_EQ(quoted.substr(0, 5), "team:");
+}
