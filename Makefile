@@ -8,7 +8,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard sql/evstream--*--*.sql))
 PG_CPPFLAGS = -Iextension/include -Iextension/src
 PG_CXXFLAGS = -std=c++17 -Wno-register -fexceptions -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK  = -lre2 -lstdc++
-EXTRA_CLEAN = build
+EXTRA_CLEAN = build build-fuzz
 override with_llvm = no
 # rebuild objects when a header they include changes (.deps/)
 override autodepend = yes
@@ -22,7 +22,7 @@ SQL_PARTS   = $(sort $(wildcard sql/parts/*.sql))
 sql/evstream--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-.PHONY: deps test demo bench unit
+.PHONY: deps test demo bench unit fuzz
 deps:
 	@scripts/deps
 
@@ -34,3 +34,7 @@ demo:
 
 bench:
 	@scripts/bench
+
+# libFuzzer harnesses (tests/fuzz/): FUZZ_SECONDS per harness (default 60), FUZZ_TARGETS to pick.
+fuzz:
+	@$(MAKE) --no-print-directory -f tests/fuzz/Makefile run
