@@ -4,6 +4,8 @@
 #include <climits>
 #include <cstring>
 
+#include "core/json_out.hpp"
+
 namespace evstream::http {
 namespace {
 constexpr size_t kMaxHeaders = 100;
@@ -33,6 +35,26 @@ std::string PercentDecode(std::string_view s, bool plus_is_space) {
     }
   }
   return out;
+}
+
+std::optional<std::string> FirstInvalidText(const Request& r) {
+  if (!core::IsValidUtf8(r.path)) return "the path";
+  for (const auto& [k, v] : r.QueryParams()) {
+    if (!core::IsValidUtf8(k)) return "a query parameter name";
+    if (!core::IsValidUtf8(v)) return "query parameter " + k;
+  }
+  for (const char* name : {"last-event-id", "x-project-id", "idempotency-key"})
+    if (const std::string* h = r.Header(name); h && !core::IsValidUtf8(*h)) {
+      std::string shown = name;
+      bool up = true;
+      for (auto& c : shown) {
+        if (up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        up = c == '-';
+      }
+      if (shown == "Last-Event-Id") shown = "Last-Event-ID";
+      return "header " + shown;
+    }
+  return std::nullopt;
 }
 
 const std::string* Request::Header(std::string_view name) const {

@@ -32,6 +32,12 @@ struct Request {
 
 std::string PercentDecode(std::string_view s, bool plus_is_space);
 
+// The request's text that is not valid UTF-8 once percent-decoded, named for the client ("the
+// path", "query parameter channel", "header Last-Event-ID"), or nothing. Checks the path, every
+// query parameter's name and value, and the headers the daemon reads as text (Last-Event-ID,
+// X-Project-Id, Idempotency-Key). Tokens are left to the token checks.
+std::optional<std::string> FirstInvalidText(const Request& r);
+
 class RequestParser {
  public:
   enum class Status { NeedMore, Complete, Error };
