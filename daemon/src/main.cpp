@@ -9,6 +9,7 @@
 
 #include "api/app.hpp"
 #include "core/config.hpp"
+#include "core/guard.hpp"
 #include "core/log.hpp"
 
 namespace {
@@ -33,7 +34,13 @@ struct Runtime {
   bool stopping = false;
 };
 
+void HandleSignal(uv_signal_t* h, int signum);
+
 void OnSignal(uv_signal_t* h, int signum) {
+  evstream::core::Guard("signal", [&] { HandleSignal(h, signum); });
+}
+
+void HandleSignal(uv_signal_t* h, int signum) {
   auto* rt = static_cast<Runtime*>(h->data);
   if (signum == SIGHUP) {
     LogInfo("SIGHUP received; nothing to reload");

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "core/input.hpp"
 #include "core/log.hpp"
 
 #include "feed/event.hpp"
@@ -36,9 +37,11 @@ bool IsUuid(const std::string& s) {
   return true;
 }
 
+// A jsonb column as JSON (null when NULL or, defensively, when it does not parse).
 json JsonOrNull(const feed::QueryResult& r, int row, int col) {
-  if (r.null(row, col)) return nullptr;
-  json j = json::parse(r.value(row, col), nullptr, false);
+  auto text = r.TextOrNull(row, col);
+  if (!text) return nullptr;
+  json j = json::parse(*text, nullptr, false);
   return j.is_discarded() ? json(nullptr) : j;
 }
 }  // namespace
@@ -50,31 +53,35 @@ void CatalogApi::Event(const http::ConnectionPtr& conn, http::Request& req, cons
   if (!IsUuid(id)) return ReplyTo(conn, http::JsonError(400, "bad_request", "eventId must be a UUID"), extra);
   std::weak_ptr<http::Connection> weak = conn;
   auth::Principal principal = a.principal;
-  d_.pool->Query(kEventSql, {id}, [weak, extra, principal](feed::QueryResult& r) {
+  d_.pool->Query(kEventSql, {id}, ForRequest(weak, [weak, extra, principal](feed::QueryResult& r) {
     if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
     // Not readable with this token: the same answer as missing (no existence leak).
-    if (r.rows() != 1 || !auth::Allows(principal, r.value(0, 2)))
+    if (r.rows() != 1) return ReplyTo(weak, http::JsonError(404, "not_found", "no such event"), extra);
+    feed::EventRow row = feed::RowAt(r, 0);
+    if (!auth::Allows(principal, row.channel))
       return ReplyTo(weak, http::JsonError(404, "not_found", "no such event"), extra);
-    ReplyTo(weak, http::JsonRaw(200, feed::EventJson(feed::RowAt(r, 0))), extra);
-  });
+    ReplyTo(weak, http::JsonRaw(200, feed::EventJson(row)), extra);
+  }));
 }
 
 void CatalogApi::EventTypes(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
   auth::AuthResult a;
   if (!AuthOrReply(d_, conn, req, extra, &a)) return;
   std::weak_ptr<http::Connection> weak = conn;
-  d_.pool->Query(kTypesSql, {}, [weak, extra](feed::QueryResult& r) {
+  d_.pool->Query(kTypesSql, {}, ForRequest(weak, [weak, extra](feed::QueryResult& r) {
     if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
     json types = json::array();
-    for (int i = 0; i < r.rows(); i++)
-      types.push_back({{"eventType", r.value(i, 0)},
+    for (int i = 0; i < r.rows(); i++) {
+      auto description = r.TextOrNull(i, 2);
+      types.push_back({{"eventType", r.Text(i, 0)},
                        {"schema", JsonOrNull(r, i, 1)},
-                       {"description", r.null(i, 2) ? json(nullptr) : json(r.value(i, 2))},
+                       {"description", description ? json(*description) : json(nullptr)},
                        {"example", JsonOrNull(r, i, 3)},
-                       {"registeredAt", r.value(i, 4)},
-                       {"updatedAt", r.value(i, 5)}});
+                       {"registeredAt", r.Text(i, 4)},
+                       {"updatedAt", r.Text(i, 5)}});
+    }
     ReplyTo(weak, http::Json(200, {{"eventTypes", types}}), extra);
-  });
+  }));
 }
 
 void CatalogApi::Stats(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
@@ -91,7 +98,7 @@ void CatalogApi::Stats(const http::ConnectionPtr& conn, http::Request& req, cons
   feed::Params params = {std::nullopt};
   if (!channels.HasPatterns()) params[0] = feed::TextArray(channels.exact);
   std::weak_ptr<http::Connection> weak = conn;
-  d_.pool->Query(kStatsSql, std::move(params), [weak, extra, channels](feed::QueryResult& r) {
+  d_.pool->Query(kStatsSql, std::move(params), ForRequest(weak, [weak, extra, channels](feed::QueryResult& r) {
     if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
     struct Row {
       long long events = 0;
@@ -99,10 +106,10 @@ void CatalogApi::Stats(const http::ConnectionPtr& conn, http::Request& req, cons
     };
     std::map<std::string, Row> by_type;
     for (int i = 0; i < r.rows(); i++) {
-      if (!channels.Matches(r.value(i, 0))) continue;
-      Row& row = by_type[r.value(i, 1)];
-      long long n = std::atoll(r.value(i, 2));
-      double first = std::strtod(r.value(i, 3), nullptr), last = std::strtod(r.value(i, 4), nullptr);
+      if (!channels.Matches(r.Text(i, 0))) continue;
+      Row& row = by_type[r.Text(i, 1)];
+      long long n = r.Int64(i, 2);
+      double first = r.Double(i, 3), last = r.Double(i, 4);
       if (row.events == 0 || first < row.first) row.first = first;
       if (row.events == 0 || last > row.last) row.last = last;
       row.events += n;
@@ -117,7 +124,7 @@ void CatalogApi::Stats(const http::ConnectionPtr& conn, http::Request& req, cons
                        {"lastAt", core::IsoTime(row.last)}});
     }
     ReplyTo(weak, http::Json(200, {{"eventTypes", types}, {"total", total}, {"channels", channels.Names()}}), extra);
-  });
+  }));
 }
 
 }  // namespace evstream::api

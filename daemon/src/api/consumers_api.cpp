@@ -19,16 +19,6 @@ bool HasRole(const json& claims, const std::string& role) {
   return false;
 }
 
-// An optional integer field within [min, max]; false when present and invalid.
-bool OptInt(const json& body, const char* name, long long min, long long max, long long* out) {
-  auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return true;
-  if (!it->is_number_integer()) return false;
-  long long v = it->get<long long>();
-  if (v < min || v > max) return false;
-  *out = v;
-  return true;
-}
 }  // namespace
 
 void ConsumersApi::Handle(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
@@ -45,21 +35,20 @@ void ConsumersApi::Handle(const http::ConnectionPtr& conn, http::Request& req, c
     d_.metrics->forbidden++;
     return ReplyTo(conn, http::JsonError(403, "forbidden", "consumers need a token with roles: [\"worker\"]"), extra);
   }
-  json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object())
-    return ReplyTo(conn, http::JsonError(400, "bad_request", "the body must be a JSON object"), extra);
-  long long member = 0;
-  if (!OptInt(body, "member", 0, INT32_MAX, &member))
-    return ReplyTo(conn, http::JsonError(400, "bad_request", "member must be an integer (0 or more)"), extra);
+  json body;
+  if (!BodyOrReply(conn, req, extra, &body, /*allow_empty=*/true)) return;
+  core::Fields f(body);
+  int64_t member = f.Int("member", 0, INT32_MAX).value_or(0);
+  if (!f.ok()) return ReplyTo(conn, FieldError(f), extra);
   std::weak_ptr<http::Connection> weak = conn;
 
   if (action == "claim") {
-    long long max_count = 100, size = 1;
-    if (!OptInt(body, "max_count", 1, 1000, &max_count) || !OptInt(body, "size", 1, 1024, &size))
-      return ReplyTo(conn, http::JsonError(400, "bad_request", "max_count must be 1..1000, size 1..1024"), extra);
+    int64_t max_count = f.Int("max_count", 1, 1000).value_or(100);
+    int64_t size = f.Int("size", 1, 1024).value_or(1);
+    if (!f.ok()) return ReplyTo(conn, FieldError(f), extra);
     auth::Principal principal = a.principal;
     d_.pool->Query(kClaimSql, {name, std::to_string(max_count), std::to_string(member), std::to_string(size)},
-                   [weak, extra, principal](feed::QueryResult& r) {
+                   ForRequest(weak, [weak, extra, principal](feed::QueryResult& r) {
                      if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
                      std::string events = "[";
                      long long next = -1;
@@ -75,28 +64,26 @@ void ConsumersApi::Handle(const http::ConnectionPtr& conn, http::Request& req, c
                      events += "]";
                      std::string out = "{\"events\":" + events + ",\"next\":" + (next < 0 ? "null" : std::to_string(next)) + "}";
                      ReplyTo(weak, http::JsonRaw(200, out), extra);
-                   });
+                   }));
     return;
   }
-  auto pos = body.find("position");
-  if (pos == body.end() || !pos->is_number_integer() || pos->get<long long>() < 1)
-    return ReplyTo(conn, http::JsonError(400, "bad_request", "position must be a position (1 or more)"), extra);
-  std::string position = std::to_string(pos->get<long long>());
+  auto pos = f.Int("position", 1, INT64_MAX, core::Need::Required);
+  auto error = action == "fail" ? f.String("error", core::Need::Required) : std::nullopt;
+  if (!f.ok()) return ReplyTo(conn, FieldError(f), extra);
+  std::string position = std::to_string(*pos);
   if (action == "ack") {
-    d_.pool->Query(kAckSql, {name, position, std::to_string(member)}, [weak, extra, position](feed::QueryResult& r) {
-      if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
-      ReplyTo(weak, http::JsonRaw(200, "{\"acked\":" + position + "}"), extra);
-    });
+    d_.pool->Query(kAckSql, {name, position, std::to_string(member)},
+                   ForRequest(weak, [weak, extra, position](feed::QueryResult& r) {
+                     if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
+                     ReplyTo(weak, http::JsonRaw(200, "{\"acked\":" + position + "}"), extra);
+                   }));
     return;
   }
-  auto err = body.find("error");
-  if (err == body.end() || !err->is_string() || err->get<std::string>().empty())
-    return ReplyTo(conn, http::JsonError(400, "bad_request", "error must be a non-empty string"), extra);
-  d_.pool->Query(kFailSql, {name, position, err->get<std::string>(), std::to_string(member)},
-                 [weak, extra, position](feed::QueryResult& r) {
+  d_.pool->Query(kFailSql, {name, position, *error, std::to_string(member)},
+                 ForRequest(weak, [weak, extra, position](feed::QueryResult& r) {
                    if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
                    ReplyTo(weak, http::JsonRaw(200, "{\"failed\":" + position + "}"), extra);
-                 });
+                 }));
 }
 
 }  // namespace evstream::api

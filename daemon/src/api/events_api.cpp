@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/request_auth.hpp"
+#include "core/input.hpp"
+#include "core/json_out.hpp"
 #include "core/log.hpp"
 #include "feed/event.hpp"
 #include "feed/feed.hpp"
@@ -45,10 +47,8 @@ http::Response DbError(const feed::QueryResult& r) {
 }
 
 bool ParseInt(const std::string& s, long long min, long long max, long long* out) {
-  if (s.empty() || s.size() > 19) return false;
-  char* end = nullptr;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  if (*end != '\0' || v < min || v > max) return false;
+  int64_t v;
+  if (!core::ParseInt64(s, &v) || v < min || v > max) return false;
   *out = v;
   return true;
 }
@@ -63,16 +63,28 @@ bool Auth(const EventsDeps& d, const http::ConnectionPtr& conn, const http::Requ
   return false;
 }
 
-std::optional<std::string> OptString(const json& body, const char* name, bool* bad) {
-  auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return std::nullopt;
-  if (!it->is_string()) {
-    *bad = true;
-    return std::nullopt;
-  }
-  return it->get<std::string>();
-}
 }  // namespace
+
+bool BodyOrReply(const http::ConnectionPtr& conn, const http::Request& req, const http::Headers& extra,
+                 json* out, bool allow_empty) {
+  if (allow_empty && req.body.empty()) {
+    *out = json::object();
+    return true;
+  }
+  core::JsonBody body = core::ParseJsonObject(req.body);
+  if (!body.ok()) {
+    json more = json::object();
+    if (body.offset >= 0) more["offset"] = body.offset;
+    Reply(conn, http::JsonError(400, "bad_request", body.error, more), extra);
+    return false;
+  }
+  *out = std::move(body.value);
+  return true;
+}
+
+http::Response FieldError(const core::Fields& f) {
+  return http::JsonError(400, "bad_request", f.error(), {{"field", f.field()}});
+}
 
 void ReplyTo(const std::weak_ptr<http::Connection>& weak, http::Response r, const http::Headers& extra) {
   Reply(weak, std::move(r), extra);
@@ -108,61 +120,40 @@ std::string ErrorCodeForSqlState(const std::string& s) {
 void EventsApi::Post(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
   auth::AuthResult a;
   if (!Auth(d_, conn, req, extra, &a)) return;
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    Reply(conn, http::JsonError(400, "bad_request", "the body must be a JSON object"), extra);
-    return;
-  }
-  bool bad = false;
+  json body;
+  if (!BodyOrReply(conn, req, extra, &body)) return;
+  // Every field typed at the edge; nothing below reads the JSON again.
+  core::Fields f(body);
   feed::Params p(12);
-  const char* required[] = {"channel", "aggregate_type", "aggregate_id", "event_type"};
-  for (int i = 0; i < 4; i++) {
-    p[i] = OptString(body, required[i], &bad);
-    if (bad || !p[i] || p[i]->empty()) {
-      Reply(conn, http::JsonError(400, "bad_request", std::string("missing or invalid field: ") + required[i]),
-            extra);
-      return;
-    }
-  }
+  p[0] = f.String("channel", core::Need::Required);
+  p[1] = f.String("aggregate_type", core::Need::Required);
+  p[2] = f.String("aggregate_id", core::Need::Required);
+  p[3] = f.String("event_type", core::Need::Required);
+  const json* data = f.Object("data");
+  const json* metadata = f.Object("metadata");
+  auto expected_version = f.Int("expected_version", INT32_MIN, INT32_MAX);
+  p[8] = f.String("correlation_id");
+  p[9] = f.String("causation_id");
+  const json* display = f.Value("display");
+  if (!f.ok()) return Reply(conn, FieldError(f), extra);
   if (p[0]->find('*') != std::string::npos || !auth::Allows(a.principal, *p[0])) {
     d_.metrics->forbidden++;
     Reply(conn, http::JsonError(403, "forbidden", "channel not allowed: " + *p[0], {{"channel", *p[0]}}), extra);
     return;
   }
-  for (auto [field, idx] : {std::pair{"data", 4}, std::pair{"metadata", 5}}) {
-    auto it = body.find(field);
-    if (it == body.end() || it->is_null()) {
-      p[idx] = "{}";
-    } else if (!it->is_object()) {
-      Reply(conn, http::JsonError(400, "bad_request", std::string(field) + " must be a JSON object"), extra);
-      return;
-    } else {
-      p[idx] = it->dump();
-    }
-  }
+  p[4] = data ? core::DumpJson(*data) : "{}";
+  p[5] = metadata ? core::DumpJson(*metadata) : "{}";
   if (const std::string* k = req.Header("idempotency-key"); k && !k->empty()) p[6] = *k;
-  if (auto it = body.find("expected_version"); it != body.end() && !it->is_null()) {
-    if (!it->is_number_integer()) {
-      Reply(conn, http::JsonError(400, "bad_request", "expected_version must be an integer"), extra);
-      return;
-    }
-    p[7] = std::to_string(it->get<long long>());
-  }
-  p[8] = OptString(body, "correlation_id", &bad);
-  p[9] = OptString(body, "causation_id", &bad);
-  if (bad) {
-    Reply(conn, http::JsonError(400, "bad_request", "correlation_id and causation_id must be UUID strings"), extra);
-    return;
-  }
-  if (auto it = body.find("display"); it != body.end() && !it->is_null()) p[10] = it->dump();
+  if (expected_version) p[7] = std::to_string(*expected_version);
+  if (display) p[10] = core::DumpJson(*display);
   if (!a.principal.sub.empty()) p[11] = "user:" + a.principal.sub;
 
   std::weak_ptr<http::Connection> weak = conn;
-  d_.pool->Query(kPostSql, std::move(p), [weak, extra](feed::QueryResult& r) {
+  d_.pool->Query(kPostSql, std::move(p), ForRequest(weak, [weak, extra](feed::QueryResult& r) {
     if (!r.ok()) return Reply(weak, DbError(r), extra);
     if (r.rows() != 1) return Reply(weak, http::JsonError(500, "internal_error", "no event returned"), extra);
     Reply(weak, http::JsonRaw(201, feed::EventJson(feed::RowAt(r, 0))), extra);
-  });
+  }));
 }
 
 void EventsApi::History(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
@@ -191,7 +182,7 @@ void EventsApi::History(const http::ConnectionPtr& conn, http::Request& req, con
   if (!channels.HasPatterns()) params[2] = feed::TextArray(channels.exact);
   std::weak_ptr<http::Connection> weak = conn;
   d_.pool->Query(kHistorySql, std::move(params),
-                 [weak, extra, channels, topics, after](feed::QueryResult& r) {
+                 ForRequest(weak, [weak, extra, channels, topics, after](feed::QueryResult& r) {
                    if (!r.ok()) return Reply(weak, DbError(r), extra);
                    std::string events = "[";
                    long long next = after;
@@ -208,9 +199,9 @@ void EventsApi::History(const http::ConnectionPtr& conn, http::Request& req, con
                    }
                    events += "]";
                    std::string body = "{\"events\":" + events + ",\"next\":" + std::to_string(next) +
-                                      ",\"channels\":" + json(channels.Names()).dump() + "}";
+                                      ",\"channels\":" + core::DumpJson(json(channels.Names())) + "}";
                    Reply(weak, http::JsonRaw(200, body), extra);
-                 });
+                 }));
 }
 
 void EventsApi::Stream(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
@@ -231,7 +222,7 @@ void EventsApi::Stream(const http::ConnectionPtr& conn, http::Request& req, cons
   std::weak_ptr<http::Connection> weak = conn;
   auth::Principal principal = a.principal;
   d_.pool->Query(kStreamSql, {type, id, std::to_string(after_version)},
-                 [weak, extra, principal, type, id](feed::QueryResult& r) {
+                 ForRequest(weak, [weak, extra, principal, type, id](feed::QueryResult& r) {
                    if (!r.ok()) return Reply(weak, DbError(r), extra);
                    std::string events = "[";
                    int shown = 0, version = 0;
@@ -247,11 +238,11 @@ void EventsApi::Stream(const http::ConnectionPtr& conn, http::Request& req, cons
                      return Reply(weak, http::JsonError(403, "forbidden", "stream not readable with this token"),
                                   extra);
                    nlohmann::ordered_json head = {{"entity", type}, {"id", id}, {"version", version}};
-                   std::string body = head.dump();
+                   std::string body = core::DumpJson(head);
                    body.pop_back();
                    body += ",\"events\":" + events + "}";
                    Reply(weak, http::JsonRaw(200, body), extra);
-                 });
+                 }));
 }
 
 }  // namespace evstream::api

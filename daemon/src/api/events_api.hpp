@@ -5,10 +5,15 @@
 // Database work goes through the async pool; the loop never blocks.
 #pragma once
 #include <string>
+#include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "auth/jwt_verifier.hpp"
 #include "auth/request_auth.hpp"
 #include "core/config.hpp"
+#include "core/guard.hpp"
+#include "core/input.hpp"
 #include "core/metrics.hpp"
 #include "feed/pool.hpp"
 #include "http/server.hpp"
@@ -32,6 +37,26 @@ void ReplyTo(const std::weak_ptr<http::Connection>& weak, http::Response r, cons
 http::Response DbErrorResponse(const feed::QueryResult& r);
 bool AuthOrReply(const EventsDeps& d, const http::ConnectionPtr& conn, const http::Request& req,
                  const http::Headers& extra, auth::AuthResult* out);
+
+// The request body as a JSON object, or a 400 answered here: not valid JSON (and at which byte
+// offset: {"error":"bad_request","message":…,"offset":N}), nested too deep, or not an object.
+// An empty body is {} when allow_empty.
+bool BodyOrReply(const http::ConnectionPtr& conn, const http::Request& req, const http::Headers& extra,
+                 nlohmann::json* out, bool allow_empty = false);
+// A 400 for the first problem the typed accessors found: {"error":"bad_request","message":
+// "<field> must be …","field":"<field>"}.
+http::Response FieldError(const core::Fields& f);
+
+// A pool (or publisher) callback for a request, inside the exception boundary: when fn throws,
+// the client gets 500 and its connection closes (the one thing this query concerns).
+template <typename Fn>
+auto ForRequest(std::weak_ptr<http::Connection> weak, Fn fn) {
+  return [weak = std::move(weak), fn = std::move(fn)](auto&&... args) mutable {
+    core::Guard("request callback", [&] { fn(std::forward<decltype(args)>(args)...); }, [&] {
+      if (auto c = weak.lock()) c->Fail();
+    });
+  };
+}
 
 class EventsApi {
  public:

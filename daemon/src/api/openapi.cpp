@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_out.hpp"
+
 namespace evstream::api {
 namespace {
 using J = nlohmann::ordered_json;
@@ -30,7 +32,7 @@ J PathParam(const std::string& name) {
 
 J Build() {
   J schemas = {
-      {"Error", Obj({{"error", Str()}, {"message", Str()}}, {"error", "message"})},
+      {"Error", Obj({{"error", Str()}, {"message", Str()}, {"field", Str()}, {"offset", Int()}}, {"error", "message"})},
       {"Event", Obj({{"type", Str()}, {"channel", Str()}, {"entity", Str()}, {"id", Str()}, {"version", Int()},
                      {"position", Int()}, {"eventId", Str()}, {"data", Any()}, {"metadata", Any()},
                      {"display", Any()}, {"timestamp", Str()}, {"correlationId", Any()}, {"causationId", Any()},
@@ -111,7 +113,7 @@ J Build() {
                                                                           {"registeredAt", Str()}, {"updatedAt", Str()}},
                                                                          {"eventType"}))}},
                                                  {"eventTypes"}))},
-                     {"401", auth401}}}};
+                     {"400", Err("request text not UTF-8")}, {"401", auth401}}}};
   paths["/api/stats"]["get"] = {
       {"summary", "per event type counts and first/last times, on the channels the token allows"},
       {"parameters", {QueryParam("channel", Str(), false, "repeatable")}},
@@ -120,7 +122,7 @@ J Build() {
                                                                        {"eventType", "events", "firstAt", "lastAt"}))},
                                                {"total", Int()}, {"channels", Arr(Str())}},
                                               {"eventTypes", "total", "channels"}))},
-                     {"401", auth401}, {"403", Err("channel not allowed")}}}};
+                     {"400", Err("bad parameter")}, {"401", auth401}, {"403", Err("channel not allowed")}}}};
   J worker403 = Err("token without roles: [\"worker\"]");
   paths["/api/consumers/{name}/claim"]["post"] = {
       {"summary", "next batch after the consumer's checkpoint (not advanced until ack)"},
@@ -157,7 +159,7 @@ J Build() {
 }  // namespace
 
 const std::string& OpenApiJson() {
-  static const std::string doc = Build().dump();
+  static const std::string doc = core::DumpJson(Build());
   return doc;
 }
 

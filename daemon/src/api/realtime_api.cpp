@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "auth/request_auth.hpp"
+#include "core/json_out.hpp"
 #include "feed/event.hpp"
 
 namespace evstream::api {
@@ -33,50 +34,47 @@ std::string ClaimsJson(const auth::Principal& pr) {
   for (const auto& pre : pr.prefixes) channels.push_back(pre + "*");
   json c = {{"channels", channels}};
   if (!pr.sub.empty()) c["sub"] = pr.sub;
-  return c.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// An optional string field; false when present with another type.
-bool OptString(const json& body, const char* name, std::string* out) {
-  auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return true;
-  if (!it->is_string()) return false;
-  *out = it->get<std::string>();
-  return true;
+  return core::DumpJson(c);
 }
 }  // namespace
 
 void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
   auth::AuthResult a;
   if (!Auth(d_, conn, req, extra, &a)) return;
-  json body = json::parse(req.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) {
-    Reply(conn, http::JsonError(400, "bad_request", "the body must be a JSON object"), extra);
-    return;
-  }
+  json body;
+  if (!BodyOrReply(conn, req, extra, &body)) return;
+  // Typed at the edge: the envelope, then the parts of data the daemon itself reads (chunks for
+  // the coalescer, typing for presence). Nothing below reads the JSON with value() or get<>.
   realtime::Publication p;
-  if (!OptString(body, "channel", &p.channel) || p.channel.empty())
-    return Reply(conn, http::JsonError(400, "bad_request", "missing or invalid field: channel"), extra);
-  if (!OptString(body, "type", &p.type) || p.type.empty())
-    return Reply(conn, http::JsonError(400, "bad_request", "missing or invalid field: type"), extra);
+  core::Fields f(body);
+  auto in_channel = f.String("channel", core::Need::Required);
+  auto in_type = f.String("type", core::Need::Required);
+  auto in_entity = f.String("entity");
+  auto in_id = f.String("id");
+  const json* in_data = f.Object("data");
+  if (!f.ok()) return Reply(conn, FieldError(f), extra);
+  p.channel = *in_channel;
+  p.type = *in_type;
+  p.entity = in_entity.value_or("");
+  p.id = in_id.value_or("");
+  if (in_data) p.data = *in_data;
   if (feed::IsReservedEphemeralType(p.type))
     return Reply(conn, http::JsonError(400, "bad_request", "type is reserved: " + p.type), extra);
-  if (!OptString(body, "entity", &p.entity) || !OptString(body, "id", &p.id))
-    return Reply(conn, http::JsonError(400, "bad_request", "entity and id must be strings"), extra);
   if (p.channel.find('*') != std::string::npos || !auth::Allows(a.principal, p.channel)) {
     d_.metrics->forbidden++;
     return Reply(conn, http::JsonError(403, "forbidden", "channel not allowed: " + p.channel, {{"channel", p.channel}}),
                  extra);
   }
-  if (auto it = body.find("data"); it != body.end() && !it->is_null()) {
-    if (!it->is_object()) return Reply(conn, http::JsonError(400, "bad_request", "data must be a JSON object"), extra);
-    p.data = *it;
+  core::Fields d(p.data, "data.");
+  if (d.Value("streamId")) {
+    // A chunk of a token stream: {"streamId": string, "text"?: string, "done"?: boolean}.
+    d.String("streamId");
+    d.String("text");
+    d.Bool("done");
   }
+  if (p.type == "typing") d.Bool("isTyping", core::Need::Required);  // the server says who
+  if (!d.ok()) return Reply(conn, FieldError(d), extra);
   if (p.type == "typing") {
-    // The server says who is typing (never the client), and isTyping is a boolean.
-    auto t = p.data.find("isTyping");
-    if (t == p.data.end() || !t->is_boolean())
-      return Reply(conn, http::JsonError(400, "bad_request", "typing events need data.isTyping (a boolean)"), extra);
     if (a.principal.sub.empty())
       return Reply(conn, http::JsonError(400, "bad_request", "typing events need a token with a sub"), extra);
     p.data["userId"] = a.principal.sub;
@@ -94,8 +92,8 @@ void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, c
                  extra);
   std::weak_ptr<http::Connection> weak = conn;
   std::string channel = p.channel, type = p.type;
-  publisher_->Publish(std::move(p), [weak, extra, channel, type](const feed::QueryResult* err, const std::string& id,
-                                                                 int chunks) {
+  publisher_->Publish(std::move(p), ForRequest(weak, [weak, extra, channel, type](const feed::QueryResult* err,
+                                                                                  const std::string& id, int chunks) {
     if (err) {
       int status = StatusForSqlState(err->sqlstate);
       std::string code = ErrorCodeForSqlState(err->sqlstate);
@@ -111,7 +109,7 @@ void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, c
     }
     json out = {{"published", true}, {"ephemeralId", id}, {"channel", channel}, {"type", type}, {"coalesced", chunks}};
     Reply(weak, http::Json(202, out), extra);
-  });
+  }));
 }
 
 void RealtimeApi::PresenceList(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {

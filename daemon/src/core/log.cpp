@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "core/json_out.hpp"
+
 namespace evstream::core {
 namespace {
 LogLevel g_level = LogLevel::Info;
@@ -57,7 +59,7 @@ void Log(LogLevel level, std::string_view msg, const nlohmann::json& fields) {
   line["msg"] = std::string(msg);
   if (fields.is_object())
     for (auto it = fields.begin(); it != fields.end(); ++it) line[it.key()] = it.value();
-  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string text = DumpJson(line);
   text.push_back('\n');
   std::fwrite(text.data(), 1, text.size(), stderr);
   std::fflush(stderr);

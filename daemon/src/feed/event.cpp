@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_out.hpp"
 #include "sse/frame.hpp"
 
 namespace evstream::feed {
@@ -13,9 +14,7 @@ const char* const kEventColumns =
     " e.correlation_id, e.causation_id, e.created_by, extract(epoch FROM e.created_at)::float8";
 
 namespace {
-std::string Str(const std::string& s) {
-  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+std::string Str(const std::string& s) { return core::JsonString(s); }
 }  // namespace
 
 std::string EventJson(const EventRow& r) {
@@ -86,7 +85,7 @@ EphemeralPtr ParseEphemeral(const std::string& payload) {
   ev->type = type;
   ev->entity = str("entity");
   ev->id = str("id");
-  ev->json = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  ev->json = core::DumpJson(j);
   ev->frame = std::make_shared<const std::string>(sse::Frame(type, ev->json));
   return ev;
 }

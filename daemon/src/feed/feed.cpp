@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "core/guard.hpp"
 #include "core/log.hpp"
 
 namespace evstream::feed {
@@ -20,28 +21,42 @@ const char* const kHeldBackSql =
     "SELECT EXISTS (SELECT 1 FROM evstream.events WHERE tx >= pg_snapshot_xmin(pg_current_snapshot()))";
 }  // namespace
 
+// Typed reads of every column (BadRow when the row does not have the promised shape).
 EventRow RowAt(const QueryResult& r, int i) {
+  if (r.columns() < kEventColumnCount) throw BadRow("an event row needs " + std::to_string(kEventColumnCount) + " columns");
   EventRow row;
-  row.position = std::strtoll(r.value(i, 0), nullptr, 10);
-  row.tx = std::strtoull(r.value(i, 1), nullptr, 10);
-  row.channel = r.value(i, 2);
-  row.aggregate_type = r.value(i, 3);
-  row.aggregate_id = r.value(i, 4);
-  row.version = std::atoi(r.value(i, 5));
-  row.event_type = r.value(i, 6);
-  row.event_id = r.value(i, 7);
-  row.data_json = r.value(i, 8);
-  row.metadata_json = r.value(i, 9);
-  row.display_null = r.null(i, 10);
-  if (!row.display_null) row.display_json = r.value(i, 10);
-  row.timestamp = r.value(i, 11);
-  row.correlation_null = r.null(i, 12);
-  if (!row.correlation_null) row.correlation_id = r.value(i, 12);
-  row.causation_null = r.null(i, 13);
-  if (!row.causation_null) row.causation_id = r.value(i, 13);
-  row.created_by = r.value(i, 14);
-  row.created_epoch = std::strtod(r.value(i, 15), nullptr);
+  row.position = r.Int64(i, 0);
+  row.tx = r.Uint64(i, 1);
+  row.channel = r.Text(i, 2);
+  row.aggregate_type = r.Text(i, 3);
+  row.aggregate_id = r.Text(i, 4);
+  row.version = r.Int32(i, 5);
+  row.event_type = r.Text(i, 6);
+  row.event_id = r.Text(i, 7);
+  row.data_json = r.Text(i, 8);
+  row.metadata_json = r.Text(i, 9);
+  auto display = r.TextOrNull(i, 10);
+  row.display_null = !display;
+  if (display) row.display_json = std::move(*display);
+  row.timestamp = r.Text(i, 11);
+  auto correlation = r.TextOrNull(i, 12);
+  row.correlation_null = !correlation;
+  if (correlation) row.correlation_id = std::move(*correlation);
+  auto causation = r.TextOrNull(i, 13);
+  row.causation_null = !causation;
+  if (causation) row.causation_id = std::move(*causation);
+  row.created_by = r.Text(i, 14);
+  row.created_epoch = r.Double(i, 15);
   return row;
+}
+
+// The feed's own callbacks (query results, timers, doorbells) run inside the exception boundary;
+// an exception resets the feed: it reconnects and catches up from its cursor.
+template <typename Fn>
+auto Feed::Guarded(const char* where, Fn fn) {
+  return [this, where, fn = std::move(fn)](auto&&... args) mutable {
+    core::Guard(where, [&] { fn(std::forward<decltype(args)>(args)...); }, [&] { conn_.Reset("internal error"); });
+  };
 }
 
 Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metrics)
@@ -51,15 +66,16 @@ Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metr
   held_back_timer_->data = this;
   if (uv_timer_init(loop_, poll_timer_.get()) == 0) poll_timer_.MarkInitialised();
   poll_timer_->data = this;
-  conn_.on_connected = [this] { OnConnected(); };
+  conn_.on_connected = Guarded("feed connected", [this] { OnConnected(); });
   conn_.on_disconnected = [this](const std::string&) {
     metrics_->db_connected = false;
     busy_ = false;
     uv_timer_stop(held_back_timer_.get());
   };
-  // The channel decides; the payload is never looked at.
+  // The channel decides; the payload is never looked at. A failure on the doorbell resets the feed.
   conn_.on_notify = [this](const std::string& channel, const std::string&) {
-    if (channel == kDoorbellChannel) OnDoorbell();
+    if (channel == kDoorbellChannel)
+      core::Guard("feed doorbell", [&] { OnDoorbell(); }, [&] { conn_.Reset("internal error"); });
   };
 }
 
@@ -69,7 +85,9 @@ void Feed::Start() {
   if (opts_.poll_ms > 0)
     uv_timer_start(poll_timer_.get(), [](uv_timer_t* t) {
       auto* self = static_cast<Feed*>(t->data);
-      if (self->positioned_ && !self->busy_ && self->Connected()) self->Read();
+      self->Guarded("feed poll timer", [self] {
+        if (self->positioned_ && !self->busy_ && self->Connected()) self->Read();
+      })();
     }, opts_.poll_ms, opts_.poll_ms);
 }
 
@@ -90,7 +108,7 @@ void Feed::OnConnected() {
 }
 
 void Feed::ListenDoorbell() {
-  conn_.Send(std::string("LISTEN ") + kDoorbellChannel, {}, [this](QueryResult& r) {
+  conn_.Send(std::string("LISTEN ") + kDoorbellChannel, {}, Guarded("feed listen", [this](QueryResult& r) {
     if (!r.ok()) {
       core::LogWarn("LISTEN failed", {{"error", r.error}});
       busy_ = false;
@@ -101,26 +119,23 @@ void Feed::ListenDoorbell() {
       Read();  // catch up from the last position fanned out
     else
       FindTail();
-  });
+  }));
 }
 
 void Feed::FindTail() {
-  conn_.Send(kTailSql, {}, [this](QueryResult& r) {
+  conn_.Send(kTailSql, {}, Guarded("feed tail", [this](QueryResult& r) {
     if (!r.ok()) {
       core::LogWarn("reading the end of the log failed", {{"error", r.error}});
       busy_ = false;
       return;
     }
-    if (r.rows() == 1) {
-      cursor_.position = std::strtoll(r.value(0, 0), nullptr, 10);
-      cursor_.tx = std::strtoull(r.value(0, 1), nullptr, 10);
-    }
+    if (r.rows() == 1) cursor_ = {r.Uint64(0, 1), r.Int64(0, 0)};
     positioned_ = true;
     metrics_->last_position = cursor_.position;
     core::LogInfo("feed positioned", {{"position", cursor_.position}});
     if (on_positioned) on_positioned();
     Read();
-  });
+  }));
 }
 
 void Feed::Read() {
@@ -129,7 +144,7 @@ void Feed::Read() {
   uv_timer_stop(held_back_timer_.get());
   metrics_->feed_reads++;
   conn_.Send(kReadSql, {std::to_string(cursor_.position), std::to_string(opts_.batch_size)},
-             [this](QueryResult& r) { OnRows(r); });
+             Guarded("feed rows", [this](QueryResult& r) { OnRows(r); }));
 }
 
 void Feed::OnRows(QueryResult& r) {
@@ -141,16 +156,15 @@ void Feed::OnRows(QueryResult& r) {
       core::LogWarn("feed position erased from the log; re-anchoring", {{"position", cursor_.position}});
       busy_ = true;
       conn_.Send(kBeforeSql, {std::to_string(cursor_.tx), std::to_string(cursor_.position)},
-                 [this](QueryResult& b) {
+                 Guarded("feed re-anchor", [this](QueryResult& b) {
                    if (!b.ok()) {
                      busy_ = false;
                      return;
                    }
                    cursor_ = {0, 0};
-                   if (b.rows() == 1)
-                     cursor_ = {std::strtoull(b.value(0, 1), nullptr, 10), std::strtoll(b.value(0, 0), nullptr, 10)};
+                   if (b.rows() == 1) cursor_ = {b.Uint64(0, 1), b.Int64(0, 0)};
                    Read();
-                 });
+                 }));
     } else if (!r.sqlstate.empty()) {
       core::LogError("feed read failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
     }
@@ -177,16 +191,15 @@ void Feed::OnRows(QueryResult& r) {
 // After a short read: if committed events wait behind an older open transaction, re-read soon
 // (their own doorbell may already have rung while they were unreadable).
 void Feed::CheckHeldBack() {
-  conn_.Send(kHeldBackSql, {}, [this](QueryResult& r) {
+  conn_.Send(kHeldBackSql, {}, Guarded("feed held-back check", [this](QueryResult& r) {
     busy_ = false;
     if (!r.ok()) return;
-    core::LogDebug("feed held-back check", {{"held_back", r.rows() == 1 && r.value(0, 0)[0] == 't'},
-                                            {"doorbell_pending", doorbell_pending_}});
+    bool held_back = r.rows() == 1 && r.Bool(0, 0);
+    core::LogDebug("feed held-back check", {{"held_back", held_back}, {"doorbell_pending", doorbell_pending_}});
     if (doorbell_pending_) {
       Read();
       return;
     }
-    bool held_back = r.rows() == 1 && r.value(0, 0)[0] == 't';
     // A doorbell can ring a moment before its commit is visible to us: look again a few times.
     bool grace = !held_back && grace_reads_ > 0;
     if (grace) grace_reads_--;
@@ -197,9 +210,11 @@ void Feed::CheckHeldBack() {
     if (held_back || grace)
       uv_timer_start(held_back_timer_.get(), [](uv_timer_t* t) {
         auto* self = static_cast<Feed*>(t->data);
-        if (!self->busy_ && self->Connected()) self->Read();
+        self->Guarded("feed held-back timer", [self] {
+          if (!self->busy_ && self->Connected()) self->Read();
+        })();
       }, delay, 0);
-  });
+  }));
 }
 
 void Feed::OnDoorbell() {

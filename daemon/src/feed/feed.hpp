@@ -54,6 +54,8 @@ class Feed {
   void OnRows(QueryResult& r);
   void CheckHeldBack();
   void OnDoorbell();
+  template <typename Fn>
+  auto Guarded(const char* where, Fn fn);
 
   uv_loop_t* loop_;
   FeedOptions opts_;

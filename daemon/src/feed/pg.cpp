@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/guard.hpp"
+#include "core/input.hpp"
 #include "core/log.hpp"
 
 namespace evstream::feed {
@@ -15,6 +17,63 @@ std::string ConnError(PGconn* c) {
   return e;
 }
 }  // namespace
+
+const char* QueryResult::value(int row, int col) const {
+  if (!res || row < 0 || row >= PQntuples(res.get()) || col < 0 || col >= PQnfields(res.get())) return "";
+  return PQgetvalue(res.get(), row, col);
+}
+
+bool QueryResult::null(int row, int col) const {
+  if (!res || row < 0 || row >= PQntuples(res.get()) || col < 0 || col >= PQnfields(res.get())) return true;
+  return PQgetisnull(res.get(), row, col) != 0;
+}
+
+const char* QueryResult::Cell(int row, int col) const {
+  if (!res || row < 0 || row >= PQntuples(res.get()) || col < 0 || col >= PQnfields(res.get()))
+    throw BadRow("row " + std::to_string(row) + " has no column " + std::to_string(col));
+  if (PQgetisnull(res.get(), row, col)) throw BadRow("column " + std::to_string(col) + " is NULL");
+  return PQgetvalue(res.get(), row, col);
+}
+
+std::string QueryResult::Text(int row, int col) const { return Cell(row, col); }
+
+std::optional<std::string> QueryResult::TextOrNull(int row, int col) const {
+  if (res && row >= 0 && row < PQntuples(res.get()) && col >= 0 && col < PQnfields(res.get()) &&
+      PQgetisnull(res.get(), row, col))
+    return std::nullopt;
+  return std::string(Cell(row, col));
+}
+
+int64_t QueryResult::Int64(int row, int col) const {
+  int64_t v;
+  if (!core::ParseInt64(Cell(row, col), &v)) throw BadRow("column " + std::to_string(col) + " is not a bigint");
+  return v;
+}
+
+uint64_t QueryResult::Uint64(int row, int col) const {
+  uint64_t v;
+  if (!core::ParseUint64(Cell(row, col), &v)) throw BadRow("column " + std::to_string(col) + " is not an xid8");
+  return v;
+}
+
+int32_t QueryResult::Int32(int row, int col) const {
+  int64_t v = Int64(row, col);
+  if (v < INT32_MIN || v > INT32_MAX) throw BadRow("column " + std::to_string(col) + " is not an integer");
+  return static_cast<int32_t>(v);
+}
+
+double QueryResult::Double(int row, int col) const {
+  double v;
+  if (!core::ParseDouble(Cell(row, col), &v)) throw BadRow("column " + std::to_string(col) + " is not a number");
+  return v;
+}
+
+bool QueryResult::Bool(int row, int col) const {
+  std::string_view v = Cell(row, col);
+  if (v == "t") return true;
+  if (v == "f") return false;
+  throw BadRow("column " + std::to_string(col) + " is not a boolean");
+}
 
 PgConnection::PgConnection(uv_loop_t* loop, std::string conninfo, std::string name)
     : loop_(loop), conninfo_(std::move(conninfo)), name_(std::move(name)) {
@@ -63,9 +122,11 @@ void PgConnection::Connect() {
   PQsetnonblocking(conn_.get(), 1);
   // Server notices (e.g. "terminating connection due to administrator command") as JSON logs.
   PQsetNoticeProcessor(conn_.get(), [](void* arg, const char* message) {
-    std::string m = message;
-    while (!m.empty() && m.back() == '\n') m.pop_back();
-    core::LogWarn("database notice", {{"conn", *static_cast<std::string*>(arg)}, {"notice", m}});
+    core::Guard("database notice", [&] {  // called from inside libpq (C): nothing may escape
+      std::string m = message ? message : "";
+      while (!m.empty() && m.back() == '\n') m.pop_back();
+      core::LogWarn("database notice", {{"conn", *static_cast<std::string*>(arg)}, {"notice", m}});
+    });
   }, &name_);
   state_ = State::Connecting;
   Watch(UV_WRITABLE);
@@ -95,7 +156,8 @@ void PgConnection::Watch(int events) {
   if (events == poll_events_) return;
   poll_events_ = events;
   int rc = uv_poll_start(poll_.get(), events, [](uv_poll_t* h, int status, int ev) {
-    static_cast<PgConnection*>(h->data)->OnPoll(status, ev);
+    auto* self = static_cast<PgConnection*>(h->data);
+    core::Guard("database poll", [&] { self->OnPoll(status, ev); }, [&] { self->Lost("internal error"); });
   });
   if (rc != 0) Lost(std::string("uv_poll_start: ") + uv_err_name(rc));
 }
@@ -128,7 +190,7 @@ void PgConnection::ContinueConnect() {
       backoff_ms_ = 0;
       Watch(UV_READABLE);
       core::LogInfo("database connected", {{"conn", name_}, {"backend_pid", BackendPid()}});
-      if (on_connected) on_connected();
+      if (on_connected) core::Guard("database connected", [&] { on_connected(); });
       return;
     case PGRES_POLLING_READING:
       Watch(UV_READABLE);
@@ -164,7 +226,8 @@ void PgConnection::ReadInput() {
       QueryResult result = std::move(pending_);
       pending_ = QueryResult{};
       if (!result.res && result.error.empty()) result.error = "no result";
-      if (cb) cb(result);
+      // The owner's callback guards itself (and knows what to close); this is the last net.
+      if (cb) core::Guard("database result", [&] { cb(result); });
       return;
     }
     PgResultPtr res(r);
@@ -191,7 +254,7 @@ bool PgConnection::DrainNotifies() {
     std::string channel = n->relname;
     std::string payload = n->extra ? n->extra : "";
     PQfreemem(n);
-    if (on_notify) on_notify(channel, payload);
+    if (on_notify) core::Guard("database notification", [&] { on_notify(channel, payload); });
     if (state_ == State::Closed || !conn_) return false;
   }
   return true;
@@ -225,7 +288,7 @@ void PgConnection::Fail(Callback cb, const std::string& why) {
   if (!cb) return;
   QueryResult r;
   r.error = why.empty() ? "connection lost" : why;
-  cb(r);
+  core::Guard("database result", [&] { cb(r); });
 }
 
 void PgConnection::Lost(const std::string& why) {
@@ -240,7 +303,7 @@ void PgConnection::Lost(const std::string& why) {
   in_flight_ = nullptr;
   ScheduleReconnect();
   Fail(std::move(cb), "database connection lost: " + why);
-  if (was_connected && on_disconnected) on_disconnected(why);
+  if (was_connected && on_disconnected) core::Guard("database disconnected", [&] { on_disconnected(why); });
 }
 
 void PgConnection::ScheduleReconnect() {
@@ -248,7 +311,9 @@ void PgConnection::ScheduleReconnect() {
   backoff_ms_ = backoff_ms_ == 0 ? kMinBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
   uv_timer_start(retry_timer_.get(), [](uv_timer_t* t) {
     auto* self = static_cast<PgConnection*>(t->data);
-    if (self->state_ == State::Disconnected) self->Connect();
+    core::Guard("database reconnect", [&] {
+      if (self->state_ == State::Disconnected) self->Connect();
+    }, [&] { self->Lost("internal error"); if (self->state_ == State::Disconnected) self->ScheduleReconnect(); });
   }, backoff_ms_, 0);
 }
 

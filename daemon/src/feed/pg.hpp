@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,13 @@ struct PgClear {
 using PgConnPtr = std::unique_ptr<PGconn, PgFinish>;
 using PgResultPtr = std::unique_ptr<PGresult, PgClear>;
 
+// A row that does not have the shape the statement promised (missing column, text that is not
+// of the column's type). Thrown by the typed reads below and caught by the exception boundary of
+// the callback that reads it: that one request fails (or the feed reconnects).
+struct BadRow : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct QueryResult {
   PgResultPtr res;        // set on success (PGRES_TUPLES_OK / PGRES_COMMAND_OK)
   std::string error;      // primary message on failure
@@ -30,8 +38,22 @@ struct QueryResult {
   std::string detail, hint;
   bool ok() const { return res != nullptr && error.empty(); }
   int rows() const { return res ? PQntuples(res.get()) : 0; }
-  const char* value(int row, int col) const { return PQgetvalue(res.get(), row, col); }
-  bool null(int row, int col) const { return PQgetisnull(res.get(), row, col) != 0; }
+  int columns() const { return res ? PQnfields(res.get()) : 0; }
+  // The raw text; "" for NULL and for a row or column the result does not have.
+  const char* value(int row, int col) const;
+  bool null(int row, int col) const;
+  // Typed reads of the text format: throw BadRow when the cell is missing, NULL (unless the
+  // type allows it) or not of the type.
+  std::string Text(int row, int col) const;
+  std::optional<std::string> TextOrNull(int row, int col) const;
+  int64_t Int64(int row, int col) const;
+  uint64_t Uint64(int row, int col) const;
+  int32_t Int32(int row, int col) const;
+  double Double(int row, int col) const;
+  bool Bool(int row, int col) const;
+
+ private:
+  const char* Cell(int row, int col) const;  // checked: throws BadRow when missing or NULL
 };
 
 using Params = std::vector<std::optional<std::string>>;
@@ -53,6 +75,9 @@ class PgConnection {
   int BackendPid() const;
   // Sends one statement; false if not Ready. The callback runs exactly once.
   bool Send(const std::string& sql, const Params& params, Callback cb);
+  // Drops the connection (a query in flight fails) and reconnects with backoff: how an owner
+  // recovers after an exception in its own callback.
+  void Reset(const std::string& why) { Lost(why); }
 
   std::function<void()> on_connected;
   std::function<void(const std::string& why)> on_disconnected;

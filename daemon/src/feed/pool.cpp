@@ -1,5 +1,7 @@
 #include "feed/pool.hpp"
 
+#include "core/guard.hpp"
+
 namespace evstream::feed {
 
 PgPool::PgPool(uv_loop_t* loop, const std::string& conninfo, int size) : loop_(loop) {
@@ -22,7 +24,7 @@ void PgPool::Close() {
   for (auto& j : jobs) {
     QueryResult r;
     r.error = "shutting down";
-    j.cb(r);
+    core::Guard("pool result", [&] { j.cb(r); });
   }
 }
 
@@ -57,7 +59,7 @@ void PgPool::Query(std::string sql, Params params, PgConnection::Callback cb) {
       uv_idle_stop(h);
       QueryResult r;
       r.error = d->why;
-      d->cb(r);
+      core::Guard("pool result", [&] { d->cb(r); });
       uv_close(reinterpret_cast<uv_handle_t*>(h),
                [](uv_handle_t* h) { delete static_cast<Deferred*>(h->data); });
     });
@@ -74,8 +76,9 @@ void PgPool::Dispatch() {
     Job job = std::move(queue_.front());
     queue_.pop_front();
     PgConnection* conn = c.get();
+    // A callback that throws fails its own request only (logged); the queue moves on.
     conn->Send(job.sql, job.params, [this, cb = std::move(job.cb)](QueryResult& r) {
-      cb(r);
+      core::Guard("pool result", [&] { cb(r); });
       if (!closed_) Dispatch();
     });
   }

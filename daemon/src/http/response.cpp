@@ -1,5 +1,7 @@
 #include "http/response.hpp"
 
+#include "core/json_out.hpp"
+
 namespace evstream::http {
 
 const char* StatusText(int s) {
@@ -47,7 +49,7 @@ Response JsonRaw(int status, std::string body) {
 }
 
 Response Json(int status, const nlohmann::json& body) {
-  return JsonRaw(status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  return JsonRaw(status, core::DumpJson(body));
 }
 
 Response JsonError(int status, const std::string& code, const std::string& message,
@@ -55,7 +57,7 @@ Response JsonError(int status, const std::string& code, const std::string& messa
   nlohmann::ordered_json j = {{"error", code}, {"message", message}};
   if (extra.is_object())
     for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
-  Response r = JsonRaw(status, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  Response r = JsonRaw(status, core::DumpJson(j));
   if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
   return r;
 }

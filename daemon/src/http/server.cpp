@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "core/guard.hpp"
 #include "core/log.hpp"
 
 namespace evstream::http {
@@ -29,9 +30,11 @@ Connection::~Connection() = default;
 void Connection::ArmTimer(int ms) {
   uv_timer_start(timer_.get(), [](uv_timer_t* t) {
     auto* self = static_cast<Connection*>(t->data);
-    if (self->state_ == State::ReadingRequest && !self->close_after_flush_)
-      core::LogDebug("request timeout", {{"conn", self->id_}});
-    self->Close();
+    core::Guard("http timer", [&] {
+      if (self->state_ == State::ReadingRequest && !self->close_after_flush_)
+        core::LogDebug("request timeout", {{"conn", self->id_}});
+      self->Close();
+    }, [&] { self->Close(); });
   }, ms, 0);
 }
 
@@ -61,10 +64,15 @@ void Connection::StartReading() {
       reinterpret_cast<uv_stream_t*>(&tcp_),
       [](uv_handle_t* h, size_t, uv_buf_t* buf) {
         auto* self = static_cast<Connection*>(h->data);
-        *buf = uv_buf_init(self->server_->read_buf_, sizeof self->server_->read_buf_);
+        *buf = uv_buf_init(nullptr, 0);  // (UV_ENOBUFS for the read callback if this fails)
+        core::Guard("http alloc", [&] {
+          *buf = uv_buf_init(self->server_->read_buf_, sizeof self->server_->read_buf_);
+        });
       },
       [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-        static_cast<Connection*>(s->data)->OnRead(nread, buf);
+        auto* self = static_cast<Connection*>(s->data);
+        ConnectionPtr keep = self->shared_from_this();  // the handler may drop its last reference
+        core::Guard("http read", [&] { self->OnRead(nread, buf); }, [&] { self->Fail(); });
       });
   if (rc != 0) {
     core::LogWarn("uv_read_start failed", {{"conn", id_}, {"error", uv_err_name(rc)}});
@@ -104,6 +112,12 @@ void Connection::HandleParse(RequestParser::Status st) {
     return;
   }
   keep_alive_ = parser_.request().keep_alive && !server_->closed_;
+  // Bytes that must be text (path, query parameters, the headers we read as text) are refused
+  // here, once, when they are not UTF-8: nothing behind this point sees them.
+  if (auto bad = FirstInvalidText(parser_.request())) {
+    Respond(JsonError(400, "bad_request", *bad + " must be valid UTF-8 (percent-decoded)"));
+    return;
+  }
   auto self = shared_from_this();
   server_->handler_(self, parser_.request());
 }
@@ -174,7 +188,9 @@ void Connection::Flush() {
   int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), w->bufs.data(),
                     static_cast<unsigned>(w->bufs.size()), [](uv_write_t* req, int status) {
                       auto* w = reinterpret_cast<WriteReq*>(req);
-                      static_cast<Connection*>(req->data)->OnWriteDone(w, status);
+                      auto* self = static_cast<Connection*>(req->data);
+                      ConnectionPtr keep = self->shared_from_this();
+                      core::Guard("http write", [&] { self->OnWriteDone(w, status); }, [&] { self->Fail(); });
                     });
   if (rc != 0) {
     delete w;
@@ -221,7 +237,7 @@ void Connection::Shutdown() {
   int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t* req, int) {
     auto* self = static_cast<Connection*>(req->data);
     delete req;
-    self->Close();
+    core::Guard("http shutdown", [&] { self->Close(); });
   });
   if (rc != 0) {
     delete req;
@@ -243,14 +259,25 @@ void Connection::Close() {
            [](uv_handle_t* h) { static_cast<Connection*>(h->data)->OnClosed(); });
 }
 
-// Last callback of the connection: release its state; the server drops the last reference.
+void Connection::Fail() {
+  if (state_ == State::Handling) {
+    keep_alive_ = false;
+    core::Guard("http 500", [&] { Respond(JsonError(500, "internal_error", "internal error")); });
+    if (state_ == State::Handling) Close();
+    return;
+  }
+  Close();
+}
+
+// Last callback of the connection: release its state; the server drops the last reference
+// (whatever the owners' clean-up throws, the connection is forgotten: no leak).
 void Connection::OnClosed() {
   tcp_open_ = false;
   server_->metrics_->http_connections--;
   auto cb = std::move(on_close);
   on_close = nullptr;
-  if (cb) cb();
-  attachment.reset();
+  if (cb) core::Guard("http close", [&] { cb(); });
+  core::Guard("http close", [&] { attachment.reset(); });
   server_->Forget(this);  // may destroy *this
 }
 
@@ -273,7 +300,7 @@ int Server::Listen(const std::string& host, int port) {
   rc = uv_tcp_bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), 0);
   if (rc != 0) return rc;
   return uv_listen(reinterpret_cast<uv_stream_t*>(listener_.get()), 4096, [](uv_stream_t* s, int status) {
-    static_cast<Server*>(s->data)->OnConnection(status);
+    core::Guard("http accept", [&] { static_cast<Server*>(s->data)->OnConnection(status); });
   });
 }
 

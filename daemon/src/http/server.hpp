@@ -59,6 +59,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Sends the queue, then shuts down and closes (bounded by the drain timeout).
   void CloseAfterFlush();
   void Close();
+  // Recovery after an exception in work done for this connection (already logged by the
+  // guard): a request being handled gets 500 and the connection closes; otherwise it closes.
+  void Fail();
 
   // Owned per-connection state (e.g. the SSE session); released when the connection closes.
   std::shared_ptr<void> attachment;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/guard.hpp"
+
 namespace evstream::hub {
 
 void Hub::Add(Subscriber* s) {
@@ -42,18 +44,25 @@ void Hub::Remove(Subscriber* s) {
   if (found) count_--;
 }
 
+// Each subscriber's delivery runs inside the exception boundary: one that throws is dropped
+// alone (its slot is nulled if it removed itself meanwhile) and the others still get the event.
 template <typename Fn>
 void Hub::ForChannel(const std::string& channel, Fn fn) {
   bool outer = !publishing_;  // presence events may be published from inside a callback
   publishing_ = true;
+  auto deliver = [&](std::vector<Subscriber*>& subs, size_t i) {
+    core::Guard("hub delivery", [&] { fn(subs[i]); }, [&] {
+      if (subs[i]) subs[i]->OnDeliveryFailed();
+    });
+  };
   if (auto it = by_channel_.find(channel); it != by_channel_.end()) {
     auto& subs = it->second;
     for (size_t i = 0; i < subs.size(); i++)
-      if (subs[i]) fn(subs[i]);
+      if (subs[i]) deliver(subs, i);
   }
   for (size_t i = 0; i < pattern_subs_.size(); i++) {
     Subscriber* s = pattern_subs_[i];
-    if (s && s->Channels().Matches(channel)) fn(s);
+    if (s && s->Channels().Matches(channel)) deliver(pattern_subs_, i);
   }
   if (!outer) return;
   publishing_ = false;

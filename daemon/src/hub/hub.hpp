@@ -19,6 +19,9 @@ class Subscriber {
   virtual void OnEvent(const feed::EventPtr& ev) = 0;
   // Called for every ephemeral event whose channel matches (at most once, never replayed).
   virtual void OnEphemeral(const feed::EphemeralPtr& ev) {}
+  // OnEvent or OnEphemeral threw (already logged): drop this subscriber only (an SSE session
+  // closes its connection; the client resumes by Last-Event-ID). The others still get the event.
+  virtual void OnDeliveryFailed() {}
 };
 
 class Hub {

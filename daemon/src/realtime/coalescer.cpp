@@ -1,5 +1,8 @@
 #include "realtime/coalescer.hpp"
 
+#include "core/input.hpp"
+#include "core/json_out.hpp"
+
 namespace evstream::realtime {
 
 bool Coalescer::IsChunk(const Publication& p) {
@@ -11,7 +14,7 @@ bool Coalescer::IsChunk(const Publication& p) {
 size_t Coalescer::PayloadBytesBound(const Publication& p) {
   // Envelope: keys, quotes, ephemeralId (36), timestamp (24) and escaping of the short strings.
   size_t strings = p.channel.size() + p.type.size() + p.entity.size() + p.id.size() + p.created_by.size();
-  return p.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size() + 2 * strings + 200;
+  return core::DumpJson(p.data).size() + 2 * strings + 200;
 }
 
 std::string Coalescer::StreamKey(const Publication& p) {
@@ -20,7 +23,8 @@ std::string Coalescer::StreamKey(const Publication& p) {
     key += *part;
     key.push_back('\0');
   }
-  key += p.data["streamId"].get<std::string>();
+  auto s = p.data.find("streamId");
+  if (s != p.data.end()) key += core::AsString(*s).value_or("");
   return key;
 }
 
@@ -43,8 +47,10 @@ bool Coalescer::Add(Publication p) {
   auto it = open_.find(key);
   if (it != open_.end()) {
     Publication& last = pending_[it->second];
-    auto done_it = last.data.find("done");  // client data: a non-boolean done is not done
-    bool done = done_it != last.data.end() && done_it->is_boolean() && done_it->get<bool>();
+    // Typed: only a boolean true ends the stream ("done": "yes" is refused at the HTTP edge, and
+    // anything else that is not true reads as not done here).
+    auto d = last.data.find("done");
+    bool done = d != last.data.end() && core::AsBool(*d).value_or(false);
     Publication merged;
     if (!done) {
       merged.channel = p.channel;
@@ -54,7 +60,7 @@ bool Coalescer::Add(Publication p) {
       merged.created_by = p.created_by;
       merged.claims = p.claims;
       merged.data = p.data;
-      merged.data["text"] = last.data["text"].get<std::string>() + p.data["text"].get<std::string>();
+      merged.data["text"] = core::AsString(last.data["text"]).value_or("") + core::AsString(p.data["text"]).value_or("");
     }
     if (!done && PayloadBytesBound(merged) <= max_payload_bytes_) {
       last.data = std::move(merged.data);

@@ -2,6 +2,9 @@
 
 #include <random>
 
+#include "core/guard.hpp"
+#include "core/input.hpp"
+#include "core/json_out.hpp"
 #include "core/log.hpp"
 #include "feed/feed.hpp"
 
@@ -34,7 +37,9 @@ Presence::Presence(uv_loop_t* loop, PresenceOptions opts, hub::Hub* hub, feed::P
 
 void Presence::Start() {
   uint64_t tick = static_cast<uint64_t>(std::max(50, std::min(500, opts_.heartbeat_ms / 2)));
-  uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<Presence*>(t->data)->Tick(); }, tick, tick);
+  uv_timer_start(timer_.get(), [](uv_timer_t* t) {
+    core::Guard("presence tick", [&] { static_cast<Presence*>(t->data)->Tick(); });
+  }, tick, tick);
 }
 
 void Presence::Close() {
@@ -114,7 +119,7 @@ void Presence::Emit(const std::string& channel, const std::string& type, const n
                               {"id", nullptr},         {"data", data},        {"ephemeral", true},
                               {"createdBy", "system"}, {"timestamp", core::IsoTime(core::NowSeconds())}};
   core::LogDebug("presence emit", {{"channel", channel}, {"type", type}, {"data", data}});
-  hub_->PublishEphemeral(feed::MakeEphemeral(channel, type, j.dump()));
+  hub_->PublishEphemeral(feed::MakeEphemeral(channel, type, core::DumpJson(j)));
 }
 
 // A message from the outbox (written by an evstream_daemon member): every field type-checked.
@@ -162,6 +167,8 @@ void Presence::OnListening() {
 
 void Presence::OnEphemeral(const feed::EphemeralEvent& ev) {
   if (ev.type != "typing") return;
+  // Typed reads: the payload may come from any publisher (evstream.publish in SQL too), so
+  // "isTyping": "x" or a non-string userId is ignored, never thrown on.
   nlohmann::json j = nlohmann::json::parse(ev.json, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return;
   auto d = j.find("data");
@@ -182,14 +189,13 @@ void Presence::SendState() {
   if (auto it = instances_.find(instance_); it != instances_.end())
     for (const auto& [ch, users] : it->second.members) members[ch] = users;
   nlohmann::json msg = {{"op", "state"}, {"instance", instance_}, {"members", members}};
-  if (msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size() > kMaxStateBytes)
-    msg.erase("members");
+  if (core::DumpJson(msg).size() > kMaxStateBytes) msg.erase("members");
   Notify(std::move(msg));
 }
 
 void Presence::Notify(nlohmann::json msg) {
   if (closed_) return;
-  outbox_.push_back(msg.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  outbox_.push_back(core::DumpJson(msg));
   SendQueued();
 }
 
@@ -203,8 +209,10 @@ void Presence::SendQueued() {
   sending_ = true;
   pool_->Query(kSendSql, {arr}, [this](feed::QueryResult& r) {
     sending_ = false;
-    if (!r.ok() && !closed_) core::LogWarn("presence send failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
-    SendQueued();
+    core::Guard("presence send", [&] {
+      if (!r.ok() && !closed_) core::LogWarn("presence send failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
+      SendQueued();
+    });
   });
 }
 

@@ -1,6 +1,8 @@
 #include "realtime/publisher.hpp"
 
 
+#include "core/guard.hpp"
+#include "core/json_out.hpp"
 #include "core/log.hpp"
 
 namespace evstream::realtime {
@@ -28,7 +30,7 @@ std::string PublishItems(const std::vector<Publication>& batch, size_t from, siz
     if (!p.id.empty()) item["id"] = p.id;
     arr.push_back(std::move(item));
   }
-  return arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return core::DumpJson(arr);
 }
 
 std::string EphemeralPayload(const Publication& p, const std::string& ephemeral_id) {
@@ -41,7 +43,7 @@ std::string EphemeralPayload(const Publication& p, const std::string& ephemeral_
                               {"ephemeralId", ephemeral_id},
                               {"createdBy", p.created_by},
                               {"timestamp", core::IsoTime(core::NowSeconds())}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return core::DumpJson(j);
 }
 
 Publisher::Publisher(uv_loop_t* loop, feed::PgPool* pool, core::Metrics* metrics, int coalesce_ms)
@@ -64,8 +66,10 @@ void Publisher::Publish(Publication p, Done done) {
   if (in_flight_) return;  // goes out when the round trip in flight ends
   if (chunk && coalesce_ms_ > 0) {
     if (!uv_is_active(reinterpret_cast<uv_handle_t*>(timer_.get())))
-      uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<Publisher*>(t->data)->Flush(); },
-                     coalesce_ms_, 0);
+      uv_timer_start(timer_.get(), [](uv_timer_t* t) {
+        auto* self = static_cast<Publisher*>(t->data);
+        core::Guard("publish timer", [&] { self->Flush(); }, [&] { self->Recover(); });
+      }, coalesce_ms_, 0);
     return;
   }
   Flush();
@@ -83,41 +87,58 @@ void Publisher::Send(std::vector<Publication> batch) {
   in_flight_ = true;
   auto shared = std::make_shared<std::vector<Publication>>(std::move(batch));
   pool_->Query(kPublishSql, {PublishItems(*shared, 0, shared->size())}, [this, shared](feed::QueryResult& r) {
-    std::vector<std::string> ids;
-    if (Ids(r, shared->size(), &ids)) {
-      for (size_t i = 0; i < shared->size(); i++) Finish((*shared)[i], nullptr, ids[i]);
-      metrics_->ephemeral_published += shared->size();
-    } else if (!r.ok() && shared->size() > 1 && !r.sqlstate.empty()) {
-      auto singles = shared;
-      auto next = std::make_shared<std::function<void(size_t)>>();
-      // The pending query's callback keeps the step alive (weak self-reference: no cycle).
-      std::weak_ptr<std::function<void(size_t)>> weak_next = next;
-      *next = [this, singles, weak_next](size_t i) {
-        if (i >= singles->size()) {
-          in_flight_ = false;
-          if (!closed_) Flush();
-          return;
-        }
-        auto next = weak_next.lock();
-        pool_->Query(kPublishSql, {PublishItems(*singles, i, 1)}, [this, singles, next, i](feed::QueryResult& r1) {
-          std::vector<std::string> one;
-          if (Ids(r1, 1, &one)) {
-            metrics_->ephemeral_published++;
-            Finish((*singles)[i], nullptr, one[0]);
-          } else {
-            Finish((*singles)[i], &r1, "");
+    core::Guard("publish result", [&] {
+      std::vector<std::string> ids;
+      if (Ids(r, shared->size(), &ids)) {
+        for (size_t i = 0; i < shared->size(); i++) Finish((*shared)[i], nullptr, ids[i]);
+        metrics_->ephemeral_published += shared->size();
+      } else if (!r.ok() && shared->size() > 1 && !r.sqlstate.empty()) {
+        auto singles = shared;
+        auto next = std::make_shared<std::function<void(size_t)>>();
+        // The pending query's callback keeps the step alive (weak self-reference: no cycle).
+        std::weak_ptr<std::function<void(size_t)>> weak_next = next;
+        *next = [this, singles, weak_next](size_t i) {
+          if (i >= singles->size()) {
+            in_flight_ = false;
+            if (!closed_) Flush();
+            return;
           }
-          (*next)(i + 1);
-        });
-      };
-      (*next)(0);
-      return;
-    } else {
-      for (const auto& p : *shared) Finish(p, &r, "");
-    }
-    in_flight_ = false;
-    if (!closed_) Flush();
+          auto next = weak_next.lock();
+          pool_->Query(kPublishSql, {PublishItems(*singles, i, 1)}, [this, singles, next, i](feed::QueryResult& r1) {
+            core::Guard("publish result", [&] {
+              std::vector<std::string> one;
+              if (Ids(r1, 1, &one)) {
+                metrics_->ephemeral_published++;
+                Finish((*singles)[i], nullptr, one[0]);
+              } else {
+                Finish((*singles)[i], &r1, "");
+              }
+              (*next)(i + 1);
+            }, [&] { Recover(); });
+          });
+        };
+        (*next)(0);
+        return;
+      } else {
+        for (const auto& p : *shared) Finish(p, &r, "");
+      }
+      in_flight_ = false;
+      if (!closed_) Flush();
+    }, [&] { Recover(); });
   });
+}
+
+// After an exception in the publish path (already logged): every waiting request fails with 500
+// and publishing starts afresh, so one bad publication never wedges the ones after it.
+void Publisher::Recover() {
+  in_flight_ = false;
+  coalescer_.TakeAll();
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  feed::QueryResult err;
+  err.error = "internal error";
+  err.sqlstate = "XX000";
+  for (auto& [ticket, done] : waiting) core::Guard("publish answer", [&] { done(&err, "", 0); });
 }
 
 void Publisher::Finish(const Publication& p, const feed::QueryResult* error, const std::string& id) {

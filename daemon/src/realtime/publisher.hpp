@@ -40,6 +40,7 @@ class Publisher {
   void Flush();
   void Send(std::vector<Publication> batch);
   void Finish(const Publication& p, const feed::QueryResult* error, const std::string& id);
+  void Recover();
 
   uv_loop_t* loop_;
   feed::PgPool* pool_;

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "core/guard.hpp"
+#include "core/json_out.hpp"
 #include "core/log.hpp"
 #include "feed/feed.hpp"
 #include "feed/pg.hpp"
@@ -22,6 +24,15 @@ CursorLimits LimitsFrom(const core::Config& c) {
 }
 }  // namespace
 
+template <typename Fn>
+void Session::Guarded(const char* where, const std::weak_ptr<Session>& weak, Fn&& fn) {
+  core::Guard(where, std::forward<Fn>(fn), [&] {
+    if (auto self = weak.lock()) self->conn_->Close();
+  });
+}
+
+void Session::OnDeliveryFailed() { conn_->Close(); }
+
 Session::Session(StreamService* svc, http::Connection* conn, auth::ChannelSet channels,
                  std::vector<std::string> topics, int batch_ms)
     : svc_(svc), conn_(conn), channels_(std::move(channels)), batch_ms_(batch_ms),
@@ -36,7 +47,8 @@ Session::Session(StreamService* svc, http::Connection* conn, auth::ChannelSet ch
 
 Session::~Session() {
   svc_->d_.hub->Remove(this);
-  if (svc_->d_.presence && !presence_user_.empty()) svc_->d_.presence->Leave(presence_user_, channels_.exact);
+  if (svc_->d_.presence && !presence_user_.empty())
+    core::Guard("presence leave", [&] { svc_->d_.presence->Leave(presence_user_, channels_.exact); });
   svc_->sessions_.erase(this);
   svc_->d_.metrics->sse_clients--;
 }
@@ -56,7 +68,9 @@ void Session::Begin(const std::string& last_event_id) {
     conn_->SetHold(true);
     uv_timer_start(timer_.get(), [](uv_timer_t* t) {
       auto* self = static_cast<Session*>(t->data);
-      if (self->Alive()) self->conn_->Flush();
+      Guarded("stream batch timer", self->weak_from_this(), [&] {
+        if (self->Alive()) self->conn_->Flush();
+      });
     }, batch_ms_, batch_ms_);
   }
   svc_->d_.hub->Add(this);  // before the replay's first read: nothing can fall in between
@@ -91,11 +105,13 @@ void Session::Send(const std::shared_ptr<const std::string>& frame) {
 void Session::ReadAnchor(int64_t position) {
   std::weak_ptr<Session> weak = shared_from_this();
   svc_->d_.pool->Query(kAnchorSql, {std::to_string(position)}, [weak](feed::QueryResult& r) {
-    auto self = weak.lock();
-    if (!self || !self->Alive()) return;
-    if (!r.ok()) core::LogWarn("replay anchor failed", {{"error", r.error}});
-    bool found = r.ok() && r.rows() > 0;
-    self->cursor_.OnAnchor(r.ok(), found, found ? std::strtoull(r.value(0, 0), nullptr, 10) : 0);
+    Guarded("replay anchor", weak, [&] {
+      auto self = weak.lock();
+      if (!self || !self->Alive()) return;
+      if (!r.ok()) core::LogWarn("replay anchor failed", {{"error", r.error}});
+      bool found = r.ok() && r.rows() > 0;
+      self->cursor_.OnAnchor(r.ok(), found, found ? r.Uint64(0, 0) : 0);
+    });
   });
 }
 
@@ -104,32 +120,36 @@ void Session::ReadAfter(int64_t position, int limit) {
   if (!channels_.HasPatterns()) params[2] = feed::TextArray(channels_.exact);
   std::weak_ptr<Session> weak = shared_from_this();
   svc_->d_.pool->Query(kReplaySql, std::move(params), [weak](feed::QueryResult& r) {
-    auto self = weak.lock();
-    if (!self || !self->Alive()) return;
-    std::vector<ReplayRow> rows;
-    Cursor::ReadStatus status = Cursor::ReadStatus::kOk;
-    if (r.ok()) {
-      rows.reserve(r.rows());
-      for (int i = 0; i < r.rows(); i++) {
-        feed::EventRow row = feed::RowAt(r, i);
-        ReplayRow out{{row.tx, row.position}, nullptr};
-        if (self->channels_.Matches(row.channel)) out.event = feed::MakeEvent(row);
-        rows.push_back(std::move(out));
+    Guarded("replay rows", weak, [&] {
+      auto self = weak.lock();
+      if (!self || !self->Alive()) return;
+      std::vector<ReplayRow> rows;
+      Cursor::ReadStatus status = Cursor::ReadStatus::kOk;
+      if (r.ok()) {
+        rows.reserve(r.rows());
+        for (int i = 0; i < r.rows(); i++) {
+          feed::EventRow row = feed::RowAt(r, i);
+          ReplayRow out{{row.tx, row.position}, nullptr};
+          if (self->channels_.Matches(row.channel)) out.event = feed::MakeEvent(row);
+          rows.push_back(std::move(out));
+        }
+      } else if (r.sqlstate == "EV006") {
+        status = Cursor::ReadStatus::kUnknownPosition;
+      } else {
+        core::LogWarn("replay failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
+        status = Cursor::ReadStatus::kFailed;
       }
-    } else if (r.sqlstate == "EV006") {
-      status = Cursor::ReadStatus::kUnknownPosition;
-    } else {
-      core::LogWarn("replay failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
-      status = Cursor::ReadStatus::kFailed;
-    }
-    self->cursor_.OnReplayRows(status, rows);
+      self->cursor_.OnReplayRows(status, rows);
+    });
   });
 }
 
 void Session::WaitForDrain() {
   uv_timer_start(pace_timer_.get(), [](uv_timer_t* t) {
     auto* self = static_cast<Session*>(t->data);
-    if (self->Alive()) self->cursor_.OnDrainTick();
+    Guarded("replay pace timer", self->weak_from_this(), [&] {
+      if (self->Alive()) self->cursor_.OnDrainTick();
+    });
   }, kPaceMs, 0);
 }
 

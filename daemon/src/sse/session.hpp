@@ -28,6 +28,7 @@ class Session : public hub::Subscriber, public CursorIo, public std::enable_shar
   // Ephemeral frames go out at once (no id, no cursor); a client over the queue limit misses
   // them: at most once, no replay.
   void OnEphemeral(const feed::EphemeralPtr& ev) override;
+  void OnDeliveryFailed() override;
 
   // Subscribes, then starts from the client's Last-Event-ID ("" = live from now).
   void Begin(const std::string& last_event_id);
@@ -51,6 +52,10 @@ class Session : public hub::Subscriber, public CursorIo, public std::enable_shar
 
  private:
   bool Alive() const { return !conn_->closing(); }
+  // A callback of this session (timer, replay query) inside the exception boundary: when it
+  // throws, only this session's connection closes (the client resumes by Last-Event-ID).
+  template <typename Fn>
+  static void Guarded(const char* where, const std::weak_ptr<Session>& weak, Fn&& fn);
 
   StreamService* svc_;
   http::Connection* conn_;  // owns this session (attachment): always valid while we exist

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "auth/request_auth.hpp"
+#include "core/guard.hpp"
+#include "core/json_out.hpp"
 #include "core/log.hpp"
 #include "sse/frame.hpp"
 #include "sse/session.hpp"
@@ -35,8 +37,9 @@ StreamService::StreamService(StreamDeps deps) : d_(deps) {
 void StreamService::Start() {
   d_.feed->on_positioned = [this] { OnFeedPositioned(); };
   uint64_t ms = static_cast<uint64_t>(d_.config->heartbeat_seconds) * 1000;
-  uv_timer_start(heartbeat_.get(), [](uv_timer_t* t) { static_cast<StreamService*>(t->data)->Heartbeat(); },
-                 ms, ms);
+  uv_timer_start(heartbeat_.get(), [](uv_timer_t* t) {
+    core::Guard("heartbeat", [&] { static_cast<StreamService*>(t->data)->Heartbeat(); });
+  }, ms, ms);
 }
 
 // Streams opened before the feed knew where the log ends get their starting position now (an
@@ -54,7 +57,7 @@ void StreamService::Close() {
 // One frame, shared by every stream.
 void StreamService::Heartbeat() {
   nlohmann::ordered_json data = {{"type", "heartbeat"}, {"timestamp", core::IsoTime(core::NowSeconds())}};
-  auto frame = std::make_shared<const std::string>(Frame("heartbeat", data.dump()));
+  auto frame = std::make_shared<const std::string>(Frame("heartbeat", core::DumpJson(data)));
   std::vector<Session*> all(sessions_.begin(), sessions_.end());
   for (Session* s : all)
     if (sessions_.count(s)) s->SendFrame(frame);
@@ -121,12 +124,11 @@ void StreamService::Handle(const http::ConnectionPtr& conn, http::Request& req,
   std::string retry = RetryHint(d_.config->retry_ms);
   conn->Send(std::make_shared<const std::string>(
       retry.substr(0, retry.size() - 1) +
-      Frame("connected", hello.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+      Frame("connected", core::DumpJson(hello),
             Cursor::StartId(*session, last_id))));
   conn->SetOverflowFrame(std::make_shared<const std::string>(Frame(
-      "overflow", nlohmann::ordered_json({{"type", "overflow"},
-                                  {"reason", "client too slow; reconnect with Last-Event-ID to resume"}})
-                      .dump())));
+      "overflow", core::DumpJson(nlohmann::ordered_json(
+                      {{"type", "overflow"}, {"reason", "client too slow; reconnect with Last-Event-ID to resume"}})))));
   core::LogDebug("stream opened", {{"conn", conn->id()}, {"connectionId", connection_id},
                                    {"resume", !last_id.empty()}});
   session->Begin(last_id);

@@ -116,3 +116,14 @@ TEST(Coalescer, take_all_starts_a_fresh_batch) {
   EXPECT_FALSE(c.Add(Chunk("s", "b")));  // nothing open to merge into
   EXPECT_EQ(c.TakeAll()[0].data["text"], "b");
 }
+
+TEST(Coalescer, a_done_that_is_not_a_boolean_never_throws_and_does_not_end_the_stream) {
+  Coalescer c;
+  Publication first = Chunk("s", "a");
+  first.data["done"] = "yes";
+  c.Add(first);
+  EXPECT_NO_THROW(EXPECT_TRUE(c.Add(Chunk("s", "b"))));
+  auto out = c.TakeAll();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].data["text"], "ab");
+}

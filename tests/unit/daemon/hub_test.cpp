@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+
 #include "hub/hub.hpp"
 
 using namespace evstream;
@@ -61,4 +63,33 @@ TEST(Hub, a_subscriber_may_leave_during_publish) {
   EXPECT_EQ(a.got, (std::vector<int64_t>{1}));
   EXPECT_EQ(b.got, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(h.size(), 1u);
+}
+
+namespace {
+struct Thrower : hub::Subscriber {
+  auth::ChannelSet set;
+  int failed = 0;
+  const auth::ChannelSet& Channels() const override { return set; }
+  void OnEvent(const feed::EventPtr&) override { throw std::runtime_error("subscriber bug"); }
+  void OnDeliveryFailed() override { failed++; }
+};
+}  // namespace
+
+TEST(Hub, a_subscriber_that_throws_is_dropped_alone_and_the_others_still_get_the_event) {
+  hub::Hub h;
+  Recorder before, after, pat;
+  Thrower bad, bad_pattern;
+  before.set.exact = after.set.exact = bad.set.exact = {"project:a"};
+  pat.set.prefixes = bad_pattern.set.prefixes = {"project:"};
+  h.Add(&before);
+  h.Add(&bad);
+  h.Add(&after);
+  h.Add(&bad_pattern);
+  h.Add(&pat);
+  EXPECT_NO_THROW(h.Publish(Ev(1, "project:a")));
+  EXPECT_EQ(before.got, std::vector<int64_t>{1});
+  EXPECT_EQ(after.got, std::vector<int64_t>{1});
+  EXPECT_EQ(pat.got, std::vector<int64_t>{1});
+  EXPECT_EQ(bad.failed, 1);
+  EXPECT_EQ(bad_pattern.failed, 1);
 }
