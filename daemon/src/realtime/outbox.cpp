@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 
+#include "core/guard.hpp"
 #include "core/log.hpp"
 
 namespace evstream::realtime {
@@ -63,7 +64,7 @@ Outbox::Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics)
   recheck_timer_->data = this;
   if (uv_timer_init(loop_, tick_timer_.get()) == 0) tick_timer_.MarkInitialised();
   tick_timer_->data = this;
-  conn_.on_connected = [this] { OnConnected(); };
+  conn_.on_connected = [this] { core::Guard("outbox connected", [&] { OnConnected(); }, [&] { Recover(); }); };
   conn_.on_disconnected = [this](const std::string&) {
     busy_ = false;
     anchored_ = false;
@@ -71,7 +72,7 @@ Outbox::Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics)
   };
   // A doorbell only: the channel decides, the payload is never looked at.
   conn_.on_notify = [this](const std::string& channel, const std::string&) {
-    if (channel == kEphemeralDoorbell) OnDoorbell();
+    if (channel == kEphemeralDoorbell) core::Guard("outbox doorbell", [&] { OnDoorbell(); }, [&] { Recover(); });
   };
 }
 
@@ -80,11 +81,7 @@ void Outbox::Start() {
   if (tick_timer_.initialised())
     uv_timer_start(tick_timer_.get(), [](uv_timer_t* t) {
       auto* self = static_cast<Outbox*>(t->data);
-      try {
-        self->Tick();
-      } catch (const std::exception& e) {
-        core::LogError("outbox tick failed", {{"error", e.what()}});
-      }
+      core::Guard("outbox tick", [&] { self->Tick(); }, [&] { self->Recover(); });
     }, 1000, 1000);
 }
 
@@ -101,38 +98,38 @@ void Outbox::OnConnected() {
   doorbell_pending_ = false;
   // LISTEN before anchoring: whatever commits after the anchor rings a doorbell we hear.
   conn_.Send(std::string("LISTEN ") + kEphemeralDoorbell, {}, [this](feed::QueryResult& r) {
-    if (!r.ok()) {
-      core::LogWarn("LISTEN failed", {{"channel", kEphemeralDoorbell}, {"error", r.error}});
-      busy_ = false;
-      return;
-    }
-    Anchor();
+    core::Guard("outbox listen", [&] {
+      if (!r.ok()) {
+        core::LogWarn("LISTEN failed", {{"channel", kEphemeralDoorbell}, {"error", r.error}});
+        busy_ = false;
+        return;
+      }
+      Anchor();
+    }, [&] { Recover(); });
   });
 }
 
 void Outbox::Anchor() {
   busy_ = true;
   bool sent = conn_.Send(kTailSql, {}, [this](feed::QueryResult& r) {
-    busy_ = false;
-    int64_t last = 0;
-    uint64_t next_xid = 0;
-    std::map<int64_t, uint64_t> missing;
-    if (!r.ok() || r.rows() != 1 || !ParseI64(r.value(0, 0), &last) || !ParseIdArray(r.value(0, 1), &missing) ||
-        !ParseU64(r.value(0, 2), &next_xid)) {
-      core::LogWarn("reading the end of the ephemeral outbox failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
-      return;  // a connection error reconnects; anything else is retried by the next tick
-    }
-    cursor_.Anchor(last, missing, next_xid);
-    anchored_ = true;
-    marks_.clear();
-    pruned_upto_ = 0;
-    core::LogInfo("outbox positioned", {{"id", last}, {"gaps", cursor_.gap_count()}});
-    try {
-      if (on_ready) on_ready();
-    } catch (const std::exception& e) {
-      core::LogError("outbox on_ready failed", {{"error", e.what()}});
-    }
-    Read();
+    core::Guard("outbox anchor", [&] {
+      busy_ = false;
+      int64_t last = 0;
+      uint64_t next_xid = 0;
+      std::map<int64_t, uint64_t> missing;
+      if (!r.ok() || r.rows() != 1 || !ParseI64(r.value(0, 0), &last) || !ParseIdArray(r.value(0, 1), &missing) ||
+          !ParseU64(r.value(0, 2), &next_xid)) {
+        core::LogWarn("reading the end of the ephemeral outbox failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
+        return;  // a connection error reconnects; anything else is retried by the next tick
+      }
+      cursor_.Anchor(last, missing, next_xid);
+      anchored_ = true;
+      marks_.clear();
+      pruned_upto_ = 0;
+      core::LogInfo("outbox positioned", {{"id", last}, {"gaps", cursor_.gap_count()}});
+      if (on_ready) core::Guard("outbox ready", [&] { on_ready(); });
+      Read();
+    }, [&] { Recover(); });
   });
   if (!sent) busy_ = false;
 }
@@ -147,12 +144,7 @@ void Outbox::Read() {
   bool sent = conn_.Send(kReadSql, {std::to_string(cursor_.after()), cursor_.GapsLiteral(),
                                     std::to_string(opts_.batch_size)},
                          [this](feed::QueryResult& r) {
-                           try {
-                             OnRows(r);
-                           } catch (const std::exception& e) {
-                             busy_ = false;
-                             core::LogError("outbox read handling failed", {{"error", e.what()}});
-                           }
+                           core::Guard("outbox rows", [&] { OnRows(r); }, [&] { Recover(); });
                          });
   if (!sent) busy_ = false;
 }
@@ -189,12 +181,8 @@ void Outbox::OnRows(feed::QueryResult& r) {
     row.entity_id = Col(r, i, 5);
     row.payload = Col(r, i, 6);
     metrics_->outbox_rows++;
-    try {
-      if (on_row) on_row(row);
-    } catch (const std::exception& e) {
-      metrics_->outbox_rows_invalid++;
-      core::LogError("outbox row handling failed", {{"id", row.id}, {"error", e.what()}});
-    }
+    // One row that cannot be handled is counted and skipped (logged by the guard).
+    if (on_row) core::Guard("outbox row", [&] { on_row(row); }, [&] { metrics_->outbox_rows_invalid++; });
   }
   // Every gap listed was looked up, and the ids between the rows above read_after were all
   // returned: each open gap was covered by this read.
@@ -216,7 +204,9 @@ void Outbox::OnRows(feed::QueryResult& r) {
   uint64_t delay = static_cast<uint64_t>(opts_.gap_recheck_ms) << std::min(gap_streak_++ / 20, 3);
   uv_timer_start(recheck_timer_.get(), [](uv_timer_t* t) {
     auto* self = static_cast<Outbox*>(t->data);
-    if (!self->busy_ && self->Connected()) self->Read();
+    core::Guard("outbox recheck", [&] {
+      if (!self->busy_ && self->Connected()) self->Read();
+    }, [&] { self->Recover(); });
   }, delay, 0);
 }
 
@@ -251,18 +241,27 @@ bool Outbox::Prune() {
   if (upto <= pruned_upto_) return false;
   busy_ = true;
   bool sent = conn_.Send(kPruneSql, {std::to_string(upto)}, [this, upto](feed::QueryResult& r) {
-    busy_ = false;
-    if (!r.ok()) {
-      if (!r.sqlstate.empty()) core::LogWarn("outbox prune failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
-      return;
-    }
-    pruned_upto_ = upto;
-    int64_t n = 0;
-    if (r.rows() == 1 && ParseI64(r.value(0, 0), &n)) metrics_->outbox_pruned += static_cast<uint64_t>(n);
-    if (doorbell_pending_) Read();
+    core::Guard("outbox prune", [&] {
+      busy_ = false;
+      if (!r.ok()) {
+        if (!r.sqlstate.empty()) core::LogWarn("outbox prune failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
+        return;
+      }
+      pruned_upto_ = upto;
+      int64_t n = 0;
+      if (r.rows() == 1 && ParseI64(r.value(0, 0), &n)) metrics_->outbox_pruned += static_cast<uint64_t>(n);
+      if (doorbell_pending_) Read();
+    }, [&] { Recover(); });
   });
   if (!sent) busy_ = false;
   return sent;
+}
+
+// After an exception in the outbox's own work (already logged by the guard): reconnect, which
+// re-anchors and reads again (like the feed).
+void Outbox::Recover() {
+  busy_ = false;
+  if (!closed_) conn_.Reset("internal error");
 }
 
 }  // namespace evstream::realtime

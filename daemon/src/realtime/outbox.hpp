@@ -63,6 +63,7 @@ class Outbox {
   void OnDoorbell();
   void Tick();
   bool Prune();  // true when a prune was sent
+  void Recover();  // after an exception (logged): reconnect and re-anchor
 
   uv_loop_t* loop_;
   OutboxOptions opts_;
