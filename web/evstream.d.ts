@@ -38,12 +38,21 @@ export type PresenceEvent = EphemeralEvent<{ action: 'join' | 'leave'; userId: s
 export type TypingEvent = EphemeralEvent<{ userId: string; isTyping: boolean; expired?: boolean }> & { type: 'typing' };
 export interface AiChunkData { streamId: string; text: string; done?: boolean; [k: string]: unknown }
 
-/** Control frames delivered to '*' subscribers: connected, reset, overflow, error. */
-export interface ControlEvent { type: 'connected' | 'reset' | 'overflow' | 'error'; [k: string]: unknown }
+/**
+ * Control frames delivered to '*' subscribers: connected, reset, overflow, reauth (the token
+ * expired; the client refreshes through getToken and resumes from `lastEventId`), error.
+ */
+export interface ControlEvent { type: 'connected' | 'reset' | 'overflow' | 'reauth' | 'error'; [k: string]: unknown }
 
 export interface ConnectOptions {
   url?: string;                 // base URL of evstreamd; '' = same origin
   token?: string;               // JWT, sent as Authorization: Bearer
+  /**
+   * Returns a fresh token. Called on `event: reauth` (the stream's token expired), on a 401,
+   * and before connecting when no `token` is given; the stream then resumes from the last id
+   * (no loss, no duplicate) and requests are retried once.
+   */
+  getToken?: () => string | Promise<string>;
   channels?: string[];          // project:<id>, user:<id>, channel:<id>
   topics?: string[];            // server-side filter, e.g. 'document:*'
   lastEventId?: string | null;  // resume point: a safe position (a stream id, or history's `next`; not a POST answer's position)
@@ -84,6 +93,8 @@ export declare class Client {
   presence(channel: string): Promise<Array<{ userId: string }>>;
   streamAnswers(onUpdate: (answer: Answer) => void, options?: AnswerStreamOptions): () => void;
   onStateChange(callback: (state: ConnectionState) => void): () => void;
+  /** Calls getToken() now (concurrent callers share one call); resolves whether a token came back. */
+  refreshToken(): Promise<boolean>;
   /** Posts an event; the idempotency key defaults to a fresh UUID, so retries are safe. */
   post(event: NewEvent, options?: { idempotencyKey?: string; retries?: number }): Promise<EvstreamEvent>;
   close(): void;

@@ -10,8 +10,14 @@
 // The stream is read with fetch() so the token travels in the Authorization header (EventSource
 // cannot set headers). On any disconnect the client reconnects with backoff and sends
 // Last-Event-ID, so the server replays what was missed: nothing lost, nothing twice.
+//
+// Tokens expire. Give `getToken` (a function returning a token or a promise of one) and the
+// client asks it for a fresh token when the server ends the stream with `event: reauth` (the
+// token's exp was reached), when a request or the stream answers 401, and before the first
+// connection when no `token` is given; it then resumes from the last id, so a refresh loses
+// nothing and repeats nothing.
 
-const RESERVED = new Set(['connected', 'heartbeat', 'reset', 'overflow']);
+const RESERVED = new Set(['connected', 'heartbeat', 'reset', 'overflow', 'reauth']);
 
 // Splits an SSE byte stream into events (WHATWG "event stream interpretation").
 export class SseParser {
@@ -98,10 +104,12 @@ export function connect(options) {
 }
 
 export class Client {
-  constructor({ url = '', token, channels = [], topics = [], lastEventId, fetch: fetchImpl,
+  constructor({ url = '', token, getToken, channels = [], topics = [], lastEventId, fetch: fetchImpl,
                 minBackoffMs = 250, maxBackoffMs = 10000 } = {}) {
     this.url = url.replace(/\/$/, '');
     this.token = token;
+    this.getToken = typeof getToken === 'function' ? getToken : null;
+    this.needToken = Boolean(this.getToken) && !token;
     this.channels = channels;
     this.topics = topics;
     this.lastEventId = lastEventId ?? null;
@@ -130,10 +138,29 @@ export class Client {
     return () => this.stateListeners.delete(callback);
   }
 
+  // Asks getToken() for a fresh token (once at a time: concurrent callers share the promise).
+  async refreshToken() {
+    if (!this.getToken) return false;
+    if (!this.refreshing) {
+      this.refreshing = (async () => {
+        try {
+          const t = await this.getToken();
+          if (typeof t === 'string' && t) this.token = t;
+          return typeof t === 'string' && t !== '';
+        } finally {
+          this.refreshing = null;
+        }
+      })();
+    }
+    return this.refreshing;
+  }
+
   async post(event, { idempotencyKey = uuid(), retries = 3 } = {}) {
     const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (this.needToken) await this.refreshToken().catch(() => false);
+    let refreshed = false;
     for (let attempt = 0; ; attempt++) {
+      if (this.token) headers.Authorization = `Bearer ${this.token}`;
       let response;
       try {
         response = await this.fetch(`${this.url}/api/events`, {
@@ -146,6 +173,11 @@ export class Client {
         continue;
       }
       const body = await response.json().catch(() => null);
+      if (response.status === 401 && !refreshed && this.getToken) {
+        // Expired token: refresh once and send again (same idempotency key: never twice).
+        refreshed = true;
+        if (await this.refreshToken().catch(() => false)) { attempt--; continue; }
+      }
       if (!response.ok) throw new EvstreamError(response.status, body);
       return body;
     }
@@ -175,14 +207,18 @@ export class Client {
     return this.subscribe('*', (event) => answers.handle(event));
   }
 
-  async request(method, path, body) {
+  async request(method, path, body, refreshed = false) {
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (this.needToken && !refreshed) await this.refreshToken().catch(() => false);
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     const response = await this.fetch(`${this.url}${path}`, {
       method, headers, credentials: 'include', body: body === undefined ? undefined : JSON.stringify(body),
     });
     const json = await response.json().catch(() => null);
+    if (response.status === 401 && !refreshed && this.getToken && await this.refreshToken().catch(() => false)) {
+      return this.request(method, path, body, true);
+    }
     if (!response.ok) throw new EvstreamError(response.status, json);
     return json;
   }
@@ -216,6 +252,9 @@ export class Client {
     }
     // A reset's id is the server's current position: resume from there (without one, start live).
     if (frame.event === 'reset' && !frame.id) this.lastEventId = null;
+    // The token expired: the server closes the stream after this frame, whose id (already taken
+    // above) is where to resume. Reconnect at once with a fresh token.
+    if (frame.event === 'reauth') this.reauth = true;
     if (frame.event === 'heartbeat') return;
     const event = RESERVED.has(frame.event) ? { ...payload, type: payload.type ?? frame.event } : payload;
     for (const sub of [...this.subscriptions]) {
@@ -238,8 +277,15 @@ export class Client {
   }
 
   async run() {
+    let refreshedFor401 = false;
     while (!this.closed) {
       this.setState('connecting');
+      if (this.needToken || this.reauth) {
+        this.reauth = false;
+        const ok = await this.refreshToken().catch(() => false);
+        if (this.closed) break;
+        if (ok) this.needToken = false;
+      }
       this.controller = new AbortController();
       const headers = { Accept: 'text/event-stream' };
       if (this.token) headers.Authorization = `Bearer ${this.token}`;
@@ -249,11 +295,18 @@ export class Client {
         const response = await this.fetch(this.streamUrl(), {
           headers, signal: this.controller.signal, credentials: 'include', cache: 'no-store',
         });
-        if (response.status === 401 || response.status === 403) {
+        if (response.status === 401 && this.getToken && !refreshedFor401) {
+          // Probably expired while we were away: one fresh token, then 401 is final.
+          await response.body?.cancel().catch(() => {});
+          refreshedFor401 = true;
+          this.needToken = true;
+          continue;
+        } else if (response.status === 401 || response.status === 403) {
           fatal = new EvstreamError(response.status, await response.json().catch(() => null));
         } else if (!response.ok || !response.body) {
           throw new EvstreamError(response.status, null);
         } else {
+          refreshedFor401 = false;
           const parser = new SseParser((f) => this.dispatch(f));
           const decoder = new TextDecoder();
           const reader = response.body.getReader();
@@ -274,6 +327,7 @@ export class Client {
       }
       if (this.closed) break;
       this.setState('connecting');
+      if (this.reauth) continue;  // a planned end: no backoff
       const base = this.retryMs ?? this.minBackoffMs;
       const delay = Math.min(this.maxBackoffMs, base * 2 ** Math.min(this.attempt, 6));
       this.attempt++;

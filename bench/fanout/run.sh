@@ -32,7 +32,7 @@ export PGDATABASE=evstream_fanout
 psql -X -q -d postgres -c "SET client_min_messages = warning" \
   -c "DROP DATABASE IF EXISTS evstream_fanout WITH (FORCE)" -c "CREATE DATABASE evstream_fanout"
 psql -X -q -c "CREATE EXTENSION evstream"
-secret="bench-secret-$RANDOM$RANDOM"
+secret="bench-secret-$(od -An -N16 -tx8 /dev/urandom | tr -d ' \n')"
 token=$(node scripts/jwt.mjs "$secret" '{"sub": "bench", "projects": ["bench"]}')
 
 port_evstreamd=8190 port_node=8191 port_nchan=8192

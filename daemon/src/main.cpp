@@ -43,7 +43,7 @@ void OnSignal(uv_signal_t* h, int signum) {
 void HandleSignal(uv_signal_t* h, int signum) {
   auto* rt = static_cast<Runtime*>(h->data);
   if (signum == SIGHUP) {
-    LogInfo("SIGHUP received; nothing to reload");
+    if (!rt->stopping && rt->app) rt->app->ReloadKeys();
     return;
   }
   if (rt->stopping) return;
@@ -78,8 +78,8 @@ int main(int argc, char** argv) {
     LogError(error);
     return 2;
   }
-  if (cfg.jwt_secret.empty() && cfg.jwt_public_key_pem.empty()) {
-    LogError("no --jwt-secret or --jwt-public-key: every request would be refused");
+  if (cfg.jwt_secret.empty() && cfg.jwt_public_key_pem.empty() && cfg.jwt_jwks_json.empty()) {
+    LogError("no --jwt-secret, --jwt-secret-file, --jwt-public-key or --jwt-jwks: every request would be refused");
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);

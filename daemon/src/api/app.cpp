@@ -9,7 +9,11 @@ namespace {
 auth::VerifierConfig VerifierFrom(const core::Config& c) {
   auth::VerifierConfig v;
   v.hs256_secret = c.jwt_secret;
+  v.hs256_secret_source = c.jwt_secret_file.empty() ? "--jwt-secret" : "--jwt-secret-file " + c.jwt_secret_file;
   v.public_key_pem = c.jwt_public_key_pem;
+  v.jwks_json = c.jwt_jwks_json;
+  v.allow_no_exp = c.jwt_allow_no_exp;
+  v.max_age_seconds = c.jwt_max_age_seconds;
   v.audience = c.jwt_audience;
   v.issuer = c.jwt_issuer;
   v.leeway_seconds = c.jwt_leeway_seconds;
@@ -65,6 +69,21 @@ int App::Start() {
   pool_.Start();
   streams_.Start();
   return 0;
+}
+
+bool App::ReloadKeys() {
+  core::Config next = cfg_;
+  std::string error;
+  if (!core::LoadKeyFiles(&next, &error) || !verifier_.Reload(VerifierFrom(next), &error)) {
+    core::LogError("key reload failed; the previous keys stay in use", {{"error", error}});
+    return false;
+  }
+  cfg_.jwt_secret = next.jwt_secret;
+  cfg_.jwt_public_key_pem = next.jwt_public_key_pem;
+  cfg_.jwt_jwks_json = next.jwt_jwks_json;
+  core::LogInfo("keys reloaded", {{"keys", verifier_.KeyCount()}, {"algorithms", verifier_.Algorithms()},
+                                  {"streams", streams_.SessionCount()}});
+  return true;
 }
 
 void App::Shutdown() {

@@ -27,6 +27,9 @@ class App {
   App(uv_loop_t* loop, const core::Config& cfg);  // throws std::runtime_error on bad keys
   int Start();                                      // libuv error code (0 on success)
   void Shutdown();                                  // stop accepting, close everything
+  // SIGHUP: re-reads the key files and swaps the verifier's keys; open streams stay. On any
+  // error (unreadable file, weak key) the old keys stay and the error is logged.
+  bool ReloadKeys();
   int Port() const { return server_.BoundPort(); }
 
  private:

@@ -17,9 +17,12 @@ struct AuthResult {
   std::string error;  // why not (for the 401 body)
   nlohmann::json claims;
   Principal principal;
+  int64_t expires_at = 0;  // Unix seconds when the token stops being valid; 0 = never
 };
 
-std::string ExtractToken(const http::Request& req);
+// The token from the request, or "" with *error set when the Authorization header is present
+// but not a Bearer token (a 401 that says so, rather than falling back to the cookie).
+std::string ExtractToken(const http::Request& req, std::string* error = nullptr);
 AuthResult Authenticate(const JwtVerifier& verifier, const http::Request& req);
 
 }  // namespace evstream::auth

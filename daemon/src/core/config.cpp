@@ -44,6 +44,20 @@ std::function<bool(Config*, const std::string&, std::string*)> IntField(T Config
   };
 }
 
+std::function<bool(Config*, const std::string&, std::string*)> BoolField(bool Config::*field) {
+  return [=](Config* c, const std::string& v, std::string* err) {
+    if (v == "1" || v == "true" || v == "yes" || v == "on") {
+      c->*field = true;
+    } else if (v == "0" || v == "false" || v == "no" || v == "off") {
+      c->*field = false;
+    } else {
+      *err = "expected true or false";
+      return false;
+    }
+    return true;
+  };
+}
+
 std::function<bool(Config*, const std::string&, std::string*)> StrField(std::string Config::*field) {
   return [=](Config* c, const std::string& v, std::string*) {
     c->*field = v;
@@ -64,11 +78,26 @@ const std::vector<Option>& Options() {
       {"database-url", "EVSTREAM_DATABASE_URL", "URL",
        "libpq connection string or URL (default: the PGHOST/PGPORT/PGDATABASE/... variables)",
        StrField(&Config::database_url)},
-      {"jwt-secret", "EVSTREAM_JWT_SECRET", "SECRET", "shared secret: accept HS256 tokens",
+      {"jwt-secret", "EVSTREAM_JWT_SECRET", "SECRET",
+       "shared secret (at least 32 bytes): accept HS256 tokens",
        StrField(&Config::jwt_secret)},
+      {"jwt-secret-file", "EVSTREAM_JWT_SECRET_FILE", "FILE",
+       "the HS256 secret read from FILE (one trailing newline ignored); re-read on SIGHUP",
+       StrField(&Config::jwt_secret_file)},
       {"jwt-public-key", "EVSTREAM_JWT_PUBLIC_KEY", "FILE",
-       "PEM public key: accept RS256 (RSA key) or ES256 (P-256 key) tokens",
+       "PEM public key: accept RS256 (RSA >= 2048 bits), ES256 (P-256) or EdDSA (Ed25519) tokens; "
+       "re-read on SIGHUP",
        StrField(&Config::jwt_public_key_file)},
+      {"jwt-jwks", "EVSTREAM_JWT_JWKS", "FILE",
+       "JWK Set file: RS256, ES256 and EdDSA keys chosen by the token's kid; re-read on SIGHUP",
+       StrField(&Config::jwt_jwks_file)},
+      {"jwt-allow-no-exp", "EVSTREAM_JWT_ALLOW_NO_EXP", nullptr,
+       "accept tokens without an exp claim (they never expire; default: refused)",
+       BoolField(&Config::jwt_allow_no_exp)},
+      {"jwt-max-age", "EVSTREAM_JWT_MAX_AGE", "SECONDS",
+       "refuse tokens issued (iat) more than SECONDS ago, and end streams then; iat becomes required "
+       "(default 0: off)",
+       IntField(&Config::jwt_max_age_seconds, 0, 100L * 365 * 86400)},
       {"jwt-audience", "EVSTREAM_JWT_AUDIENCE", "AUD", "require this `aud` claim",
        StrField(&Config::jwt_audience)},
       {"jwt-issuer", "EVSTREAM_JWT_ISSUER", "ISS", "require this `iss` claim",
@@ -206,7 +235,9 @@ ParseOutcome ParseConfig(int argc, const char* const* argv, Config* out, std::st
       *error = "unknown flag: --" + name + " (see --help)";
       return ParseOutcome::Error;
     }
-    if (!has_value) {
+    if (!has_value && !opt->arg) {
+      value = "true";  // a switch
+    } else if (!has_value) {
       if (i + 1 >= argc) {
         *error = "--" + name + " needs a value";
         return ParseOutcome::Error;
@@ -227,17 +258,50 @@ ParseOutcome ParseConfig(int argc, const char* const* argv, Config* out, std::st
   return ParseOutcome::Run;
 }
 
-bool LoadFiles(Config* cfg, std::string* error) {
-  if (!cfg->jwt_public_key_file.empty()) {
-    std::ifstream in(cfg->jwt_public_key_file, std::ios::binary);
-    if (!in) {
-      *error = "cannot read --jwt-public-key file " + cfg->jwt_public_key_file;
+namespace {
+bool ReadSmallFile(const std::string& path, const char* flag, std::string* out, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = std::string("cannot read ") + flag + " file " + path;
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  if (out->size() > (1u << 20)) {
+    *error = std::string(flag) + " file " + path + " is larger than 1 MiB";
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool LoadKeyFiles(Config* cfg, std::string* error) {
+  if (!cfg->jwt_secret_file.empty()) {
+    std::string secret;
+    if (!ReadSmallFile(cfg->jwt_secret_file, "--jwt-secret-file", &secret, error)) return false;
+    if (!secret.empty() && secret.back() == '\n') secret.pop_back();
+    if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+    if (secret.empty()) {
+      *error = "--jwt-secret-file " + cfg->jwt_secret_file + " is empty";
       return false;
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    cfg->jwt_public_key_pem = ss.str();
+    cfg->jwt_secret = secret;
   }
+  if (!cfg->jwt_public_key_file.empty() &&
+      !ReadSmallFile(cfg->jwt_public_key_file, "--jwt-public-key", &cfg->jwt_public_key_pem, error))
+    return false;
+  if (!cfg->jwt_jwks_file.empty() && !ReadSmallFile(cfg->jwt_jwks_file, "--jwt-jwks", &cfg->jwt_jwks_json, error))
+    return false;
+  return true;
+}
+
+bool LoadFiles(Config* cfg, std::string* error) {
+  if (!cfg->jwt_secret.empty() && !cfg->jwt_secret_file.empty()) {
+    *error = "--jwt-secret and --jwt-secret-file: give one of them";
+    return false;
+  }
+  if (!LoadKeyFiles(cfg, error)) return false;
   struct stat st;
   if (cfg->web_root_explicit) {
     if (!cfg->web_root.empty() && (stat(cfg->web_root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {

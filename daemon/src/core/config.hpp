@@ -11,7 +11,12 @@ struct Config {
   std::string listen_host = "127.0.0.1";
   int listen_port = 8080;
   std::string database_url;          // empty: libpq's PG* environment variables
-  std::string jwt_secret;            // enables HS256
+  std::string jwt_secret;            // enables HS256 (at least 32 bytes)
+  std::string jwt_secret_file;       // the same, read from a file (re-read on SIGHUP)
+  std::string jwt_jwks_file;         // a JWK Set: RS256/ES256/EdDSA keys chosen by kid (re-read on SIGHUP)
+  std::string jwt_jwks_json;         // loaded from the file by LoadKeyFiles()
+  bool jwt_allow_no_exp = false;     // accept tokens without exp
+  int jwt_max_age_seconds = 0;       // > 0: iat required and at most this old
   std::string jwt_public_key_file;   // enables RS256 (RSA key) or ES256 (P-256 key)
   std::string jwt_public_key_pem;    // loaded from the file by LoadFiles()
   std::string jwt_audience;
@@ -48,8 +53,10 @@ using GetEnvFn = const char* (*)(const char*);
 ParseOutcome ParseConfig(int argc, const char* const* argv, Config* out, std::string* error,
                          GetEnvFn getenv_fn = nullptr);
 
-// Reads the files named by the config (public key); picks web/ by default when it exists.
+// Reads the files named by the config (keys); picks web/ by default when it exists.
 bool LoadFiles(Config* cfg, std::string* error);
+// Reads only the key files (--jwt-secret-file, --jwt-public-key, --jwt-jwks): at start and on SIGHUP.
+bool LoadKeyFiles(Config* cfg, std::string* error);
 
 std::string HelpText();
 std::string VersionText();

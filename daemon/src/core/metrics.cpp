@@ -26,6 +26,7 @@ std::string Metrics::Render() const {
   metric("evstream_auth_failures_total", "counter", "Requests refused with 401.", auth_failures);
   metric("evstream_forbidden_total", "counter", "Requests refused with 403.", forbidden);
   metric("evstream_resets_total", "counter", "Streams sent event: reset (unknown position).", resets);
+  metric("evstream_reauths_total", "counter", "Streams ended with event: reauth (token expired).", reauths);
   metric("evstream_replays_total", "counter", "Streams resumed from the log.", replays);
   metric("evstream_db_reconnects_total", "counter", "Database reconnections of the feed.",
          db_reconnects);

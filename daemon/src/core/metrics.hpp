@@ -17,6 +17,7 @@ struct Metrics {
   uint64_t auth_failures = 0;
   uint64_t forbidden = 0;
   uint64_t resets = 0;
+  uint64_t reauths = 0;
   uint64_t replays = 0;
   uint64_t db_reconnects = 0;
   uint64_t doorbells = 0;

@@ -39,8 +39,10 @@ Session::Session(StreamService* svc, http::Connection* conn, auth::ChannelSet ch
       cursor_(this, LimitsFrom(*svc->d_.config), std::move(topics), svc->d_.metrics) {
   if (uv_timer_init(svc_->d_.loop, timer_.get()) == 0) timer_.MarkInitialised();
   if (uv_timer_init(svc_->d_.loop, pace_timer_.get()) == 0) pace_timer_.MarkInitialised();
+  if (uv_timer_init(svc_->d_.loop, expiry_timer_.get()) == 0) expiry_timer_.MarkInitialised();
   timer_->data = this;
   pace_timer_->data = this;
+  expiry_timer_->data = this;
   svc_->sessions_.insert(this);
   svc_->d_.metrics->sse_clients++;
 }
@@ -59,6 +61,34 @@ void Session::JoinPresence(const std::string& user) {
   svc_->d_.presence->Join(user, channels_.exact);
 }
 
+void Session::ExpireAt(int64_t expires_at) {
+  if (expires_at <= 0 || !expiry_timer_.initialised()) return;
+  double ms = (static_cast<double>(expires_at) - core::NowSeconds()) * 1000.0;
+  uint64_t delay = ms <= 0 ? 0 : static_cast<uint64_t>(std::min(ms, 1e12));  // ~31 years at most
+  uv_timer_start(expiry_timer_.get(), [](uv_timer_t* t) {
+    auto* self = static_cast<Session*>(t->data);
+    Guarded("stream expiry timer", self->weak_from_this(), [&] {
+      if (self->Alive()) self->Reauth();
+    });
+  }, delay, 0);
+}
+
+// The token expired: tell the client where to resume (the last position this stream has
+// passed, delivered or filtered out; everything up to it is already queued before this frame)
+// and close. A client that reconnects with a fresh token and this id misses nothing and
+// receives nothing twice. Live events not yet delivered (during a replay) are left to that
+// resume.
+void Session::Reauth() {
+  std::string safe = cursor_.HasPosition() ? std::to_string(cursor_.Position().position) : start_id_;
+  nlohmann::ordered_json data = {{"type", "reauth"}, {"reason", "token expired"}};
+  data["lastEventId"] = safe.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(safe);
+  svc_->d_.metrics->reauths++;
+  conn_->Send(std::make_shared<const std::string>(Frame("reauth", core::DumpJson(data), safe)));
+  expired_ = true;
+  if (pace_timer_.initialised()) uv_timer_stop(pace_timer_.get());
+  conn_->CloseAfterFlush();
+}
+
 void Session::SendFrame(const http::Frame& f) {
   if (Alive()) conn_->Send(f);
 }
@@ -74,6 +104,7 @@ void Session::Begin(const std::string& last_event_id) {
     }, batch_ms_, batch_ms_);
   }
   svc_->d_.hub->Add(this);  // before the replay's first read: nothing can fall in between
+  start_id_ = Cursor::StartId(*this, last_event_id);
   cursor_.Begin(last_event_id);
 }
 

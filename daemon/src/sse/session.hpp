@@ -38,6 +38,10 @@ class Session : public hub::Subscriber, public CursorIo, public std::enable_shar
   // The feed found the end of the log.
   void OnFeedPositioned() { if (Alive()) cursor_.OnFeedPositioned(); }
 
+  // The token stops being valid at `expires_at` (Unix seconds; 0 = never): then the stream
+  // ends with `event: reauth` carrying the last safe id, and the connection closes.
+  void ExpireAt(int64_t expires_at);
+
   // CursorIo
   size_t QueuedBytes() const override;
   uint64_t NowMs() const override;
@@ -51,7 +55,8 @@ class Session : public hub::Subscriber, public CursorIo, public std::enable_shar
   void CloseAfterFlush() override;
 
  private:
-  bool Alive() const { return !conn_->closing(); }
+  void Reauth();
+  bool Alive() const { return !expired_ && !conn_->closing(); }
   // A callback of this session (timer, replay query) inside the exception boundary: when it
   // throws, only this session's connection closes (the client resumes by Last-Event-ID).
   template <typename Fn>
@@ -65,6 +70,9 @@ class Session : public hub::Subscriber, public CursorIo, public std::enable_shar
   core::UvHandle<uv_timer_t> timer_;     // batch_ms flushes
   core::UvHandle<uv_timer_t> pace_timer_;  // replay pacing (WaitForDrain)
   std::string presence_user_;
+  core::UvHandle<uv_timer_t> expiry_timer_;
+  bool expired_ = false;  // reauth sent: nothing more goes out
+  std::string start_id_;  // the connected frame's id: safe until the cursor has a position
 };
 
 }  // namespace evstream::sse

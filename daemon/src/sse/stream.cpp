@@ -129,6 +129,7 @@ void StreamService::Handle(const http::ConnectionPtr& conn, http::Request& req,
   conn->SetOverflowFrame(std::make_shared<const std::string>(Frame(
       "overflow", core::DumpJson(nlohmann::ordered_json(
                       {{"type", "overflow"}, {"reason", "client too slow; reconnect with Last-Event-ID to resume"}})))));
+  session->ExpireAt(a.expires_at);
   core::LogDebug("stream opened", {{"conn", conn->id()}, {"connectionId", connection_id},
                                    {"resume", !last_id.empty()}});
   session->Begin(last_id);

@@ -1,5 +1,5 @@
 // Shared e2e helpers for evstreamd: start/stop a real daemon, tokens made with node:crypto
-// (independent of the daemon's cpp-jwt), an SSE client over node:http, and SQL through npm pg.
+// (independent of the daemon's OpenSSL verifier), an SSE client over node:http, and SQL through npm pg.
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -7,7 +7,7 @@ import path from 'node:path';
 import pg from 'pg';
 
 export const BINARY = path.resolve(process.env.EVSTREAM_BUILD ?? 'build', 'daemon', 'evstreamd');
-export const SECRET = 'e2e-secret';
+export const SECRET = 'e2e-secret-0123456789abcdef-0123456789';  // >= 32 bytes (HS256 minimum)
 
 export async function waitFor(cond, { timeout = 10000, interval = 20, what = 'condition' } = {}) {
   const deadline = Date.now() + timeout;
@@ -60,7 +60,7 @@ export async function stopDaemon(d, signal = 'SIGTERM') {
 
 const b64u = (x) => Buffer.from(typeof x === 'string' ? x : JSON.stringify(x)).toString('base64url');
 
-// A JWT signed by node:crypto. alg HS256 (key: secret string), RS256 or ES256 (key: private KeyObject).
+// A JWT signed by node:crypto. alg HS256 (key: secret string), RS256, ES256 or EdDSA (key: private KeyObject).
 export function makeToken(claims, { alg = 'HS256', key = SECRET, header = {} } = {}) {
   const head = b64u({ alg, typ: 'JWT', ...header });
   const input = `${head}.${b64u(claims)}`;
@@ -68,6 +68,7 @@ export function makeToken(claims, { alg = 'HS256', key = SECRET, header = {} } =
   if (alg === 'HS256') sig = crypto.createHmac('sha256', key).update(input).digest();
   else if (alg === 'RS256') sig = crypto.sign('sha256', Buffer.from(input), key);
   else if (alg === 'ES256') sig = crypto.sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+  else if (alg === 'EdDSA') sig = crypto.sign(null, Buffer.from(input), key);
   else if (alg === 'none') return `${input}.`;
   else throw new Error(`unsupported alg ${alg}`);
   return `${input}.${sig.toString('base64url')}`;

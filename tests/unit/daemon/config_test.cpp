@@ -115,3 +115,30 @@ TEST(Config, readme_heartbeat_default_matches_the_daemon) {
   EXPECT_EQ(std::stoi(m[1]), c.heartbeat_seconds);
   EXPECT_NE(HelpText().find("(default " + std::to_string(c.heartbeat_seconds) + ")"), std::string::npos);
 }
+
+TEST(Config, jwt_lifecycle_flags) {
+  g_env.clear();
+  Config c;
+  std::string err;
+  ASSERT_EQ(Parse({}, &c, &err), ParseOutcome::Run);
+  EXPECT_FALSE(c.jwt_allow_no_exp);
+  EXPECT_EQ(c.jwt_max_age_seconds, 0);
+  // A switch takes no value (the next argument stays a flag), or an explicit =true/=false.
+  ASSERT_EQ(Parse({"--jwt-allow-no-exp", "--jwt-max-age", "300", "--jwt-jwks", "/k.json"}, &c, &err), ParseOutcome::Run)
+      << err;
+  EXPECT_TRUE(c.jwt_allow_no_exp);
+  EXPECT_EQ(c.jwt_max_age_seconds, 300);
+  EXPECT_EQ(c.jwt_jwks_file, "/k.json");
+  ASSERT_EQ(Parse({"--jwt-allow-no-exp=false"}, &c, &err), ParseOutcome::Run);
+  EXPECT_FALSE(c.jwt_allow_no_exp);
+  EXPECT_EQ(Parse({"--jwt-allow-no-exp=maybe"}, &c, &err), ParseOutcome::Error);
+  EXPECT_EQ(Parse({"--jwt-max-age", "-1"}, &c, &err), ParseOutcome::Error);
+  g_env["EVSTREAM_JWT_ALLOW_NO_EXP"] = "1";
+  ASSERT_EQ(Parse({}, &c, &err), ParseOutcome::Run);
+  EXPECT_TRUE(c.jwt_allow_no_exp);
+  g_env.clear();
+  Config both;
+  ASSERT_EQ(Parse({"--jwt-secret", "x", "--jwt-secret-file", "/nonexistent"}, &both, &err), ParseOutcome::Run);
+  EXPECT_FALSE(LoadFiles(&both, &err));
+  EXPECT_NE(err.find("give one of them"), std::string::npos) << err;
+}

@@ -31,7 +31,7 @@ const std::map<std::string, std::string>& Tokens() {
 
 VerifierConfig Hs() {
   VerifierConfig c;
-  c.hs256_secret = "unit-test-secret";
+  c.hs256_secret = "unit-test-secret-of-at-least-32-bytes";
   return c;
 }
 VerifierConfig Rsa() {
@@ -97,7 +97,7 @@ TEST(Jwt, hs256_signed_with_the_rsa_public_key_is_a_forgery) {
   JwtVerifier only_rsa(Rsa());
   EXPECT_FALSE(Accepts(only_rsa, "hs256_keyed_with_rsa_public_key"));
   VerifierConfig both = Rsa();
-  both.hs256_secret = "unit-test-secret";
+  both.hs256_secret = "unit-test-secret-of-at-least-32-bytes";
   JwtVerifier v(both);
   EXPECT_FALSE(Accepts(v, "hs256_keyed_with_rsa_public_key"));
   EXPECT_TRUE(Accepts(v, "rs256_valid"));

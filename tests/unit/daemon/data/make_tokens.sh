@@ -10,7 +10,7 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/rsa.pem"
 openssl pkey -in "$tmp/rsa.pem" -pubout -out rsa_public.pem
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/ec.pem" 2>/dev/null
 openssl pkey -in "$tmp/ec.pem" -pubout -out ec_public.pem
-SECRET=unit-test-secret
+SECRET=unit-test-secret-of-at-least-32-bytes
 
 hs256() {  # hs256 HEADER PAYLOAD HEXKEY
   local input; input="$(printf '%s' "$1" | b64u).$(printf '%s' "$2" | b64u)"
@@ -37,7 +37,7 @@ P='{"sub":"u1","projects":["p1"],"channels":["channel:team-*"],"exp":4102444800}
   echo "hs256_valid $(hs256 "$H" "$P" "$(hex $SECRET)")"
   echo "hs256_expired $(hs256 "$H" '{"sub":"u1","exp":1000000000}' "$(hex $SECRET)")"
   echo "hs256_not_yet_valid $(hs256 "$H" '{"sub":"u1","nbf":4102444800}' "$(hex $SECRET)")"
-  echo "hs256_wrong_secret $(hs256 "$H" "$P" "$(hex other-secret)")"
+  echo "hs256_wrong_secret $(hs256 "$H" "$P" "$(hex other-secret-also-at-least-32-bytes-long)")"
   good=$(hs256 "$H" "$P" "$(hex $SECRET)")
   forged_payload=$(printf '%s' '{"sub":"admin","projects":["p1","p2"],"exp":4102444800}' | b64u)
   echo "hs256_tampered $(echo "$good" | cut -d. -f1).$forged_payload.$(echo "$good" | cut -d. -f3)"
