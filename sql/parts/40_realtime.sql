@@ -65,7 +65,7 @@ BEGIN
   IF type IS NULL OR type = '' THEN
     RAISE EXCEPTION 'type must not be empty' USING ERRCODE = '22023';
   END IF;
-  IF type IN ('connected', 'heartbeat', 'reset', 'overflow', 'error', 'presence') THEN
+  IF type IN ('connected', 'heartbeat', 'reset', 'overflow', 'reauth', 'error', 'presence') THEN
     RAISE EXCEPTION 'type is reserved for the stream''s own frames: %', type USING ERRCODE = '22023';
   END IF;
   IF data IS NULL OR pg_catalog.jsonb_typeof(data) <> 'object' THEN

@@ -58,8 +58,8 @@ EventPtr MakeEvent(const EventRow& row) {
 namespace evstream::feed {
 
 bool IsReservedEphemeralType(const std::string& type) {
-  return type == "connected" || type == "heartbeat" || type == "reset" || type == "overflow" || type == "error" ||
-         type == "presence";
+  return type == "connected" || type == "heartbeat" || type == "reset" || type == "overflow" || type == "reauth" ||
+         type == "error" || type == "presence";
 }
 
 EphemeralPtr MakeEphemeral(const std::string& channel, const std::string& type, const std::string& json) {
