@@ -229,7 +229,9 @@ describe('JWKS keys', () => {
       fs.writeFileSync(file, '{"keys": [');
       process.kill(pid, 'SIGHUP');
       await waitFor(() => k.logs.some((l) => l.msg === 'key reload failed; the previous keys stay in use'), { what: 'reload failure logged' });
-      assert.equal((await openReady(k, { tokenValue: tokB })).status, 200, 'old keys still in use');
+      const still = await openReady(k, { tokenValue: tokB });
+      assert.equal(still.status, 200, 'old keys still in use');
+      still.close();
       assert.equal(k.exited, null);
       assert.equal(k.child.pid, pid);
       open.close(); withB.close();
