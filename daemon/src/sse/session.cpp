@@ -7,6 +7,7 @@
 #include "core/log.hpp"
 #include "feed/feed.hpp"
 #include "feed/pg.hpp"
+#include "sse/frame.hpp"
 
 namespace evstream::sse {
 namespace {
