@@ -1,5 +1,6 @@
 #include "sse/session.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/guard.hpp"
