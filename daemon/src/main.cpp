@@ -43,7 +43,9 @@ void OnSignal(uv_signal_t* h, int signum) {
 void HandleSignal(uv_signal_t* h, int signum) {
   auto* rt = static_cast<Runtime*>(h->data);
   if (signum == SIGHUP) {
-    if (!rt->stopping && rt->app) rt->app->ReloadKeys();
+    if (rt->stopping || !rt->app) return;
+    LogInfo("SIGHUP received; reloading keys");
+    rt->app->ReloadKeys();
     return;
   }
   if (rt->stopping) return;

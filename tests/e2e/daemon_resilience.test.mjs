@@ -162,12 +162,19 @@ describe('evstreamd resilience', () => {
     }
   });
 
-  test('SIGHUP is harmless; SIGINT exits 0', async () => {
+  test('SIGHUP reloads the keys and nothing else; SIGINT exits 0', async () => {
     const d = await startDaemon();
-    d.child.kill('SIGHUP');
-    await waitFor(() => d.logs.some((l) => /SIGHUP/.test(l.msg)), { what: 'SIGHUP logged' });
-    assert.equal((await request(d, '/healthz')).status, 200);
-    assert.deepEqual(await stopDaemon(d, 'SIGINT'), { code: 0, signal: null });
+    let stopped = false;
+    try {
+      d.child.kill('SIGHUP');
+      await waitFor(() => d.logs.some((l) => /SIGHUP/.test(l.msg)), { what: 'SIGHUP logged' });
+      await waitFor(() => d.logs.some((l) => l.msg === 'keys reloaded'), { what: 'keys reloaded' });
+      assert.equal((await request(d, '/healthz')).status, 200);
+      stopped = true;
+      assert.deepEqual(await stopDaemon(d, 'SIGINT'), { code: 0, signal: null });
+    } finally {
+      if (!stopped) await stopDaemon(d);  // a failed assertion must not leave the daemon running
+    }
   });
 
   test('SIGTERM with open streams: clients closed, exit 0, no leaked handle', async () => {
