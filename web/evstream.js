@@ -156,7 +156,9 @@ export class Client {
   }
 
   async post(event, { idempotencyKey = uuid(), retries = 3 } = {}) {
-    const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey };
+    // X-Evstream-CSRF: lets the daemon accept the evstream_token cookie for this write (a form
+    // cannot send it); with a Bearer token it is ignored.
+    const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey, 'X-Evstream-CSRF': '1' };
     if (this.needToken) await this.refreshToken().catch(() => false);
     let refreshed = false;
     for (let attempt = 0; ; attempt++) {
@@ -211,6 +213,7 @@ export class Client {
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (this.needToken && !refreshed) await this.refreshToken().catch(() => false);
+    if (method !== 'GET' && method !== 'HEAD') headers['X-Evstream-CSRF'] = '1';
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     const response = await this.fetch(`${this.url}${path}`, {
       method, headers, credentials: 'include', body: body === undefined ? undefined : JSON.stringify(body),

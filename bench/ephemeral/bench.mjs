@@ -151,7 +151,8 @@ async function sqlPublish(clients, old) {
 }
 
 const coalesce = Number(process.env.COALESCE_MS ?? 5);
-const daemonArgs = ['--max-connections', '5000', '--coalesce-ms', String(coalesce)];
+const daemonArgs = ['--max-connections', '5000', '--max-connections-per-address', '5000', '--max-connections-per-sub', '5000',
+  '--coalesce-ms', String(coalesce)];
 const baseline = process.env.EVSTREAM_BASELINE_BINARY;
 async function httpScenarios(binary, label) {
   const d = await startDaemon({ args: daemonArgs, binary });

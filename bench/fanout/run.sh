@@ -41,7 +41,8 @@ start_server() {  # start_server KIND -> sets server_pid, sub_path, pub_target, 
   case "$1" in
     evstreamd)
       "$build/daemon/evstreamd" --listen "127.0.0.1:$port_evstreamd" --jwt-secret "$secret" \
-        --heartbeat 30 --max-queue-bytes 8388608 --log-level warn --web-root "$work" 2>"$work/evstreamd.log" &
+        --heartbeat 30 --max-queue-bytes 8388608 --max-connections-per-address 100000 \
+        --max-connections-per-sub 100000 --log-level warn --web-root "$work" 2>"$work/evstreamd.log" &
       server_pid=$!; port=$port_evstreamd
       sub_path="/api/events/stream?channel=project:bench"; pub_target=sql; pub_url=""
       headers=(--header "Authorization: Bearer $token") ;;

@@ -79,7 +79,8 @@ describe('evstreamd load', () => {
   });
 
   test('1 000 concurrent clients all receive a burst, in order', { timeout: 120000 }, async () => {
-    const d = await startDaemon();
+    // One address and one token for every client: lift the per-address and per-sub limits.
+    const d = await startDaemon({ args: ['--max-connections-per-address', '5000', '--max-connections-per-sub', '5000'] });
     try {
       const p = uniq('p');
       const N = 1000, EVENTS = 50;

@@ -1,5 +1,8 @@
 #include "api/app.hpp"
 
+#include <cctype>
+#include <stdexcept>
+
 #include "core/log.hpp"
 #include "http/cors.hpp"
 #include "http/static_files.hpp"
@@ -24,17 +27,48 @@ http::ServerOptions ServerFrom(const core::Config& c) {
   o.max_body_bytes = c.max_body_bytes;
   o.max_queue_bytes = c.max_queue_bytes * 2 + 65536;  // hard limit; sessions keep below it
   o.max_connections = c.max_connections;
+  o.max_connections_per_address = c.max_connections_per_address;
+  o.max_connections_per_sub = c.max_connections_per_sub;
+  o.max_pending_bytes = c.max_pending_bytes;
+  o.header_timeout_ms = c.header_timeout_ms;
+  o.body_timeout_ms = c.body_timeout_ms;
+  o.idle_timeout_ms = c.idle_timeout_ms;
   return o;
+}
+feed::FeedOptions FeedFrom(const core::Config& c) {
+  feed::FeedOptions f;
+  f.conninfo = c.database_url;
+  f.batch_size = c.batch_size;
+  f.held_back_ms = c.held_back_ms;
+  f.poll_ms = c.poll_ms;
+  f.pg_options = feed::OptionsWithStatementTimeout(c.database_url, c.statement_timeout_ms);
+  return f;
+}
+realtime::OutboxOptions OutboxFrom(const core::Config& c) {
+  realtime::OutboxOptions o;
+  o.conninfo = c.database_url;
+  o.batch_size = c.batch_size;
+  o.gap_recheck_ms = c.held_back_ms;
+  o.poll_ms = c.poll_ms;
+  o.retention_ms = c.outbox_retention_ms;
+  o.pg_options = feed::OptionsWithStatementTimeout(c.database_url, c.statement_timeout_ms);
+  return o;
+}
+feed::PoolOptions PoolFrom(const core::Config& c) {
+  feed::PoolOptions p;
+  p.size = c.db_pool_size;
+  p.max_queued = static_cast<size_t>(c.db_queue);
+  p.max_queued_per_client = static_cast<size_t>(c.db_queue_per_client);
+  p.statement_timeout_ms = c.statement_timeout_ms;
+  return p;
 }
 }  // namespace
 
 App::App(uv_loop_t* loop, const core::Config& cfg)
     : loop_(loop), cfg_(cfg), verifier_(VerifierFrom(cfg)), hub_(),
-      feed_(loop, feed::FeedOptions{cfg.database_url, cfg.batch_size, cfg.held_back_ms, cfg.poll_ms}, &hub_, &metrics_),
-      outbox_(loop, realtime::OutboxOptions{cfg.database_url, cfg.batch_size, cfg.held_back_ms, cfg.poll_ms,
-                                                      cfg.outbox_retention_ms},
-              &metrics_),
-      pool_(loop, cfg.database_url, cfg.db_pool_size),
+      feed_(loop, FeedFrom(cfg), &hub_, &metrics_),
+      outbox_(loop, OutboxFrom(cfg), &metrics_),
+      pool_(loop, cfg.database_url, PoolFrom(cfg)),
       presence_(loop, realtime::PresenceOptions{cfg.presence_heartbeat_ms, cfg.presence_expiry_ms, cfg.typing_ttl_ms,
                                                    cfg.presence_leave_grace_ms},
                 &hub_, &pool_, &metrics_),
@@ -45,7 +79,19 @@ App::App(uv_loop_t* loop, const core::Config& cfg)
       catalog_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
       consumers_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
       server_(loop, ServerFrom(cfg), [this](const http::ConnectionPtr& c, http::Request& r) { Route(c, r); },
-              &metrics_) {}
+              &metrics_) {
+  std::string error;
+  if (!LoadStatic(&error)) throw std::runtime_error(error);
+  BuildRoutes();
+}
+
+bool App::LoadStatic(std::string* error) {
+  if (cfg_.web_root.empty()) return true;
+  if (!static_files_.Load(cfg_.web_root, cfg_.web_max_bytes, error)) return false;
+  core::LogInfo("static files loaded", {{"root", cfg_.web_root}, {"files", static_files_.Files()},
+                                        {"bytes", static_files_.Bytes()}});
+  return true;
+}
 
 int App::Start() {
   int rc = server_.Listen(cfg_.listen_host, cfg_.listen_port);
@@ -111,74 +157,124 @@ http::Response App::Health() const {
   return http::Json(200, j);
 }
 
-void App::Route(const http::ConnectionPtr& conn, http::Request& req) {
-  http::Headers cors = http::CorsHeaders(cfg_.cors_origins, req);
-  auto respond = [&](http::Response r) {
-    for (const auto& h : cors) r.headers.push_back(h);
-    if (req.method == "HEAD") r.head_only = true;
-    conn->Respond(r);
-  };
-  const std::string& path = req.path;
-  const std::string& m = req.method;
-  if (m == "OPTIONS") {
-    conn->Respond(http::CorsPreflight(cfg_.cors_origins, req));
-    return;
-  }
-  bool get = m == "GET" || m == "HEAD";
-  if (path == "/healthz") {
-    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
-    return respond(Health());
-  }
-  if (path == "/metrics") {
-    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
+namespace {
+// A POST body must be JSON (a form or a plain `fetch` cannot send application/json cross-origin
+// without a preflight). An empty body without a Content-Type is allowed.
+bool IsJsonContentType(const http::Request& req) {
+  const std::string* ct = req.Header("content-type");
+  if (!ct) return req.body.empty();
+  std::string media = ct->substr(0, ct->find(';'));
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.erase(0, 1);
+  for (auto& ch : media) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return media == "application/json";
+}
+}  // namespace
+
+void App::AddRoute(const std::string& path, bool prefix, std::vector<std::string> methods, RouteOptions o,
+                   std::function<void(Call&)> handler) {
+  routes_.Add(path, prefix, std::move(methods), RouteEntry{o, std::move(handler)});
+}
+
+// The one table of everything the daemon answers (static files are the fallback for GET).
+void App::BuildRoutes() {
+  RouteOptions open;
+  open.auth = false;
+  RouteOptions token;
+  RouteOptions chosen;
+  chosen.channels = true;
+  RouteOptions chosen_project = chosen;
+  chosen_project.project_header = true;
+  RouteOptions stream = chosen_project;
+  stream.query_token = true;
+
+  AddRoute("/healthz", false, {"GET"}, open, [this](Call& c) { c.Reply(Health()); });
+  AddRoute("/metrics", false, {"GET"}, open, [this](Call& c) {
     http::Response r;
     r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     r.body = metrics_.Render();
-    return respond(r);
-  }
-  if (path == "/api/events/stream") {
-    if (m != "GET") return respond(http::JsonError(405, "method_not_allowed", "use GET"));
-    streams_.Handle(conn, req, cors);
+    c.Reply(r);
+  });
+  AddRoute("/api/openapi.json", false, {"GET"}, open, [](Call& c) { c.Reply(http::JsonRaw(200, OpenApiJson())); });
+  AddRoute("/api/events/stream", false, {"GET"}, stream, [this](Call& c) {
+    if (c.req.method == "HEAD") return c.Reply(http::JsonError(405, "method_not_allowed", "use GET"));
+    streams_.Handle(c.conn, c.req, c.cors, c.auth, std::move(c.channels));
+  });
+  AddRoute("/api/events", false, {"POST"}, token, [this](Call& c) { events_api_.Post(c); });
+  AddRoute("/api/events", false, {"GET"}, chosen_project, [this](Call& c) { events_api_.History(c); });
+  AddRoute("/api/events/", true, {"GET"}, token, [this](Call& c) { catalog_api_.Event(c); });
+  AddRoute("/api/event-types", false, {"GET"}, token, [this](Call& c) { catalog_api_.EventTypes(c); });
+  AddRoute("/api/stats", false, {"GET"}, chosen, [this](Call& c) { catalog_api_.Stats(c); });
+  AddRoute("/api/consumers/", true, {"POST"}, token, [this](Call& c) { consumers_api_.Handle(c); });
+  AddRoute("/api/publish", false, {"POST"}, token, [this](Call& c) { realtime_api_.Publish(c); });
+  AddRoute("/api/presence", false, {"GET"}, token, [this](Call& c) { realtime_api_.PresenceList(c); });
+  AddRoute("/api/streams/", true, {"GET"}, token, [this](Call& c) { events_api_.Stream(c); });
+}
+
+void App::Route(const http::ConnectionPtr& conn, http::Request& req) {
+  Call c{conn, req, http::CorsHeaders(cfg_.cors_origins, req), {}, {}, {}};
+  // 1. CORS: preflights are answered here; every other answer carries c.cors.
+  if (req.method == "OPTIONS") {
+    conn->Respond(http::CorsPreflight(cfg_.cors_origins, req));
     return;
   }
-  if (path == "/api/events") {
-    if (m == "POST") return events_api_.Post(conn, req, cors);
-    if (get) return events_api_.History(conn, req, cors);
-    return respond(http::JsonError(405, "method_not_allowed", "use GET or POST"));
+  c.client_key = "addr:" + conn->address();
+  // 2. The route (404 / 405 with Allow); GET outside /api/ falls back to static files.
+  auto found = routes_.Find(req.method, req.path);
+  if (found.status == 404) {
+    bool get = req.method == "GET" || req.method == "HEAD";
+    if (req.path.rfind("/api/", 0) != 0 && !cfg_.web_root.empty() && get)
+      return c.Reply(static_files_.Serve(req));
+    return c.Reply(http::JsonError(404, "not_found", "no such endpoint"));
   }
-  if (path.rfind("/api/events/", 0) == 0) {
-    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
-    return catalog_api_.Event(conn, req, cors);
+  if (found.status == 405) {
+    http::Response r = http::JsonError(405, "method_not_allowed", "use " + found.allow);
+    r.headers.emplace_back("Allow", found.allow);
+    return c.Reply(r);
   }
-  if (path == "/api/event-types") {
-    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
-    return catalog_api_.EventTypes(conn, req, cors);
+  const RouteEntry& route = *found.value;
+  // 3. Authentication: where the token may come from, and the cookie's CSRF rule.
+  if (route.options.auth) {
+    auth::TokenPolicy policy;
+    policy.query = route.options.query_token;
+    c.auth = auth::Authenticate(verifier_, req, policy, cfg_.cors_origins);
+    if (!c.auth.ok) {
+      if (c.auth.status == 403) {
+        metrics_.forbidden++;
+        return c.Reply(http::JsonError(403, "csrf", c.auth.error));
+      }
+      metrics_.auth_failures++;
+      return c.Reply(http::JsonError(401, "unauthorized", c.auth.error));
+    }
+    // Fair limits: this connection now counts against the token's sub.
+    if (const std::string& sub = c.auth.principal.sub; !sub.empty()) {
+      c.client_key = "sub:" + sub;
+      if (!conn->ClaimSub(sub)) {
+        metrics_.limited++;
+        http::Response r = http::JsonError(
+            429, "too_many_connections",
+            "too many connections for this token's sub (limit " + std::to_string(cfg_.max_connections_per_sub) + ")");
+        r.headers.emplace_back("Retry-After", conn->RetryAfter());
+        return c.Reply(r);
+      }
+    }
   }
-  if (path == "/api/stats") {
-    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
-    return catalog_api_.Stats(conn, req, cors);
+  // 4. Bodies: JSON only.
+  if (req.method == "POST" && !IsJsonContentType(req))
+    return c.Reply(http::JsonError(415, "unsupported_media_type",
+                                   "POST bodies must be sent with Content-Type: application/json"));
+  // 5. Channel choice: ?channel= (repeatable) and X-Project-Id, within the token's grants.
+  if (route.options.channels) {
+    std::vector<std::string> requested = req.QueryAll("channel");
+    if (route.options.project_header)
+      if (const std::string* p = req.Header("x-project-id"); p && !p->empty()) requested.push_back("project:" + *p);
+    std::string denied;
+    if (!auth::SelectChannels(c.auth.principal, requested, &c.channels, &denied)) {
+      metrics_.forbidden++;
+      return c.Reply(http::JsonError(403, "forbidden", "channel not allowed: " + denied, {{"channel", denied}}));
+    }
   }
-  if (path.rfind("/api/consumers/", 0) == 0) return consumers_api_.Handle(conn, req, cors);
-  if (path == "/api/openapi.json") {
-    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
-    http::Response r = http::JsonRaw(200, OpenApiJson());
-    return respond(r);
-  }
-  if (path == "/api/publish") {
-    if (m != "POST") return respond(http::JsonError(405, "method_not_allowed", "use POST"));
-    return realtime_api_.Publish(conn, req, cors);
-  }
-  if (path == "/api/presence") {
-    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
-    return realtime_api_.PresenceList(conn, req, cors);
-  }
-  if (path.rfind("/api/streams/", 0) == 0) {
-    if (!get) return respond(http::JsonError(405, "method_not_allowed", "use GET"));
-    return events_api_.Stream(conn, req, cors);
-  }
-  if (path.rfind("/api/", 0) == 0) return respond(http::JsonError(404, "not_found", "no such endpoint"));
-  if (!cfg_.web_root.empty() && get) return respond(http::ServeStatic(cfg_.web_root, req));
-  respond(http::JsonError(404, "not_found", "no such endpoint"));
+  route.handler(c);
 }
 
 }  // namespace evstream::api

@@ -3,8 +3,10 @@
 #pragma once
 #include <uv.h>
 
+#include <functional>
 #include <memory>
 
+#include "api/common.hpp"
 #include "api/events_api.hpp"
 #include "api/catalog_api.hpp"
 #include "api/consumers_api.hpp"
@@ -15,7 +17,9 @@
 #include "core/metrics.hpp"
 #include "feed/feed.hpp"
 #include "feed/pool.hpp"
+#include "http/router.hpp"
 #include "http/server.hpp"
+#include "http/static_files.hpp"
 #include "hub/hub.hpp"
 #include "realtime/outbox.hpp"
 #include "sse/stream.hpp"
@@ -26,6 +30,8 @@ class App {
  public:
   App(uv_loop_t* loop, const core::Config& cfg);  // throws std::runtime_error on bad keys
   int Start();                                      // libuv error code (0 on success)
+  // Reads the static files into memory; false with *error when --web-root is too large.
+  bool LoadStatic(std::string* error);
   void Shutdown();                                  // stop accepting, close everything
   // SIGHUP: re-reads the key files and swaps the verifier's keys; open streams stay. On any
   // error (unreadable file, weak key) the old keys stay and the error is logged.
@@ -33,6 +39,22 @@ class App {
   int Port() const { return server_.BoundPort(); }
 
  private:
+  // What a route needs before its handler runs (the middleware reads these).
+  struct RouteOptions {
+    bool auth = true;             // a verified token is required
+    bool query_token = false;     // ?access_token= accepted (the stream only)
+    bool channels = false;        // choose channels from ?channel= (and X-Project-Id)
+    bool project_header = false;  // X-Project-Id adds project:<id> to the request
+  };
+  struct RouteEntry {
+    RouteOptions options;
+    std::function<void(Call&)> handler;
+  };
+  void BuildRoutes();
+  void AddRoute(const std::string& path, bool prefix, std::vector<std::string> methods, RouteOptions o,
+                std::function<void(Call&)> handler);
+  // The middleware: CORS -> route -> authentication (+ per-sub limit) -> body type -> channel
+  // choice -> handler.
   void Route(const http::ConnectionPtr& conn, http::Request& req);
   http::Response Health() const;
 
@@ -52,6 +74,8 @@ class App {
   CatalogApi catalog_api_;
   ConsumersApi consumers_api_;
   http::Server server_;
+  http::RouteTable<RouteEntry> routes_;
+  http::StaticFiles static_files_;
 };
 
 }  // namespace evstream::api

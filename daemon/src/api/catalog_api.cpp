@@ -1,9 +1,12 @@
 #include "api/catalog_api.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 
+#include "core/guard.hpp"
 #include "core/input.hpp"
+#include "core/json_out.hpp"
 #include "core/log.hpp"
 
 #include "feed/event.hpp"
@@ -46,30 +49,22 @@ json JsonOrNull(const feed::QueryResult& r, int row, int col) {
 }
 }  // namespace
 
-void CatalogApi::Event(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
-  auth::AuthResult a;
-  if (!AuthOrReply(d_, conn, req, extra, &a)) return;
-  std::string id = req.path.substr(std::string("/api/events/").size());
-  if (!IsUuid(id)) return ReplyTo(conn, http::JsonError(400, "bad_request", "eventId must be a UUID"), extra);
-  std::weak_ptr<http::Connection> weak = conn;
-  auth::Principal principal = a.principal;
-  d_.pool->Query(kEventSql, {id}, ForRequest(weak, [weak, extra, principal](feed::QueryResult& r) {
-    if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
+void CatalogApi::Event(Call& c) {
+  std::string id = c.req.path.substr(std::string("/api/events/").size());
+  if (!IsUuid(id)) return c.Reply(http::JsonError(400, "bad_request", "eventId must be a UUID"));
+  d_.pool->Query(kEventSql, {id}, ForRequest(c.conn, [reply = c.Later(), principal = c.auth.principal](feed::QueryResult& r) {
+    if (!r.ok()) return reply(DbErrorResponse(r));
     // Not readable with this token: the same answer as missing (no existence leak).
-    if (r.rows() != 1) return ReplyTo(weak, http::JsonError(404, "not_found", "no such event"), extra);
+    if (r.rows() != 1) return reply(http::JsonError(404, "not_found", "no such event"));
     feed::EventRow row = feed::RowAt(r, 0);
-    if (!auth::Allows(principal, row.channel))
-      return ReplyTo(weak, http::JsonError(404, "not_found", "no such event"), extra);
-    ReplyTo(weak, http::JsonRaw(200, feed::EventJson(row)), extra);
-  }));
+    if (!auth::Allows(principal, row.channel)) return reply(http::JsonError(404, "not_found", "no such event"));
+    reply(http::JsonRaw(200, feed::EventJson(row)));
+  }), c.client_key);
 }
 
-void CatalogApi::EventTypes(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
-  auth::AuthResult a;
-  if (!AuthOrReply(d_, conn, req, extra, &a)) return;
-  std::weak_ptr<http::Connection> weak = conn;
-  d_.pool->Query(kTypesSql, {}, ForRequest(weak, [weak, extra](feed::QueryResult& r) {
-    if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
+void CatalogApi::EventTypes(Call& c) {
+  d_.pool->Query(kTypesSql, {}, ForRequest(c.conn, [reply = c.Later()](feed::QueryResult& r) {
+    if (!r.ok()) return reply(DbErrorResponse(r));
     json types = json::array();
     for (int i = 0; i < r.rows(); i++) {
       auto description = r.TextOrNull(i, 2);
@@ -80,51 +75,97 @@ void CatalogApi::EventTypes(const http::ConnectionPtr& conn, http::Request& req,
                        {"registeredAt", r.Text(i, 4)},
                        {"updatedAt", r.Text(i, 5)}});
     }
-    ReplyTo(weak, http::Json(200, {{"eventTypes", types}}), extra);
-  }));
+    reply(http::Json(200, {{"eventTypes", types}}));
+  }), c.client_key);
 }
 
-void CatalogApi::Stats(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
-  auth::AuthResult a;
-  if (!AuthOrReply(d_, conn, req, extra, &a)) return;
-  std::vector<std::string> requested = req.QueryAll("channel");
-  auth::ChannelSet channels;
-  std::string denied;
-  if (!auth::SelectChannels(a.principal, requested, &channels, &denied)) {
-    d_.metrics->forbidden++;
-    return ReplyTo(conn, http::JsonError(403, "forbidden", "channel not allowed: " + denied, {{"channel", denied}}),
-                   extra);
+// GET /api/stats groups the log, so its cost grows with the log: answers are cached per
+// channel set for --stats-cache-ms, and while one query per channel set runs, later callers
+// wait for its answer instead of starting their own. The cache is bounded (kMaxStatsEntries).
+void CatalogApi::Stats(Call& c) {
+  std::vector<std::string> names = c.channels.Names();
+  std::sort(names.begin(), names.end());
+  std::string key;
+  for (const auto& n : names) key += n + '\n';
+  auto now = std::chrono::steady_clock::now();
+  auto it = stats_cache_.find(key);
+  if (it != stats_cache_.end()) {
+    StatsEntry& e = it->second;
+    if (!e.body.empty() && now < e.fresh_until) return c.Reply(http::JsonRaw(200, e.body));
+    if (e.loading) {
+      e.waiting.push_back(c.Later());
+      return;
+    }
   }
+  if (stats_cache_.size() >= kMaxStatsEntries) {
+    for (auto i = stats_cache_.begin(); i != stats_cache_.end();)
+      i = (!i->second.loading && now >= i->second.fresh_until) ? stats_cache_.erase(i) : std::next(i);
+  }
+  StatsEntry* entry = nullptr;
+  if (stats_cache_.size() < kMaxStatsEntries || stats_cache_.count(key)) {
+    entry = &stats_cache_[key];
+    entry->loading = true;
+    entry->waiting.push_back(c.Later());
+  }
+  const auth::ChannelSet& channels = c.channels;
   feed::Params params = {std::nullopt};
   if (!channels.HasPatterns()) params[0] = feed::TextArray(channels.exact);
-  std::weak_ptr<http::Connection> weak = conn;
-  d_.pool->Query(kStatsSql, std::move(params), ForRequest(weak, [weak, extra, channels](feed::QueryResult& r) {
-    if (!r.ok()) return ReplyTo(weak, DbErrorResponse(r), extra);
-    struct Row {
-      long long events = 0;
-      double first = 0, last = 0;
-    };
-    std::map<std::string, Row> by_type;
-    for (int i = 0; i < r.rows(); i++) {
-      if (!channels.Matches(r.Text(i, 0))) continue;
-      Row& row = by_type[r.Text(i, 1)];
-      long long n = r.Int64(i, 2);
-      double first = r.Double(i, 3), last = r.Double(i, 4);
-      if (row.events == 0 || first < row.first) row.first = first;
-      if (row.events == 0 || last > row.last) row.last = last;
-      row.events += n;
+  int ttl_ms = d_.config->stats_cache_ms;
+  d_.pool->Query(kStatsSql, std::move(params),
+                 [this, key, cached = entry != nullptr, reply = c.Later(), channels, ttl_ms](feed::QueryResult& r) {
+    std::vector<Replier> waiting;
+    StatsEntry* e = nullptr;
+    if (cached) {
+      auto it = stats_cache_.find(key);
+      if (it != stats_cache_.end()) {
+        e = &it->second;
+        waiting = std::move(e->waiting);
+        e->waiting.clear();
+        e->loading = false;
+      }
+    } else {
+      waiting.push_back(reply);
     }
-    json types = json::array();
-    long long total = 0;
-    for (const auto& [type, row] : by_type) {
-      total += row.events;
-      types.push_back({{"eventType", type},
-                       {"events", row.events},
-                       {"firstAt", core::IsoTime(row.first)},
-                       {"lastAt", core::IsoTime(row.last)}});
-    }
-    ReplyTo(weak, http::Json(200, {{"eventTypes", types}, {"total", total}, {"channels", channels.Names()}}), extra);
-  }));
+    // Everyone waiting gets an answer, even when reading the rows throws (the boundary logs it).
+    core::Guard("stats result", [&] {
+      if (!r.ok()) {
+        http::Response err = DbErrorResponse(r);
+        for (const auto& w : waiting) w(err);
+        return;
+      }
+      struct Row {
+        long long events = 0;
+        double first = 0, last = 0;
+      };
+      std::map<std::string, Row> by_type;
+      for (int i = 0; i < r.rows(); i++) {
+        if (!channels.Matches(r.Text(i, 0))) continue;
+        Row& row = by_type[r.Text(i, 1)];
+        long long n = r.Int64(i, 2);
+        double first = r.Double(i, 3), last = r.Double(i, 4);
+        if (row.events == 0 || first < row.first) row.first = first;
+        if (row.events == 0 || last > row.last) row.last = last;
+        row.events += n;
+      }
+      json types = json::array();
+      long long total = 0;
+      for (const auto& [type, row] : by_type) {
+        total += row.events;
+        types.push_back({{"eventType", type},
+                         {"events", row.events},
+                         {"firstAt", core::IsoTime(row.first)},
+                         {"lastAt", core::IsoTime(row.last)}});
+      }
+      std::string body = core::DumpJson(json({{"eventTypes", types}, {"total", total}, {"channels", channels.Names()}}));
+      if (e) {
+        e->body = body;
+        e->fresh_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ttl_ms);
+      }
+      for (const auto& w : waiting) w(http::JsonRaw(200, body));
+    }, [&] {
+      for (const auto& w : waiting) w(http::JsonError(500, "internal_error", "internal error"));
+    });
+  }, c.client_key);
 }
 
 }  // namespace evstream::api

@@ -7,14 +7,14 @@
 // (consumer, member) — split work with member/size. claim does not advance the checkpoint; ack
 // (or fail) up to `next` does, so a batch whose events were all filtered out is acked by `next`.
 #pragma once
-#include "api/events_api.hpp"
+#include "api/common.hpp"
 
 namespace evstream::api {
 
 class ConsumersApi {
  public:
   explicit ConsumersApi(EventsDeps deps) : d_(deps) {}
-  void Handle(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra);
+  void Handle(Call& c);
 
  private:
   EventsDeps d_;

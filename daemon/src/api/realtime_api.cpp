@@ -3,28 +3,13 @@
 #include <algorithm>
 
 #include "auth/request_auth.hpp"
+#include "core/input.hpp"
 #include "core/json_out.hpp"
 #include "feed/event.hpp"
 
 namespace evstream::api {
 namespace {
 using nlohmann::json;
-
-void Reply(const std::weak_ptr<http::Connection>& weak, http::Response r, const http::Headers& extra) {
-  auto conn = weak.lock();
-  if (!conn || conn->closing()) return;
-  for (const auto& h : extra) r.headers.push_back(h);
-  conn->Respond(r);
-}
-
-bool Auth(const EventsDeps& d, const http::ConnectionPtr& conn, const http::Request& req,
-          const http::Headers& extra, auth::AuthResult* out) {
-  *out = auth::Authenticate(*d.verifier, req);
-  if (out->ok) return true;
-  d.metrics->auth_failures++;
-  Reply(conn, http::JsonError(401, "unauthorized", out->error), extra);
-  return false;
-}
 
 // The token's grants as claims for evstream.publish ({"sub", "channels"}): the database checks
 // the channel and the identity again with the same rule.
@@ -38,11 +23,11 @@ std::string ClaimsJson(const auth::Principal& pr) {
 }
 }  // namespace
 
-void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
-  auth::AuthResult a;
-  if (!Auth(d_, conn, req, extra, &a)) return;
+void RealtimeApi::Publish(Call& c) {
+  const http::Request& req = c.req;
+  const auth::AuthResult& a = c.auth;
   json body;
-  if (!BodyOrReply(conn, req, extra, &body)) return;
+  if (!BodyOrReply(c, &body)) return;
   // Typed at the edge: the envelope, then the parts of data the daemon itself reads (chunks for
   // the coalescer, typing for presence). Nothing below reads the JSON with value() or get<>.
   realtime::Publication p;
@@ -52,18 +37,17 @@ void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, c
   auto in_entity = f.String("entity");
   auto in_id = f.String("id");
   const json* in_data = f.Object("data");
-  if (!f.ok()) return Reply(conn, FieldError(f), extra);
+  if (!f.ok()) return c.Reply(FieldError(f));
   p.channel = *in_channel;
   p.type = *in_type;
   p.entity = in_entity.value_or("");
   p.id = in_id.value_or("");
   if (in_data) p.data = *in_data;
   if (feed::IsReservedEphemeralType(p.type))
-    return Reply(conn, http::JsonError(400, "bad_request", "type is reserved: " + p.type), extra);
+    return c.Reply(http::JsonError(400, "bad_request", "type is reserved: " + p.type));
   if (p.channel.find('*') != std::string::npos || !auth::Allows(a.principal, p.channel)) {
     d_.metrics->forbidden++;
-    return Reply(conn, http::JsonError(403, "forbidden", "channel not allowed: " + p.channel, {{"channel", p.channel}}),
-                 extra);
+    return c.Reply(http::JsonError(403, "forbidden", "channel not allowed: " + p.channel, {{"channel", p.channel}}));
   }
   core::Fields d(p.data, "data.");
   if (d.Value("streamId")) {
@@ -73,10 +57,10 @@ void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, c
     d.Bool("done");
   }
   if (p.type == "typing") d.Bool("isTyping", core::Need::Required);  // the server says who
-  if (!d.ok()) return Reply(conn, FieldError(d), extra);
+  if (!d.ok()) return c.Reply(FieldError(d));
   if (p.type == "typing") {
     if (a.principal.sub.empty())
-      return Reply(conn, http::JsonError(400, "bad_request", "typing events need a token with a sub"), extra);
+      return c.Reply(http::JsonError(400, "bad_request", "typing events need a token with a sub"));
     p.data["userId"] = a.principal.sub;
   }
   p.created_by = a.principal.sub.empty() ? "system" : "user:" + a.principal.sub;
@@ -84,16 +68,15 @@ void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, c
   // The exact payload (the id and timestamp have fixed lengths).
   size_t bytes = realtime::EphemeralPayload(p, std::string(36, '0')).size();
   if (bytes > realtime::kMaxPayloadBytes)
-    return Reply(conn, http::JsonError(413, "payload_too_large",
+    return c.Reply(http::JsonError(413, "payload_too_large",
                                        "ephemeral event is too large: " + std::to_string(bytes) + " bytes (limit " +
                                            std::to_string(realtime::kMaxPayloadBytes) +
                                            "); store it with POST /api/events instead",
-                                       {{"limit", realtime::kMaxPayloadBytes}, {"bytes", bytes}}),
-                 extra);
-  std::weak_ptr<http::Connection> weak = conn;
+                                       {{"limit", realtime::kMaxPayloadBytes}, {"bytes", bytes}}));
   std::string channel = p.channel, type = p.type;
-  publisher_->Publish(std::move(p), ForRequest(weak, [weak, extra, channel, type](const feed::QueryResult* err,
-                                                                                  const std::string& id, int chunks) {
+  publisher_->Publish(std::move(p), ForRequest(c.conn, [reply = c.Later(), channel, type](const feed::QueryResult* err,
+                                                                                         const std::string& id,
+                                                                                         int chunks) {
     if (err) {
       int status = StatusForSqlState(err->sqlstate);
       std::string code = ErrorCodeForSqlState(err->sqlstate);
@@ -105,26 +88,26 @@ void RealtimeApi::Publish(const http::ConnectionPtr& conn, http::Request& req, c
         code = "forbidden";
       }
       std::string message = status == 503 ? "database unavailable" : status >= 500 ? "internal error" : err->error;
-      return Reply(weak, http::JsonError(status, code, message), extra);
+      return reply(http::JsonError(status, code, message));
     }
     json out = {{"published", true}, {"ephemeralId", id}, {"channel", channel}, {"type", type}, {"coalesced", chunks}};
-    Reply(weak, http::Json(202, out), extra);
+    reply(http::Json(202, out));
   }));
 }
 
-void RealtimeApi::PresenceList(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra) {
-  auth::AuthResult a;
-  if (!Auth(d_, conn, req, extra, &a)) return;
+void RealtimeApi::PresenceList(Call& c) {
+  const http::Request& req = c.req;
+  const auth::AuthResult& a = c.auth;
   auto ch = req.QueryOne("channel");
   if (!ch || ch->empty() || ch->find('*') != std::string::npos)
-    return Reply(conn, http::JsonError(400, "bad_request", "channel=<name> is required (no patterns)"), extra);
+    return c.Reply(http::JsonError(400, "bad_request", "channel=<name> is required (no patterns)"));
   if (!auth::Allows(a.principal, *ch)) {
     d_.metrics->forbidden++;
-    return Reply(conn, http::JsonError(403, "forbidden", "channel not allowed: " + *ch, {{"channel", *ch}}), extra);
+    return c.Reply(http::JsonError(403, "forbidden", "channel not allowed: " + *ch, {{"channel", *ch}}));
   }
   json members = json::array();
   for (const auto& u : presence_->Members(*ch)) members.push_back({{"userId", u}});
-  Reply(conn, http::Json(200, {{"channel", *ch}, {"members", members}, {"count", members.size()}}), extra);
+  c.Reply(http::Json(200, {{"channel", *ch}, {"members", members}, {"count", members.size()}}));
 }
 
 }  // namespace evstream::api

@@ -3,7 +3,7 @@
 //                                     channel on every instance, never stored (202)
 //   GET  /api/presence?channel=…      the channel's current members across instances
 #pragma once
-#include "api/events_api.hpp"
+#include "api/common.hpp"
 #include "realtime/presence.hpp"
 #include "realtime/publisher.hpp"
 
@@ -13,8 +13,8 @@ class RealtimeApi {
  public:
   RealtimeApi(EventsDeps deps, realtime::Publisher* publisher, realtime::Presence* presence)
       : d_(deps), publisher_(publisher), presence_(presence) {}
-  void Publish(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra);
-  void PresenceList(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra);
+  void Publish(Call& c);
+  void PresenceList(Call& c);
 
  private:
   EventsDeps d_;

@@ -134,6 +134,47 @@ const std::vector<Option>& Options() {
       {"db-pool", "EVSTREAM_DB_POOL", "N",
        "database connections for replays and the HTTP API (default 4)",
        IntField(&Config::db_pool_size, 1, 64)},
+      {"db-queue", "EVSTREAM_DB_QUEUE", "N",
+       "database jobs that may wait for a pool connection, all clients together; past it 503 with "
+       "Retry-After (default 2000)",
+       IntField(&Config::db_queue, 1, 1000000)},
+      {"db-queue-per-client", "EVSTREAM_DB_QUEUE_PER_CLIENT", "N",
+       "database jobs that may wait for one client (token sub, else address); clients take turns "
+       "(default 200)",
+       IntField(&Config::db_queue_per_client, 1, 1000000)},
+      {"statement-timeout-ms", "EVSTREAM_STATEMENT_TIMEOUT_MS", "MS",
+       "statement_timeout of every database connection of the daemon (pool and feed); 0 = none "
+       "(default 30000)",
+       IntField(&Config::statement_timeout_ms, 0, 86400000)},
+      {"max-connections-per-address", "EVSTREAM_MAX_CONNECTIONS_PER_ADDRESS", "N",
+       "open connections from one client IP address; past it 429 with Retry-After (default 256)",
+       IntField(&Config::max_connections_per_address, 1, 1000000)},
+      {"max-connections-per-sub", "EVSTREAM_MAX_CONNECTIONS_PER_SUB", "N",
+       "open connections authenticated as one token `sub`; past it 429 with Retry-After (default 64)",
+       IntField(&Config::max_connections_per_sub, 1, 1000000)},
+      {"max-pending-bytes", "EVSTREAM_MAX_PENDING_BYTES", "BYTES",
+       "bytes held in requests still being received, all connections together; a request that would "
+       "pass it gets 503 with Retry-After (default 67108864)",
+       IntField(&Config::max_pending_bytes, 1024, 1L << 40)},
+      {"header-timeout-ms", "EVSTREAM_HEADER_TIMEOUT_MS", "MS",
+       "a request's headers must arrive within this long of its first byte (or of the connection "
+       "opening); else 408 and close (default 10000)",
+       IntField(&Config::header_timeout_ms, 10, 3600000)},
+      {"body-timeout-ms", "EVSTREAM_BODY_TIMEOUT_MS", "MS",
+       "a request's body must arrive within this long of its headers; else 408 and close "
+       "(default 30000)",
+       IntField(&Config::body_timeout_ms, 10, 3600000)},
+      {"idle-timeout-ms", "EVSTREAM_IDLE_TIMEOUT_MS", "MS",
+       "a keep-alive connection with no new request for this long is closed (default 60000)",
+       IntField(&Config::idle_timeout_ms, 10, 3600000)},
+      {"stats-cache-ms", "EVSTREAM_STATS_CACHE_MS", "MS",
+       "GET /api/stats: an answer is reused for this long per channel set, and at most one query per "
+       "channel set runs at a time (default 5000)",
+       IntField(&Config::stats_cache_ms, 0, 3600000)},
+      {"web-max-bytes", "EVSTREAM_WEB_MAX_BYTES", "BYTES",
+       "static files are read into memory at startup (never from the event loop); the daemon refuses "
+       "to start when --web-root holds more than this (default 67108864)",
+       IntField(&Config::web_max_bytes, 0, 1L << 34)},
       {"coalesce-ms", "EVSTREAM_COALESCE_MS", "MS",
        "POST /api/publish: a token chunk waits up to this long to be merged with later chunks of its "
        "stream; 0 = only while a publish is in flight (default 5)",
@@ -161,7 +202,8 @@ const std::vector<Option>& Options() {
          return true;
        }},
       {"cors-origin", "EVSTREAM_CORS_ORIGIN", "ORIGIN",
-       "allow this browser origin (repeatable, or comma-separated; `*` = any), with credentials",
+       "allow this browser origin (repeatable, or comma-separated) with credentials; `*` = any other "
+       "origin, answered with `Access-Control-Allow-Origin: *` and never with credentials",
        [](Config* c, const std::string& v, std::string*) {
          std::stringstream ss(v);
          std::string item;

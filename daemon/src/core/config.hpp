@@ -32,6 +32,17 @@ struct Config {
   int held_back_ms = 25;                  // re-read period while events are held back
   int poll_ms = 1000;                     // safety-net read period (0: doorbells only)
   int db_pool_size = 4;                   // connections for replays and the HTTP API
+  int db_queue = 2000;                    // pool jobs waiting (all clients) before 503
+  int db_queue_per_client = 200;          // pool jobs waiting for one client before 503
+  int statement_timeout_ms = 30000;       // every statement of the pool and the feed (0: none)
+  int max_connections_per_address = 256;  // open connections from one client IP (429 above)
+  int max_connections_per_sub = 64;       // open connections authenticated as one token sub
+  std::size_t max_pending_bytes = 64u << 20;  // bytes held in requests not yet complete (503)
+  int header_timeout_ms = 10000;          // to receive a request's headers
+  int body_timeout_ms = 30000;            // to receive its body once the headers are in
+  int idle_timeout_ms = 60000;            // a keep-alive connection waiting for its next request
+  int stats_cache_ms = 5000;              // GET /api/stats answers reused this long per channel set
+  std::size_t web_max_bytes = 64u << 20;  // static files preloaded at startup, in total
   int max_batch_ms = 5000;
   int coalesce_ms = 5;                    // POST /api/publish: a first chunk waits this long for more
   int presence_heartbeat_ms = 5000;       // presence state sent to the other instances

@@ -58,6 +58,13 @@ std::string Metrics::Render() const {
          outbox_gaps);
   metric("evstream_outbox_gaps_given_up_total", "counter",
          "Outbox ids given up because more gaps were open than the bound.", outbox_gaps_given_up);
+  metric("evstream_limited_total", "counter",
+         "Requests refused with 429 (connections per address or per token sub).", limited);
+  metric("evstream_shed_total", "counter",
+         "Requests refused with 503 (unread-bytes budget spent, or the database queue full).", shed);
+  metric("evstream_request_timeouts_total", "counter",
+         "Requests cut with 408 (headers or body not received in time).", request_timeouts);
+  metric("evstream_pending_bytes", "gauge", "Bytes held in requests still being received.", pending_bytes);
   metric("evstream_last_position", "gauge", "Position of the last event fanned out.", last_position);
   metric("evstream_feed_lag_seconds", "gauge",
          "Seconds between the last event's creation and its fan-out.", feed_lag_seconds);

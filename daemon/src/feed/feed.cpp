@@ -62,6 +62,7 @@ auto Feed::Guarded(const char* where, Fn fn) {
 Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metrics)
     : loop_(loop), opts_(std::move(opts)), hub_(hub), metrics_(metrics),
       conn_(loop, opts_.conninfo, "feed") {
+  conn_.SetOptions(opts_.pg_options);
   if (uv_timer_init(loop_, held_back_timer_.get()) == 0) held_back_timer_.MarkInitialised();
   held_back_timer_->data = this;
   if (uv_timer_init(loop_, poll_timer_.get()) == 0) poll_timer_.MarkInitialised();

@@ -26,6 +26,7 @@ struct FeedOptions {
   int batch_size = 1000;
   int held_back_ms = 25;
   int poll_ms = 1000;  // safety-net read period without doorbells (0: off)
+  std::string pg_options;  // libpq options for the feed's connection (statement_timeout)
 };
 
 // Converts row `row` of a result selected with kEventColumns.

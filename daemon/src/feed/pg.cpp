@@ -109,8 +109,10 @@ void PgConnection::Connect() {
   poll_.Reset();
   poll_fd_ = -1;
   // conninfo may be a URL or key=value string (expand_dbname); PGAPPNAME still overrides.
-  const char* keys[] = {"dbname", "fallback_application_name", nullptr};
-  const char* values[] = {conninfo_.c_str(), "evstreamd", nullptr};
+  // options (statement_timeout) come after dbname, so they override the conninfo's own
+  // options, which OptionsWithStatementTimeout has already folded in.
+  const char* keys[] = {"dbname", "fallback_application_name", options_.empty() ? nullptr : "options", nullptr};
+  const char* values[] = {conninfo_.c_str(), "evstreamd", options_.c_str(), nullptr};
   conn_.reset(PQconnectStartParams(keys, values, 1));
   if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
     std::string why = ConnError(conn_.get());

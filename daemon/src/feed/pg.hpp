@@ -36,6 +36,7 @@ struct QueryResult {
   std::string error;      // primary message on failure
   std::string sqlstate;   // SQLSTATE on a server error; empty if the connection failed
   std::string detail, hint;
+  bool overloaded = false;  // refused by the pool (queue full): 503 with Retry-After
   bool ok() const { return res != nullptr && error.empty(); }
   int rows() const { return res ? PQntuples(res.get()) : 0; }
   int columns() const { return res ? PQnfields(res.get()) : 0; }
@@ -68,6 +69,8 @@ class PgConnection {
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
 
+  // libpq `options` for every (re)connect, e.g. "-c statement_timeout=30000".
+  void SetOptions(std::string options) { options_ = std::move(options); }
   void Start();  // connect now (and reconnect with backoff whenever the connection drops)
   void Close();  // for good: no more reconnects; a query in flight fails
   State state() const { return state_; }
@@ -95,7 +98,7 @@ class PgConnection {
   void Fail(Callback cb, const std::string& why);
 
   uv_loop_t* loop_;
-  std::string conninfo_, name_;
+  std::string conninfo_, name_, options_;
   State state_ = State::Disconnected;
   PgConnPtr conn_;
   core::UvHandle<uv_poll_t> poll_;

@@ -1,12 +1,43 @@
 #include "feed/pool.hpp"
 
+#include <cstdlib>
+
 #include "core/guard.hpp"
 
 namespace evstream::feed {
+namespace {
+// Replay jobs queue under their own key ("replay|" + client) so that a client's replays and its
+// API requests take separate turns, and the dispatcher can cap the replays running.
+const std::string kReplayPrefix = "replay|";
+bool IsReplayKey(const std::string& key) { return key.compare(0, kReplayPrefix.size(), kReplayPrefix) == 0; }
+}  // namespace
 
-PgPool::PgPool(uv_loop_t* loop, const std::string& conninfo, int size) : loop_(loop) {
-  for (int i = 0; i < size; i++) {
+std::string OptionsWithStatementTimeout(const std::string& conninfo, int ms) {
+  std::string options;
+  char* err = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &err);
+  bool found = false;
+  if (parsed) {
+    for (PQconninfoOption* o = parsed; o->keyword; o++)
+      if (std::string(o->keyword) == "options" && o->val) {
+        options = o->val;
+        found = true;
+      }
+    PQconninfoFree(parsed);
+  }
+  if (err) PQfreemem(err);
+  if (!found)
+    if (const char* env = std::getenv("PGOPTIONS")) options = env;
+  if (ms > 0) options += (options.empty() ? "" : " ") + std::string("-c statement_timeout=") + std::to_string(ms);
+  return options;
+}
+
+PgPool::PgPool(uv_loop_t* loop, const std::string& conninfo, PoolOptions opts)
+    : loop_(loop), opts_(opts), queue_(opts.max_queued, opts.max_queued_per_client) {
+  std::string options = OptionsWithStatementTimeout(conninfo, opts.statement_timeout_ms);
+  for (int i = 0; i < opts.size; i++) {
     auto c = std::make_unique<PgConnection>(loop, conninfo, "pool-" + std::to_string(i));
+    c->SetOptions(options);
     c->on_connected = [this] { Dispatch(); };
     conns_.push_back(std::move(c));
   }
@@ -19,9 +50,7 @@ void PgPool::Start() {
 void PgPool::Close() {
   closed_ = true;
   for (auto& c : conns_) c->Close();
-  auto jobs = std::move(queue_);
-  queue_.clear();
-  for (auto& j : jobs) {
+  for (auto& j : queue_.Drain()) {
     QueryResult r;
     r.error = "shutting down";
     core::Guard("pool result", [&] { j.cb(r); });
@@ -41,46 +70,58 @@ bool PgPool::AllDown() const {
   return true;
 }
 
-void PgPool::Query(std::string sql, Params params, PgConnection::Callback cb) {
-  if (closed_ || AllDown() || queue_.size() >= kMaxQueued) {
-    // Report asynchronously so that callers never re-enter themselves.
-    struct Deferred {
-      uv_idle_t idle;
-      PgConnection::Callback cb;
-      std::string why;
-    };
-    auto* d = new Deferred{{}, std::move(cb), closed_ ? "shutting down"
-                                               : AllDown() ? "database unavailable"
-                                                           : "too many queued database requests"};
-    uv_idle_init(loop_, &d->idle);
-    d->idle.data = d;
-    uv_idle_start(&d->idle, [](uv_idle_t* h) {
-      auto* d = static_cast<Deferred*>(h->data);
-      uv_idle_stop(h);
-      QueryResult r;
-      r.error = d->why;
-      core::Guard("pool result", [&] { d->cb(r); });
-      uv_close(reinterpret_cast<uv_handle_t*>(h),
-               [](uv_handle_t* h) { delete static_cast<Deferred*>(h->data); });
-    });
-    return;
-  }
-  queue_.push_back(Job{std::move(sql), std::move(params), std::move(cb)});
+// Reports asynchronously so that callers never re-enter themselves.
+void PgPool::FailLater(PgConnection::Callback cb, std::string why, bool overloaded) {
+  struct Deferred {
+    uv_idle_t idle;
+    PgConnection::Callback cb;
+    std::string why;
+    bool overloaded;
+  };
+  auto* d = new Deferred{{}, std::move(cb), std::move(why), overloaded};
+  uv_idle_init(loop_, &d->idle);
+  d->idle.data = d;
+  uv_idle_start(&d->idle, [](uv_idle_t* h) {
+    auto* d = static_cast<Deferred*>(h->data);
+    uv_idle_stop(h);
+    QueryResult r;
+    r.error = d->why;
+    r.overloaded = d->overloaded;
+    core::Guard("pool result", [&] { d->cb(r); });
+    uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* h) { delete static_cast<Deferred*>(h->data); });
+  });
+}
+
+void PgPool::Query(std::string sql, Params params, PgConnection::Callback cb, const std::string& key, Lane lane) {
+  if (closed_) return FailLater(std::move(cb), "shutting down", false);
+  if (AllDown()) return FailLater(std::move(cb), "database unavailable", false);
+  std::string k = lane == Lane::Replay ? kReplayPrefix + key : key;
+  Job job{std::move(sql), std::move(params), nullptr, lane};
+  job.cb = std::move(cb);
+  // Push moves the job only when it is accepted.
+  if (queue_.Size() >= opts_.max_queued || queue_.SizeFor(k) >= opts_.max_queued_per_client)
+    return FailLater(std::move(job.cb), "too many database requests queued; retry later", true);
+  queue_.Push(k, std::move(job));
   Dispatch();
 }
 
 void PgPool::Dispatch() {
+  int replay_cap = opts_.size > 1 ? opts_.size - 1 : 1;
   for (auto& c : conns_) {
-    if (queue_.empty()) return;
+    if (queue_.Empty()) return;
     if (!c->Ready()) continue;
-    Job job = std::move(queue_.front());
-    queue_.pop_front();
+    auto job = queue_.Pop([&](const std::string& k) { return !IsReplayKey(k) || replays_running_ < replay_cap; });
+    if (!job) return;  // only replays wait, and they have their share
+    bool replay = job->lane == Lane::Replay;
+    if (replay) replays_running_++;
     PgConnection* conn = c.get();
     // A callback that throws fails its own request only (logged); the queue moves on.
-    conn->Send(job.sql, job.params, [this, cb = std::move(job.cb)](QueryResult& r) {
+    bool sent = conn->Send(job->sql, job->params, [this, replay, cb = std::move(job->cb)](QueryResult& r) {
+      if (replay) replays_running_--;
       core::Guard("pool result", [&] { cb(r); });
       if (!closed_) Dispatch();
     });
+    if (!sent && replay) replays_running_--;
   }
 }
 

@@ -1,38 +1,61 @@
-// A few PgConnections shared by replays and the HTTP API: jobs queue while every connection is
-// busy, fail fast while the database is unreachable.
+// A few PgConnections shared by replays and the HTTP API. Jobs wait in a FairQueue keyed by
+// client (token sub, else address): clients take turns, so one client's flood does not delay
+// another's requests. The queue is bounded (in total and per client): past it a job fails at
+// once with `overloaded` (the API answers 503 + Retry-After). Replays run on at most size-1
+// connections at a time (when size > 1), so reads of the log never take every connection from
+// POSTs. Jobs fail fast while the database is unreachable.
 #pragma once
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "feed/fair_queue.hpp"
 #include "feed/pg.hpp"
 
 namespace evstream::feed {
 
+struct PoolOptions {
+  int size = 4;
+  size_t max_queued = 2000;            // jobs waiting, all clients
+  size_t max_queued_per_client = 200;  // jobs waiting, one client
+  int statement_timeout_ms = 30000;    // 0: none
+};
+
+enum class Lane { Api, Replay };
+
 class PgPool {
  public:
-  PgPool(uv_loop_t* loop, const std::string& conninfo, int size);
+  PgPool(uv_loop_t* loop, const std::string& conninfo, PoolOptions opts);
+  PgPool(uv_loop_t* loop, const std::string& conninfo, int size) : PgPool(loop, conninfo, PoolOptions{size}) {}
   void Start();
   void Close();
   // The callback runs exactly once, with the result or an error (never synchronously).
-  void Query(std::string sql, Params params, PgConnection::Callback cb);
+  // key: the client to be fair between ("" = the daemon itself).
+  void Query(std::string sql, Params params, PgConnection::Callback cb, const std::string& key = "",
+             Lane lane = Lane::Api);
   std::vector<int> BackendPids() const;
+  size_t Queued() const { return queue_.Size(); }
 
  private:
   struct Job {
     std::string sql;
     Params params;
     PgConnection::Callback cb;
+    Lane lane = Lane::Api;
   };
   void Dispatch();
   bool AllDown() const;
+  void FailLater(PgConnection::Callback cb, std::string why, bool overloaded);
 
   uv_loop_t* loop_;
+  PoolOptions opts_;
   std::vector<std::unique_ptr<PgConnection>> conns_;
-  std::deque<Job> queue_;
+  FairQueue<Job> queue_;
+  int replays_running_ = 0;
   bool closed_ = false;
-  static constexpr size_t kMaxQueued = 20000;
 };
+
+// libpq `options` that add `-c statement_timeout=MS` to what the conninfo (or PGOPTIONS) sets.
+std::string OptionsWithStatementTimeout(const std::string& conninfo, int ms);
 
 }  // namespace evstream::feed

@@ -8,14 +8,19 @@ Headers CorsHeaders(const std::vector<std::string>& allowed, const Request& req)
   Headers h;
   const std::string* origin = req.Header("origin");
   if (!origin || origin->empty() || allowed.empty()) return h;
-  bool ok = std::find(allowed.begin(), allowed.end(), "*") != allowed.end() ||
-            std::find(allowed.begin(), allowed.end(), *origin) != allowed.end();
-  if (!ok) return h;
-  // Echo the origin (never "*"): browsers refuse "*" together with credentials.
-  h.emplace_back("Access-Control-Allow-Origin", *origin);
-  h.emplace_back("Access-Control-Allow-Credentials", "true");
-  h.emplace_back("Vary", "Origin");
-  h.emplace_back("Access-Control-Expose-Headers", "Content-Type, Location");
+  bool named = *origin != "*" && std::find(allowed.begin(), allowed.end(), *origin) != allowed.end();
+  bool any = std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+  if (named) {
+    // Echo a named origin (browsers refuse "*" together with credentials).
+    h.emplace_back("Access-Control-Allow-Origin", *origin);
+    h.emplace_back("Access-Control-Allow-Credentials", "true");
+    h.emplace_back("Vary", "Origin");
+  } else if (any) {
+    h.emplace_back("Access-Control-Allow-Origin", "*");
+  } else {
+    return h;
+  }
+  h.emplace_back("Access-Control-Expose-Headers", "Content-Type, Location, Retry-After");
   return h;
 }
 
@@ -26,7 +31,7 @@ Response CorsPreflight(const std::vector<std::string>& allowed, const Request& r
   if (!r.headers.empty()) {
     r.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
     r.headers.emplace_back("Access-Control-Allow-Headers",
-                           "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Project-Id");
+                           "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Project-Id, X-Evstream-CSRF");
     r.headers.emplace_back("Access-Control-Max-Age", "600");
   }
   return r;

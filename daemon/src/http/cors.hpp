@@ -1,4 +1,9 @@
-// CORS for the configured origins (--cors-origin), credentials allowed (the cookie case).
+// CORS for the configured origins (--cors-origin).
+//   An origin listed by name: echoed, with Access-Control-Allow-Credentials: true (the cookie
+//   case) and Vary: Origin.
+//   `*`: any other origin gets `Access-Control-Allow-Origin: *` — never the echoed Origin and
+//   never credentials, so a browser sends no cookie cross-origin and reads no credentialed
+//   answer.
 #pragma once
 #include <string>
 #include <vector>

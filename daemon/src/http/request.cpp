@@ -134,6 +134,7 @@ int RequestParser::OnMessageBegin(http_parser* p) {
   self->req_ = Request{};
   self->in_value_ = false;
   self->expect_continue_ = false;
+  self->headers_done_ = false;
   return 0;
 }
 
@@ -189,6 +190,7 @@ int RequestParser::OnHeadersComplete(http_parser* p) {
     return -1;
   }
   if (const std::string* e = r.Header("expect"); e && Lower(*e) == "100-continue") self->expect_continue_ = true;
+  self->headers_done_ = true;
   return 0;
 }
 
@@ -215,6 +217,7 @@ RequestParser::Status RequestParser::Run(const char* data, size_t len) {
   size_t used = http_parser_execute(&parser_, &settings_, data, len);
   auto err = HTTP_PARSER_ERRNO(&parser_);
   if (complete_) {
+    headers_done_ = false;
     if (err == HPE_PAUSED) http_parser_pause(&parser_, 0);
     leftover_.assign(data + used, len - used);
     return Status::Complete;

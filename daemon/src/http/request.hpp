@@ -52,6 +52,8 @@ class RequestParser {
   Request& request() { return req_; }
   int ErrorStatus() const { return error_status_; }
   bool Upgrade() const { return parser_.upgrade; }
+  // The current (incomplete) request's headers are all in: its body is being read.
+  bool HeadersDone() const { return headers_done_; }
   // True once per request that sent `Expect: 100-continue` and whose body we will accept.
   bool TakeExpectContinue() { return std::exchange(expect_continue_, false); }
 
@@ -72,6 +74,7 @@ class RequestParser {
   bool in_value_ = false;
   bool complete_ = false;
   bool expect_continue_ = false;
+  bool headers_done_ = false;
   int error_status_ = 400;
   std::string leftover_;
 };

@@ -30,12 +30,51 @@ Connection::~Connection() = default;
 void Connection::ArmTimer(int ms) {
   uv_timer_start(timer_.get(), [](uv_timer_t* t) {
     auto* self = static_cast<Connection*>(t->data);
-    core::Guard("http timer", [&] {
-      if (self->state_ == State::ReadingRequest && !self->close_after_flush_)
-        core::LogDebug("request timeout", {{"conn", self->id_}});
-      self->Close();
-    }, [&] { self->Close(); });
+    core::Guard("http timer", [&] { self->OnTimer(); }, [&] { self->Close(); });
   }, ms, 0);
+}
+
+// Header, body or idle timeout (or the drain timeout of a closing connection). A request that
+// has begun gets 408; an idle keep-alive connection just closes.
+void Connection::OnTimer() {
+  if (state_ == State::ReadingRequest && !close_after_flush_ && got_bytes_ && !discard_input_) {
+    core::LogInfo("request timeout", {{"conn", id_}, {"peer", peer_}, {"stage", body_timer_ ? "body" : "headers"}});
+    server_->metrics_->request_timeouts++;
+    Refuse(JsonError(408, "request_timeout",
+                     body_timer_ ? "the request body did not arrive in time" : "the request headers did not arrive in time"));
+    return;
+  }
+  Close();
+}
+
+std::string Connection::RetryAfter() const { return std::to_string(server_->options().retry_after_seconds); }
+
+void Connection::Refuse(const Response& r) {
+  if (state_ == State::Closing || close_after_flush_) return;
+  ReleasePending();
+  discard_input_ = true;
+  state_ = State::Handling;
+  keep_alive_ = false;
+  Respond(r);
+}
+
+void Connection::ReleasePending() {
+  server_->pending_bytes_ -= pending_;
+  server_->metrics_->pending_bytes = static_cast<int64_t>(server_->pending_bytes_);
+  pending_ = 0;
+}
+
+bool Connection::ClaimSub(const std::string& sub) {
+  if (sub == sub_) return true;
+  int& n = server_->per_sub_[sub];
+  if (n >= server_->opts_.max_connections_per_sub) {
+    if (n == 0) server_->per_sub_.erase(sub);
+    return false;
+  }
+  n++;
+  if (!sub_.empty() && --server_->per_sub_[sub_] <= 0) server_->per_sub_.erase(sub_);
+  sub_ = sub;
+  return true;
 }
 
 void Connection::Begin(uv_stream_t* server_stream) {
@@ -46,15 +85,22 @@ void Connection::Begin(uv_stream_t* server_stream) {
     if (addr.ss_family == AF_INET) {
       auto* a = reinterpret_cast<sockaddr_in*>(&addr);
       uv_ip4_name(a, ip, sizeof ip);
-      peer_ = std::string(ip) + ":" + std::to_string(ntohs(a->sin_port));
+      address_ = ip;
+      peer_ = address_ + ":" + std::to_string(ntohs(a->sin_port));
     } else if (addr.ss_family == AF_INET6) {
       auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
       uv_ip6_name(a, ip, sizeof ip);
-      peer_ = "[" + std::string(ip) + "]:" + std::to_string(ntohs(a->sin6_port));
+      address_ = ip;
+      peer_ = "[" + address_ + "]:" + std::to_string(ntohs(a->sin6_port));
     }
   }
   uv_tcp_nodelay(&tcp_, 1);
-  ArmTimer(server_->options().request_timeout_ms);
+  // Over the per-address limit: read the request (bounded by the timeouts and the unread-bytes
+  // budget), answer 429 and close.
+  if (!address_.empty() && ++server_->per_address_[address_] > server_->opts_.max_connections_per_address)
+    refuse_status_ = 429;
+  got_bytes_ = true;  // the first request's header timeout runs from the accept
+  ArmTimer(server_->options().header_timeout_ms);
   StartReading();
 }
 
@@ -90,7 +136,30 @@ void Connection::OnRead(ssize_t nread, const uv_buf_t* buf) {
   }
   if (nread == 0) return;
   if (state_ != State::ReadingRequest) return;  // a streaming client has nothing more to say
-  auto st = parser_.Feed(buf->base, static_cast<size_t>(nread));
+  if (discard_input_) return;
+  size_t n = static_cast<size_t>(nread);
+  if (server_->pending_bytes_ + n > server_->opts_.max_pending_bytes) {
+    // The budget for bytes held in incomplete requests is spent: shed this request.
+    server_->metrics_->shed++;
+    core::LogWarn("unread-bytes budget spent; refusing a request",
+                  {{"conn", id_}, {"peer", peer_}, {"pending_bytes", server_->pending_bytes_}});
+    Response r = JsonError(503, "busy", "the server holds too many incoming requests; retry later");
+    r.headers.emplace_back("Retry-After", RetryAfter());
+    Refuse(r);
+    return;
+  }
+  pending_ += n;
+  server_->pending_bytes_ += n;
+  server_->metrics_->pending_bytes = static_cast<int64_t>(server_->pending_bytes_);
+  if (!got_bytes_) {
+    got_bytes_ = true;
+    ArmTimer(server_->options().header_timeout_ms);
+  }
+  auto st = parser_.Feed(buf->base, n);
+  if (st == RequestParser::Status::NeedMore && parser_.HeadersDone() && !body_timer_) {
+    body_timer_ = true;
+    ArmTimer(server_->options().body_timeout_ms);
+  }
   if (parser_.TakeExpectContinue() && st == RequestParser::Status::NeedMore)
     Enqueue(std::make_shared<const std::string>("HTTP/1.1 100 Continue\r\n\r\n"));
   HandleParse(st);
@@ -104,6 +173,8 @@ void Connection::HandleParse(RequestParser::Status st) {
     reading_ = false;
   }
   uv_timer_stop(timer_.get());
+  ReleasePending();
+  body_timer_ = false;
   server_->metrics_->http_requests++;
   if (st == RequestParser::Status::Error) {
     keep_alive_ = false;
@@ -112,6 +183,16 @@ void Connection::HandleParse(RequestParser::Status st) {
     return;
   }
   keep_alive_ = parser_.request().keep_alive && !server_->closed_;
+  if (refuse_status_ == 429) {
+    server_->metrics_->limited++;
+    keep_alive_ = false;
+    Response r = JsonError(429, "too_many_connections",
+                           "too many connections from this address (limit " +
+                               std::to_string(server_->opts_.max_connections_per_address) + ")");
+    r.headers.emplace_back("Retry-After", RetryAfter());
+    Respond(r);
+    return;
+  }
   // Bytes that must be text (path, query parameters, the headers we read as text) are refused
   // here, once, when they are not UTF-8: nothing behind this point sees them.
   if (auto bad = FirstInvalidText(parser_.request())) {
@@ -130,7 +211,8 @@ void Connection::Respond(const Response& r) {
     return;
   }
   state_ = State::ReadingRequest;
-  ArmTimer(server_->options().request_timeout_ms);
+  got_bytes_ = false;
+  ArmTimer(server_->options().idle_timeout_ms);
   StartReading();
   // A pipelined request may already be buffered: parse it once this answer is on its way.
   if (!in_flight_) HandleParse(parser_.Next());
@@ -237,7 +319,15 @@ void Connection::Shutdown() {
   int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t* req, int) {
     auto* self = static_cast<Connection*>(req->data);
     delete req;
-    core::Guard("http shutdown", [&] { self->Close(); });
+    core::Guard("http shutdown", [&] {
+      // A refused request may still be arriving: read it away until the client closes (or the
+      // drain timeout) so that our answer is not lost to a reset.
+      if (self->discard_input_ && self->state_ != State::Closing) {
+        self->StartReading();
+        return;
+      }
+      self->Close();
+    }, [&] { self->Close(); });
   });
   if (rc != 0) {
     delete req;
@@ -273,6 +363,9 @@ void Connection::Fail() {
 // (whatever the owners' clean-up throws, the connection is forgotten: no leak).
 void Connection::OnClosed() {
   tcp_open_ = false;
+  ReleasePending();
+  if (!address_.empty() && --server_->per_address_[address_] <= 0) server_->per_address_.erase(address_);
+  if (!sub_.empty() && --server_->per_sub_[sub_] <= 0) server_->per_sub_.erase(sub_);
   server_->metrics_->http_connections--;
   auto cb = std::move(on_close);
   on_close = nullptr;

@@ -28,8 +28,14 @@ struct ServerOptions {
   size_t max_body_bytes = 1 << 20;
   size_t max_queue_bytes = 1 << 20;
   int max_connections = 10000;
-  int request_timeout_ms = 60000;  // to receive a complete request
-  int drain_timeout_ms = 5000;     // for the final write of a dropped or closing client
+  int max_connections_per_address = 256;  // past it: 429 + Retry-After
+  int max_connections_per_sub = 64;       // checked by ClaimSub after authentication
+  size_t max_pending_bytes = 64u << 20;   // bytes of incomplete requests, all connections: 503
+  int header_timeout_ms = 10000;  // first byte (or accept) -> headers complete, else 408
+  int body_timeout_ms = 30000;    // headers complete -> body complete, else 408
+  int idle_timeout_ms = 60000;    // keep-alive: waiting for the next request's first byte
+  int drain_timeout_ms = 5000;    // for the final write of a dropped or closing client
+  int retry_after_seconds = 1;    // in 429 and 503 answers
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -42,9 +48,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing() const { return state_ == State::Closing; }
   uint64_t id() const { return id_; }
   std::string peer() const { return peer_; }
+  const std::string& address() const { return address_; }  // the client's IP, without the port
 
   // Handling -> answer; then the next request (keep-alive) or a clean close.
   void Respond(const Response& r);
+  // Counts this connection against the token `sub` (per-sub limit); false when that sub already
+  // holds its limit of connections (the caller answers 429 with RetryAfter()).
+  bool ClaimSub(const std::string& sub);
+  std::string RetryAfter() const;
   // Handling -> Streaming: sends the response head; Send() then appends frames.
   void StartStream(const std::string& head);
   // Streaming: queue a frame. Past the hard limit the unsent queue is dropped, the overflow
@@ -79,6 +90,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Shutdown();
   void OnClosed();
   void ArmTimer(int ms);
+  void OnTimer();
+  // Answers before the request is complete (408, 503) and closes; the rest of the request is
+  // read and discarded until the client closes or the drain timeout, so the answer is not lost
+  // to a TCP reset.
+  void Refuse(const Response& r);
+  void ReleasePending();
 
   Server* server_;
   uint64_t id_;
@@ -88,10 +105,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   core::UvHandle<uv_timer_t> timer_;
   RequestParser parser_;
   std::string peer_;
+  std::string address_;
   bool keep_alive_ = false;
   bool hold_ = false;
   bool close_after_flush_ = false;
   bool reading_ = false;
+  bool got_bytes_ = false;      // the current request has begun
+  bool body_timer_ = false;     // the body timeout is armed
+  bool discard_input_ = false;  // refused: reading only to drain
+  int refuse_status_ = 0;       // 429: over the per-address limit (answered once the request is in)
+  size_t pending_ = 0;          // bytes of the current request counted in the server's budget
+  std::string sub_;             // counted against this token sub
   std::deque<Frame> queue_;
   size_t queued_bytes_ = 0;
   WriteReq* in_flight_ = nullptr;
@@ -116,6 +140,9 @@ class Server {
   friend class Connection;
   void OnConnection(int status);
   void Forget(Connection* c);
+  std::unordered_map<std::string, int> per_address_;
+  std::unordered_map<std::string, int> per_sub_;
+  size_t pending_bytes_ = 0;
 
   uv_loop_t* loop_;
   ServerOptions opts_;

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <dirent.h>
 #include <sys/stat.h>
 
 namespace evstream::http {
@@ -68,6 +69,74 @@ Response ServeStatic(const std::string& root, const Request& req) {
   r.headers.emplace_back("Cache-Control", "no-cache");
   r.headers.emplace_back("X-Content-Type-Options", "nosniff");
   r.body = ss.str();
+  r.head_only = req.method == "HEAD";
+  return r;
+}
+
+bool StaticFiles::Load(const std::string& root, size_t max_total_bytes, std::string* error) {
+  files_.clear();
+  bytes_ = 0;
+  std::string real_root = RealPath(root);
+  if (real_root.empty()) {
+    *error = "cannot resolve --web-root " + root;
+    return false;
+  }
+  return Walk(real_root, real_root, "", max_total_bytes, 0, error);
+}
+
+bool StaticFiles::Walk(const std::string& real_root, const std::string& dir, const std::string& url,
+                       size_t max_total, int depth, std::string* error) {
+  if (depth > 32) return true;
+  DIR* d = opendir(dir.c_str());
+  if (!d) {
+    *error = "cannot read directory " + dir;
+    return false;
+  }
+  bool ok = true;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    std::string path = RealPath(dir + "/" + name);
+    // Inside the root only (a symlink may point elsewhere).
+    if (path.empty() || path.compare(0, real_root.size() + 1, real_root + "/") != 0) continue;
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) continue;
+    std::string u = url + "/" + name;
+    if (S_ISDIR(st.st_mode)) {
+      if (!(ok = Walk(real_root, dir + "/" + name, u, max_total, depth + 1, error))) break;
+      continue;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > kMaxStaticBytes) continue;
+    if (bytes_ + static_cast<size_t>(st.st_size) > max_total) {
+      *error = "--web-root holds more than --web-max-bytes (" + std::to_string(max_total) + " bytes)";
+      ok = false;
+      break;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) continue;
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    File f{ContentTypeFor(path), ss.str()};
+    bytes_ += f.body.size();
+    if (name == "index.html") {
+      files_[url + "/"] = f;
+      if (!url.empty()) files_[url] = f;
+    }
+    files_[u] = std::move(f);
+  }
+  closedir(d);
+  return ok;
+}
+
+Response StaticFiles::Serve(const Request& req) const {
+  auto it = files_.find(req.path);
+  if (it == files_.end()) return JsonError(404, "not_found", "no such file");
+  Response r;
+  r.status = 200;
+  r.headers.emplace_back("Content-Type", it->second.content_type);
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  r.body = it->second.body;
   r.head_only = req.method == "HEAD";
   return r;
 }

@@ -60,6 +60,7 @@ std::string Col(const feed::QueryResult& r, int row, int col) {
 Outbox::Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics)
     : loop_(loop), opts_(std::move(opts)), metrics_(metrics), conn_(loop, opts_.conninfo, "outbox"),
       cursor_(opts_.max_gaps) {
+  conn_.SetOptions(opts_.pg_options);
   if (uv_timer_init(loop_, recheck_timer_.get()) == 0) recheck_timer_.MarkInitialised();
   recheck_timer_->data = this;
   if (uv_timer_init(loop_, tick_timer_.get()) == 0) tick_timer_.MarkInitialised();

@@ -32,6 +32,7 @@ struct OutboxOptions {
   int poll_ms = 1000;       // safety-net read period without doorbells (0: off)
   int retention_ms = 30000; // rows are pruned this long after this reader passed them
   size_t max_gaps = 10000;
+  std::string pg_options;   // libpq options for the outbox's connection (statement_timeout)
 };
 
 // One outbox row as read (typed at this edge; `payload` is JSON text checked by the consumer).

@@ -145,7 +145,7 @@ void Session::ReadAnchor(int64_t position) {
       bool found = r.ok() && r.rows() > 0;
       self->cursor_.OnAnchor(r.ok(), found, found ? r.Uint64(0, 0) : 0);
     });
-  });
+  }, pool_key, feed::Lane::Replay);
 }
 
 void Session::ReadAfter(int64_t position, int limit) {
@@ -174,7 +174,7 @@ void Session::ReadAfter(int64_t position, int limit) {
       }
       self->cursor_.OnReplayRows(status, rows);
     });
-  });
+  }, pool_key, feed::Lane::Replay);
 }
 
 void Session::WaitForDrain() {

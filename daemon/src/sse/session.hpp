@@ -33,6 +33,8 @@ class Session : public hub::Subscriber, public CursorIo, public std::enable_shar
   // Subscribes, then starts from the client's Last-Event-ID ("" = live from now).
   void Begin(const std::string& last_event_id);
   void SendFrame(const http::Frame& f);
+  // The pool's fairness key for this stream's replay reads (token sub, else address).
+  std::string pool_key;
   // Counts this stream as `user` being present on its exact channels (until it closes).
   void JoinPresence(const std::string& user);
   // The feed found the end of the log.

@@ -64,26 +64,12 @@ void StreamService::Heartbeat() {
 }
 
 void StreamService::Handle(const http::ConnectionPtr& conn, http::Request& req,
-                           const http::Headers& extra_headers) {
+                           const http::Headers& extra_headers, const auth::AuthResult& a,
+                           auth::ChannelSet channels) {
   auto fail = [&](http::Response r) {
     for (const auto& h : extra_headers) r.headers.push_back(h);
     conn->Respond(r);
   };
-  auth::AuthResult a = auth::Authenticate(*d_.verifier, req);
-  if (!a.ok) {
-    d_.metrics->auth_failures++;
-    fail(http::JsonError(401, "unauthorized", a.error));
-    return;
-  }
-  std::vector<std::string> requested = req.QueryAll("channel");
-  if (const std::string* p = req.Header("x-project-id"); p && !p->empty()) requested.push_back("project:" + *p);
-  auth::ChannelSet channels;
-  std::string denied;
-  if (!auth::SelectChannels(a.principal, requested, &channels, &denied)) {
-    d_.metrics->forbidden++;
-    fail(http::JsonError(403, "forbidden", "channel not allowed: " + denied, {{"channel", denied}}));
-    return;
-  }
   if (channels.exact.empty() && channels.prefixes.empty()) {
     d_.metrics->forbidden++;
     fail(http::JsonError(403, "forbidden", "the token grants no channel"));
@@ -115,6 +101,7 @@ void StreamService::Handle(const http::ConnectionPtr& conn, http::Request& req,
 
   auto session = std::make_shared<Session>(this, conn.get(), std::move(channels), std::move(topics),
                                            static_cast<int>(batch_ms));
+  session->pool_key = a.principal.sub.empty() ? "addr:" + conn->address() : "sub:" + a.principal.sub;
   conn->attachment = session;
   std::string connection_id = connection_prefix_ + "-" + std::to_string(next_session_++);
   nlohmann::ordered_json hello = {{"type", "connected"}, {"connectionId", connection_id},

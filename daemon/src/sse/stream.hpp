@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "auth/jwt_verifier.hpp"
+#include "auth/request_auth.hpp"
 #include "core/config.hpp"
 #include "core/metrics.hpp"
 #include "core/uv_handle.hpp"
@@ -39,8 +40,10 @@ class StreamService {
   explicit StreamService(StreamDeps deps);
   void Start();  // heartbeat timer
   void Close();
+  // After the route middleware authenticated the request and chose its channels.
   // extra_headers: e.g. CORS headers for the response head.
-  void Handle(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra_headers);
+  void Handle(const http::ConnectionPtr& conn, http::Request& req, const http::Headers& extra_headers,
+              const auth::AuthResult& a, auth::ChannelSet channels);
   size_t SessionCount() const { return sessions_.size(); }
 
  private:

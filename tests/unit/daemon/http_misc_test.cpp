@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "api/events_api.hpp"
+#include "api/common.hpp"
 #include "http/cors.hpp"
 #include "http/response.hpp"
 #include "http/static_files.hpp"
@@ -67,9 +67,30 @@ TEST(Cors, only_configured_origins_with_credentials) {
   EXPECT_EQ(h[1].second, "true");
   EXPECT_TRUE(http::CorsHeaders({"http://b.example"}, req).empty());
   EXPECT_TRUE(http::CorsHeaders({}, req).empty());
-  EXPECT_EQ(http::CorsHeaders({"*"}, req)[0].second, "http://a.example");  // echoed, never "*"
   http::Request no_origin;
   EXPECT_TRUE(http::CorsHeaders({"*"}, no_origin).empty());
+}
+
+TEST(Cors, star_never_echoes_and_never_sends_credentials) {
+  http::Request req;
+  req.headers = {{"origin", "http://evil.example"}};
+  auto h = http::CorsHeaders({"*"}, req);
+  ASSERT_FALSE(h.empty());
+  EXPECT_EQ(h[0], (std::pair<std::string, std::string>{"Access-Control-Allow-Origin", "*"}));
+  for (const auto& [k, v] : h) {
+    EXPECT_NE(k, "Access-Control-Allow-Credentials");
+    EXPECT_EQ(v.find("evil"), std::string::npos);
+  }
+  // A named origin beside "*" keeps its credentials.
+  req.headers = {{"origin", "http://a.example"}};
+  auto named = http::CorsHeaders({"*", "http://a.example"}, req);
+  EXPECT_EQ(named[0].second, "http://a.example");
+  EXPECT_EQ(named[1], (std::pair<std::string, std::string>{"Access-Control-Allow-Credentials", "true"}));
+  auto pre = http::CorsPreflight({"*"}, req);
+  bool csrf_allowed = false;
+  for (const auto& [k, v] : pre.headers)
+    if (k == "Access-Control-Allow-Headers") csrf_allowed = v.find("X-Evstream-CSRF") != std::string::npos;
+  EXPECT_TRUE(csrf_allowed);
 }
 
 TEST(ErrorMapping, sqlstates_to_http_statuses) {
