@@ -192,6 +192,7 @@ void App::BuildRoutes() {
   AddRoute("/metrics", false, {"GET"}, open, [this](Call& c) {
     http::Response r;
     r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    metrics_.db_queued = static_cast<int64_t>(pool_.Queued());
     r.body = metrics_.Render();
     c.Reply(r);
   });

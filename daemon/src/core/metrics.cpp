@@ -64,6 +64,7 @@ std::string Metrics::Render() const {
          "Requests refused with 503 (unread-bytes budget spent, or the database queue full).", shed);
   metric("evstream_request_timeouts_total", "counter",
          "Requests cut with 408 (headers or body not received in time).", request_timeouts);
+  metric("evstream_db_queued", "gauge", "Database jobs waiting for a pool connection.", db_queued);
   metric("evstream_pending_bytes", "gauge", "Bytes held in requests still being received.", pending_bytes);
   metric("evstream_last_position", "gauge", "Position of the last event fanned out.", last_position);
   metric("evstream_feed_lag_seconds", "gauge",

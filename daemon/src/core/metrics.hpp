@@ -35,10 +35,10 @@ struct Metrics {
   uint64_t outbox_pruned = 0;         // outbox rows deleted by this instance
   uint64_t outbox_gaps_given_up = 0;  // outbox ids given up (gap bound reached)
   int64_t outbox_gaps = 0;            // outbox ids below the cursor still awaited
-  uint64_t presence_messages = 0;     // NOTIFY evstream_presence payloads received
   uint64_t limited = 0;               // 429: per-address or per-sub connection limit
   uint64_t shed = 0;                  // 503: unread-bytes budget or database queue full
   uint64_t request_timeouts = 0;      // 408: headers or body too slow
+  int64_t db_queued = 0;              // pool jobs waiting for a connection
   int64_t pending_bytes = 0;          // bytes held in requests still being received
   int64_t last_position = 0;          // last position delivered by the feed
   double feed_lag_seconds = 0;        // commit-to-fan-out delay of the last event
