@@ -24,7 +24,6 @@ std::string ClaimsJson(const auth::Principal& pr) {
 }  // namespace
 
 void RealtimeApi::Publish(Call& c) {
-  const http::Request& req = c.req;
   const auth::AuthResult& a = c.auth;
   json body;
   if (!BodyOrReply(c, &body)) return;
