@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import {
-  openReady, openStream, pgClient, request, startDaemon, stopDaemon, token, uniq, waitFor,
+  openReady, openStream, pgClient, postSql, request, startDaemon, stopDaemon, token, uniq, waitFor,
 } from './lib/daemon.mjs';
 
 let db;
@@ -294,6 +294,48 @@ describe('fair limits', () => {
       await assertSameDaemon(d, pid);
     } finally {
       agent.destroy();
+      await stopDaemon(d);
+    }
+  });
+
+  test('replays with a pattern grant read in bounded batches and never take the pool from writes', { timeout: 120000 }, async () => {
+    const N = 2000;
+    const STREAMS = 12;
+    const BATCH = 50;
+    const d = await startDaemon({ args: ['--db-pool', '2', '--batch-size', String(BATCH)] });
+    const pid = d.child.pid;
+    const team = uniq('team');
+    const channel = `channel:${team}-red`;
+    try {
+      // A known position to resume from, then a log of N events behind it.
+      const [start] = await postSql(db, channel, 1);
+      const { rows } = await db.query(
+        "SELECT e.position FROM generate_series(1, $2::int) i, LATERAL evstream.post_event($1, 'doc', 'd' || i, 'doc.created', jsonb_build_object('i', i)) e ORDER BY e.position",
+        [channel, N]);
+      const expected = rows.map((r) => Number(r.position));
+      const readsBefore = metric((await request(d, '/metrics')).body, 'evstream_replay_reads_total');
+      const replayer = token({ sub: 'replayer', channels: [`channel:${team}-*`] });
+      const streams = await Promise.all(Array.from({ length: STREAMS }, () =>
+        openReady(d, { tokenValue: replayer, query: `?channel=channel:${team}-*`, lastEventId: start })));
+      const complete = (st) => st.positions().length >= N;
+      // Another token's write while every stream replays: answered on the connection replays
+      // never take (they run on at most --db-pool - 1 connections).
+      const p = uniq('p');
+      const w = await request(d, '/api/events', {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token({ sub: 'writer', projects: [p] })}`, 'Content-Type': 'application/json' },
+        body: event(`project:${p}`),
+      });
+      const doneWhenAnswered = streams.filter(complete).length;
+      assert.equal(w.status, 201, w.body);
+      assert.ok(doneWhenAnswered < STREAMS, `the write was answered while replays were still reading (${doneWhenAnswered}/${STREAMS} done)`);
+      for (const st of streams) await st.until(() => complete(st), 90000, 'the whole replay');
+      for (const st of streams) assert.deepEqual(st.positions(), expected, 'every event once, in order');
+      const reads = metric((await request(d, '/metrics')).body, 'evstream_replay_reads_total') - readsBefore;
+      assert.ok(reads >= STREAMS * (N / BATCH), `${reads} replay reads: at most ${BATCH} rows each`);
+      for (const st of streams) st.close();
+      await assertSameDaemon(d, pid);
+    } finally {
       await stopDaemon(d);
     }
   });

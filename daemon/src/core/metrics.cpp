@@ -28,6 +28,8 @@ std::string Metrics::Render() const {
   metric("evstream_resets_total", "counter", "Streams sent event: reset (unknown position).", resets);
   metric("evstream_reauths_total", "counter", "Streams ended with event: reauth (token expired).", reauths);
   metric("evstream_replays_total", "counter", "Streams resumed from the log.", replays);
+  metric("evstream_replay_reads_total", "counter", "Replay batches read from the log (at most --batch-size rows each).",
+         replay_reads);
   metric("evstream_db_reconnects_total", "counter", "Database reconnections of the feed.",
          db_reconnects);
   metric("evstream_doorbells_total", "counter", "NOTIFY evstream doorbells received.", doorbells);

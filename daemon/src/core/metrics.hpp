@@ -19,6 +19,7 @@ struct Metrics {
   uint64_t resets = 0;
   uint64_t reauths = 0;
   uint64_t replays = 0;
+  uint64_t replay_reads = 0;         // replay batches read from the log (each a bounded pool job)
   uint64_t db_reconnects = 0;
   uint64_t doorbells = 0;
   uint64_t feed_reads = 0;

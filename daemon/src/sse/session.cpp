@@ -151,6 +151,7 @@ void Session::ReadAnchor(int64_t position) {
 void Session::ReadAfter(int64_t position, int limit) {
   feed::Params params = {std::to_string(position), std::to_string(limit), std::nullopt};
   if (!channels_.HasPatterns()) params[2] = feed::TextArray(channels_.exact);
+  svc_->d_.metrics->replay_reads++;
   std::weak_ptr<Session> weak = shared_from_this();
   svc_->d_.pool->Query(kReplaySql, std::move(params), [weak](feed::QueryResult& r) {
     Guarded("replay rows", weak, [&] {
