@@ -30,7 +30,7 @@ test('idempotency race: sessions racing with one key end with one event, all get
 });
 
 test('idempotency: a session waiting on an open original gets the original after commit', async () => {
-  const [a, b] = await connectMany(2);
+  const [a, b, observer] = await connectMany(3);
   try {
     const key = unique('wait-');
     const id = unique('agg-');
@@ -38,15 +38,17 @@ test('idempotency: a session waiting on an open original gets the original after
     const original = await post(a, 'project:race', 'order', id, 'order.placed', { idempotency_key: key });
     const { rows: [{ pid: bPid }] } = await b.query('SELECT pg_backend_pid() AS pid');
     let bDone = false;
-    const bCall = post(b, 'project:race', 'order', id, 'order.placed', { idempotency_key: key }).then((r) => {
+    const bCall = post(b, 'project:race', 'order', id, 'order.placed', { idempotency_key: key }).finally(() => {
       bDone = true;
-      return r;
     });
     bCall.catch(() => {});  // awaited below; a failure before that must not surface as unhandled
     // b (this backend, not any other session of the cluster) must block on the key while a's
-    // transaction is open.
+    // transaction is open. Watched from a third session outside any transaction: inside one
+    // (a's), pg_stat_activity is a snapshot taken at its first read and never shows b's wait
+    // when b's query arrives after that read (which made this test fail under load).
     await waitFor(async () => {
-      const { rows } = await a.query(
+      if (bDone) return true;  // b did not wait: the assertion below says so
+      const { rows } = await observer.query(
         "SELECT wait_event_type = 'Lock' AND query LIKE '%post_event%' AS waiting FROM pg_stat_activity WHERE pid = $1",
         [bPid]);
       return rows[0]?.waiting === true;
@@ -57,7 +59,7 @@ test('idempotency: a session waiting on an open original gets the original after
     assert.equal(replay.id, original.id);
     assert.equal(replay.position, original.position);
   } finally {
-    await closeAll([a, b]);
+    await closeAll([a, b, observer]);
   }
 });
 
