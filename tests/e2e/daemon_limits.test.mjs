@@ -220,6 +220,36 @@ describe('fair limits', () => {
     }
   });
 
+  test('a slow-body client is cut by the body timeout with 408 and nothing is stored', async () => {
+    const d = await startDaemon({ args: ['--body-timeout-ms', '600'] });
+    const pid = d.child.pid;
+    try {
+      const p = uniq('p');
+      const body = JSON.stringify(event(`project:${p}`));
+      const slow = raw(d);
+      await slow.connected;
+      slow.write(`POST /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token({ sub: 'slow', projects: [p] })}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+      // One byte every 50 ms: the whole body would take far longer than the body timeout.
+      let sent = 0;
+      const drip = setInterval(() => { if (sent < body.length - 1) slow.write(body[sent++]); }, 50);
+      try {
+        for (let i = 0; i < 5; i++) assert.equal((await request(d, '/healthz')).status, 200);
+        await waitFor(() => slow.closed, { timeout: 5000, what: 'slow body cut' });
+      } finally {
+        clearInterval(drip);
+      }
+      assert.match(slow.data, /^HTTP\/1\.1 408 /);
+      assert.match(slow.data, /"error":"request_timeout"/);
+      assert.match(slow.data, /body did not arrive in time/);
+      const { rows } = await db.query('SELECT count(*)::int AS n FROM evstream.events WHERE channel = $1', [`project:${p}`]);
+      assert.equal(rows[0].n, 0, 'the cut request stored nothing');
+      await assertSameDaemon(d, pid);
+    } finally {
+      await stopDaemon(d);
+    }
+  });
+
   test('the unread-bytes budget: a request that would pass it gets 503 with Retry-After', async () => {
     const d = await startDaemon({ args: ['--max-pending-bytes', '8192'] });
     const pid = d.child.pid;
