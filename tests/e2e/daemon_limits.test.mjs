@@ -98,6 +98,7 @@ describe('browser security: cookies, CSRF, CORS, bodies', () => {
     const s = await openReady(d, { query: `?channel=project:${p}`, headers: { Cookie: `evstream_token=${t}` } });
     assert.equal(s.status, 200);
     s.close();
+    await assertSameDaemon(d, pid);
   });
 
   test('?access_token= opens the stream only', async () => {
@@ -113,6 +114,7 @@ describe('browser security: cookies, CSRF, CORS, bodies', () => {
     assert.equal(s.status, 200);
     s.close();
     assert.equal(await count(`project:${p}`), 0);
+    await assertSameDaemon(d, pid);
   });
 
   test('POST bodies must be application/json: 415 with a JSON error', async () => {
@@ -129,10 +131,13 @@ describe('browser security: cookies, CSRF, CORS, bodies', () => {
       method: 'POST', headers: { ...auth, 'Content-Type': 'application/json; charset=utf-8' }, body: event(`project:${p}`),
     });
     assert.equal(ok.status, 201);
+    assert.equal(await count(`project:${p}`), 1, 'only the JSON body was stored');
+    await assertSameDaemon(d, pid);
   });
 
   test("--cors-origin '*' answers * and never echoes the Origin nor allows credentials", async () => {
     const star = await startDaemon({ args: ['--cors-origin', '*'] });
+    const starPid = star.child.pid;
     try {
       for (const [method, path, extra] of [['GET', '/healthz', {}],
         ['OPTIONS', '/api/events', { 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'x-evstream-csrf' }]]) {
@@ -145,6 +150,7 @@ describe('browser security: cookies, CSRF, CORS, bodies', () => {
       assert.equal(s.headers['access-control-allow-origin'], '*');
       assert.equal(s.headers['access-control-allow-credentials'], undefined);
       s.close();
+      await assertSameDaemon(star, starPid);
     } finally {
       await stopDaemon(star);
     }
