@@ -68,4 +68,27 @@ plot "$tmp/thr.dat" using 0:2:xtic(1) with boxes notitle lc rgb "#16a34a", "" us
 GP
   fi
 fi
+# The soak: RSS and open fds of evstreamd over time, for the latest full run (else the latest run).
+if [ -f bench/results/soak.tsv ] && [ "$(wc -l <bench/results/soak.tsv)" -gt 1 ]; then
+  s=$(awk -F'\t' 'NR > 1 && $3 == "full" {s = $1} END {print s}' bench/results/soak.tsv)
+  [ -n "$s" ] || s=$(latest bench/results/soak.tsv)
+  awk -F'\t' -v s="$s" '$1 == s {print $4 "\t" $5 / 1024 "\t" $6 "\t" $7}' bench/results/soak.tsv >"$tmp/soak.dat"
+  mode=$(awk -F'\t' -v s="$s" '$1 == s {print $3; exit}' bench/results/soak.tsv)
+  gnuplot <<GP
+set terminal pngcairo size 800,420 font "sans,10"
+set output "bench/plots/soak.png"
+set title "Soak ($mode run $s): evstreamd RSS and open file descriptors"
+set grid
+set key bottom right
+set xlabel "seconds"
+set ylabel "RSS (MiB)"
+set y2label "open fds"
+set yrange [0:*]
+set y2range [0:*]
+set ytics nomirror
+set y2tics
+plot "$tmp/soak.dat" using 1:2 with linespoints title "RSS (MiB)" lc rgb "#2563eb", \
+     "" using 1:3 axes x1y2 with linespoints title "open fds" lc rgb "#dc2626"
+GP
+fi
 ls bench/plots/
