@@ -13,6 +13,7 @@
 #include "doorbell.hpp"
 #include "evstream/error.hpp"
 #include "evstream/validate.hpp"
+#include "horizon.hpp"
 #include "pg/interrupts.hpp"
 #include "pg/jsonb_json.hpp"
 #include "pg/spi.hpp"
@@ -69,12 +70,12 @@ KeptPlan g_set_state(
 KeptPlan g_insert(
     "INSERT INTO evstream.events AS e (position, id, tx, channel, aggregate_type, aggregate_id,"
     "   version, event_type, data, metadata, display, created_by, created_at, correlation_id,"
-    "   causation_id, idempotency_key)"
+    "   causation_id, idempotency_key, order_key)"
     " VALUES ($1, pg_catalog.gen_random_uuid(), pg_catalog.pg_current_xact_id(), $2, $3, $4, $5,"
-    "   $6, $7, $8, $9, $10, pg_catalog.now(), $11, $12, $13)"
+    "   $6, $7, $8, $9, $10, pg_catalog.now(), $11, $12, $13, $14)"
     " RETURNING e",
     {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, JSONBOID, JSONBOID, JSONBOID, TEXTOID,
-     UUIDOID, UUIDOID, TEXTOID});
+     UUIDOID, UUIDOID, TEXTOID, INT8OID});
 
 Datum Text(const char* s) { return s ? CStringGetTextDatum(s) : (Datum)0; }
 
@@ -243,13 +244,14 @@ std::optional<std::string> Advance(const Request& r, const catalog::AggregateTyp
   return to;
 }
 
-Datum Insert(const Request& r, int64 position, int32 version) {
-  Datum args[13] = {Int64GetDatum(position), Text(r.channel), Text(r.aggregate_type),
+Datum Insert(const Request& r, int64 position, int32 version, int64 order_key) {
+  Datum args[14] = {Int64GetDatum(position), Text(r.channel), Text(r.aggregate_type),
                     Text(r.aggregate_id), Int32GetDatum(version), Text(r.event_type),
                     JsonbPGetDatum(r.data), r.metadata ? JsonbPGetDatum(r.metadata) : (Datum)0,
                     r.display ? JsonbPGetDatum(r.display) : (Datum)0, Text(r.created_by),
-                    r.correlation_id, r.causation_id, Text(r.idempotency_key)};
-  char nulls[13];
+                    r.correlation_id, r.causation_id, Text(r.idempotency_key),
+                    Int64GetDatum(order_key)};
+  char nulls[14];
   memset(nulls, ' ', sizeof nulls);
   if (!r.metadata) nulls[7] = 'n';
   if (!r.display) nulls[8] = 'n';
@@ -327,10 +329,13 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
     versions.push_back(b.version);
     states.push_back(Advance(requests[i], *types.back(), b));
   }
-  // 3. Positions, consecutive for the whole batch, then the rows themselves.
+  // 3. The transaction's order key (registering it as an open appender at its first append:
+  // from here until it ends it holds back the events that sort after it), positions
+  // consecutive for the whole batch, then the rows themselves.
+  int64 order_key = fresh.empty() ? 0 : horizon::KeyForAppend();
   std::vector<int64> positions = AllocatePositions(fresh.size());
   for (size_t k = 0; k < fresh.size(); k++) {
-    Datum row = Insert(requests[fresh[k]], positions[k], versions[k]);
+    Datum row = Insert(requests[fresh[k]], positions[k], versions[k], order_key);
     PgCall([&] { rows[fresh[k]] = SPI_datumTransfer(row, false, -1); });
   }
   // 4. Projections, in the same transaction: a failure here aborts the append.

@@ -9,6 +9,7 @@
 #include "catalog.hpp"
 #include "doorbell.hpp"
 #include "evstream/error.hpp"
+#include "horizon.hpp"
 #include "pg/guard.hpp"
 #include "read.hpp"
 #include "security.hpp"
@@ -19,6 +20,8 @@ extern "C" {
 #include "miscadmin.h"          // process_shared_preload_libraries_in_progress
 #include "utils/builtins.h"     // text_to_cstring
 #include "utils/guc.h"          // DefineCustomEnumVariable, MarkGUCPrefixReserved
+#include "utils/timestamp.h"    // TimestampTzGetDatum
+#include "utils/tuplestore.h"   // tuplestore_putvalues
 
 PG_MODULE_MAGIC;
 
@@ -29,6 +32,10 @@ PG_FUNCTION_INFO_V1(evstream_post_events);
 PG_FUNCTION_INFO_V1(evstream_read_after);
 PG_FUNCTION_INFO_V1(evstream_stream);
 PG_FUNCTION_INFO_V1(evstream_doorbell_rings);
+PG_FUNCTION_INFO_V1(evstream_read_horizon);
+PG_FUNCTION_INFO_V1(evstream_log_tail);
+PG_FUNCTION_INFO_V1(evstream_held_back);
+PG_FUNCTION_INFO_V1(evstream_horizon_holders);
 }
 
 namespace {
@@ -70,7 +77,10 @@ void _PG_init(void) {
   MarkGUCPrefixReserved("evstream");
   evstream::catalog::Init();
   evstream::security::Init();
-  if (process_shared_preload_libraries_in_progress) evstream::doorbell::Init();
+  if (process_shared_preload_libraries_in_progress) {
+    evstream::doorbell::Init();
+    evstream::horizon::Init();  // after the doorbell: its commit callback runs first
+  }
 }
 
 extern "C" Datum evstream_require_preload(PG_FUNCTION_ARGS) {
@@ -148,4 +158,67 @@ extern "C" Datum evstream_doorbell_rings(PG_FUNCTION_ARGS) {
       throw evstream::Error("55000", "evstream is not loaded through shared_preload_libraries");
     return Int64GetDatum(static_cast<int64>(evstream::doorbell::Rings()));
   });
+}
+
+// evstream._read_horizon(after_key): the one definition of what a reader may read, for SQL
+// readers (consume); call it, then read in a later statement (a later snapshot).
+extern "C" Datum evstream_read_horizon(PG_FUNCTION_ARGS) {
+  int64 after_key = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    return Int64GetDatum(evstream::read::Horizon(after_key));
+  });
+}
+
+// evstream.log_tail(): the last readable event (no row when none is).
+extern "C" Datum evstream_log_tail(PG_FUNCTION_ARGS) {
+  TupleDesc desc;
+  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("log_tail must return a record")));
+  desc = BlessTupleDesc(desc);
+  InitMaterializedSRF(fcinfo, 0);
+  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+  int64 position = 0, order_key = 0;
+  bool found = false;
+  Datum r = evstream::pg::InvokeCpp([&]() -> Datum {
+    found = evstream::read::Tail(&position, &order_key);
+    return (Datum)0;
+  });
+  if (found) {
+    Datum values[2] = {Int64GetDatum(position), Int64GetDatum(order_key)};
+    bool nulls[2] = {false, false};
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+  }
+  return r;
+}
+
+extern "C" Datum evstream_held_back(PG_FUNCTION_ARGS) {
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    return BoolGetDatum(evstream::read::HeldBack());
+  });
+}
+
+// evstream._horizon_holders(): the horizon, the next key, and one row per open appending
+// transaction of this database (pid, key, since), smallest key first; one row with null pid
+// when there is none. evstream.horizon() joins it with pg_stat_activity.
+extern "C" Datum evstream_horizon_holders(PG_FUNCTION_ARGS) {
+  InitMaterializedSRF(fcinfo, 0);
+  auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+  evstream::horizon::State* state = nullptr;
+  Datum r = evstream::pg::InvokeCpp([&]() -> Datum {
+    state = new evstream::horizon::State(evstream::horizon::CurrentState());
+    return (Datum)0;
+  });
+  size_t n = state->holders.size();
+  for (size_t i = 0; i < (n == 0 ? 1 : n); i++) {
+    Datum values[5] = {Int64GetDatum(state->horizon), Int64GetDatum(state->next_key), 0, 0, 0};
+    bool nulls[5] = {false, false, n == 0, n == 0, n == 0};
+    if (n > 0) {
+      values[2] = Int32GetDatum(state->holders[i].pid);
+      values[3] = Int64GetDatum(state->holders[i].key);
+      values[4] = TimestampTzGetDatum(state->holders[i].since);
+    }
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+  }
+  delete state;
+  return r;
 }

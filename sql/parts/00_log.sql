@@ -30,6 +30,9 @@ CREATE TABLE evstream.events (
   correlation_id  uuid,
   causation_id    uuid,
   idempotency_key text,
+  -- The delivery order: the writing transaction's order key, taken at its first append (see
+  -- evstream.horizon()). Readers read (order_key, position) below the horizon.
+  order_key       bigint      NOT NULL,
   PRIMARY KEY (id),
   CONSTRAINT events_channel_check
     CHECK (channel ~ '^(project|user|channel):[A-Za-z0-9_.:@+=-]+$'),
@@ -39,8 +42,11 @@ CREATE TABLE evstream.events (
 );
 ALTER SEQUENCE evstream.events_position_seq OWNED BY evstream.events.position;
 CREATE UNIQUE INDEX events_position_key ON evstream.events (position);
--- Gap-free reading walks (tx, position).
-CREATE INDEX events_tx_position_idx ON evstream.events (tx, position);
+-- Gap-free reading walks (order_key, position).
+CREATE INDEX events_order_idx ON evstream.events (order_key, position);
+-- Order keys are reserved from this sequence in blocks of 1024 (block b: keys b*1024 ..
+-- b*1024+1023): a key is never handed out twice, nor below one handed out, across restarts.
+CREATE SEQUENCE evstream.order_key_blocks AS bigint;
 CREATE UNIQUE INDEX events_aggregate_version_key
   ON evstream.events (aggregate_type, aggregate_id, version);
 CREATE UNIQUE INDEX events_idempotency_key
@@ -99,10 +105,53 @@ CREATE FUNCTION evstream.post_events(events jsonb) RETURNS SETOF evstream.events
 -- ---------------------------------------------------------------------------------------------
 -- Reading
 -- ---------------------------------------------------------------------------------------------
+-- Every reader of the global order (read_after, consume, evstreamd's feed, replays and
+-- GET /api/events) reads below one horizon, computed by the extension (horizon.cpp):
+-- horizon = min(next order key, smallest order key of an open appending transaction of this
+-- database). Only transactions that have appended hold it back. VOLATILE: each call computes
+-- the horizon, then reads with a snapshot taken after it.
 CREATE FUNCTION evstream.read_after(after_position bigint DEFAULT 0, max_count integer DEFAULT 1000,
                                     channels text[] DEFAULT NULL)
   RETURNS SETOF evstream.events
-  LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'evstream_read_after';
+  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_read_after';
+
+-- The horizon for a read after order key after_key, for SQL readers: read below it in a later
+-- statement (consume does).
+CREATE FUNCTION evstream._read_horizon(after_key bigint DEFAULT 0) RETURNS bigint
+  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_read_horizon';
+
+-- The last readable event (no row while none is): where a live reader that wants only new
+-- events starts.
+CREATE FUNCTION evstream.log_tail(OUT "position" bigint, OUT order_key bigint)
+  RETURNS SETOF record
+  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_log_tail';
+
+-- Whether committed events wait at or above the horizon (an appending transaction is open).
+CREATE FUNCTION evstream._held_back() RETURNS boolean
+  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_held_back';
+
+CREATE FUNCTION evstream._horizon_holders(OUT horizon bigint, OUT next_key bigint, OUT pid integer,
+                                          OUT order_key bigint, OUT since timestamptz)
+  RETURNS SETOF record
+  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_horizon_holders';
+
+-- What holds delivery back, in this database: the horizon, the next key, and the open
+-- appending transaction with the smallest key (its backend's pid, state and open time from
+-- pg_stat_activity, how long it has held the horizon), nulls when none is open; held_back:
+-- committed events waiting at or above the horizon.
+CREATE FUNCTION evstream.horizon(OUT horizon bigint, OUT next_key bigint, OUT open_appenders integer,
+                                 OUT held_back bigint, OUT pid integer, OUT database name,
+                                 OUT state text, OUT xact_start timestamptz, OUT held_for interval)
+  LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+  BEGIN ATOMIC
+    SELECT h.horizon, h.next_key,
+           (SELECT count(*)::integer FROM evstream._horizon_holders() x WHERE x.pid IS NOT NULL),
+           (SELECT count(*) FROM evstream.events e WHERE e.order_key >= h.horizon),
+           h.pid, a.datname, a.state, a.xact_start, clock_timestamp() - h.since
+      FROM evstream._horizon_holders() h
+      LEFT JOIN pg_stat_activity a ON a.pid = h.pid
+     ORDER BY h.order_key NULLS LAST LIMIT 1;
+  END;
 
 CREATE FUNCTION evstream.stream(aggregate_type text, aggregate_id text, after_version integer DEFAULT 0)
   RETURNS SETOF evstream.events

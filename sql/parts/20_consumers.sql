@@ -15,10 +15,10 @@ CREATE TABLE evstream.consumer_checkpoints (
   consumer   text        NOT NULL,
   member     integer     NOT NULL,
   size       integer     NOT NULL DEFAULT 1,
-  tx         xid8        NOT NULL DEFAULT '0',
   position   bigint      NOT NULL DEFAULT 0,
   updated_at timestamptz NOT NULL DEFAULT now(),
   owner_role oid         NOT NULL,
+  order_key  bigint      NOT NULL DEFAULT 0,  -- with position: the last event acked
   PRIMARY KEY (consumer, member),
   CONSTRAINT consumer_member_check CHECK (member >= 0 AND size >= 1 AND member < size)
 );
@@ -43,6 +43,7 @@ CREATE FUNCTION evstream.consume(consumer text, max_count integer DEFAULT 100, m
 DECLARE
   c evstream.consumer_checkpoints;
   owner oid;
+  horizon bigint;
 BEGIN
   IF consumer IS NULL OR consumer = '' THEN
     RAISE EXCEPTION 'consumer must not be null or empty' USING ERRCODE = '22004';
@@ -85,15 +86,17 @@ BEGIN
       USING ERRCODE = '22023',
             HINT = 'Keep the group size fixed, or start a new consumer name.';
   END IF;
+  -- The one horizon (see read_after), computed before the statement that reads below it.
+  horizon := evstream._read_horizon(c.order_key);
   RETURN QUERY
     SELECT e.* FROM evstream.events e
-     WHERE (e.tx, e.position) > (c.tx, c.position)
-       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+     WHERE (e.order_key, e.position) > (c.order_key, c.position)
+       AND e.order_key < horizon
        AND evstream.channel_allowed(e.channel)
        AND (consume.size = 1 OR
             abs(hashtextextended(e.aggregate_type || chr(31) || e.aggregate_id, 0) % consume.size)
               = consume.member)
-     ORDER BY e.tx, e.position
+     ORDER BY e.order_key, e.position
      LIMIT max_count;
 END
 $$;
@@ -114,9 +117,10 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'position % is not in the log', position USING ERRCODE = 'EV006';
   END IF;
-  UPDATE evstream.consumer_checkpoints k SET tx = e.tx, position = e.position, updated_at = now()
+  UPDATE evstream.consumer_checkpoints k SET order_key = e.order_key, position = e.position,
+                                             updated_at = now()
    WHERE k.consumer = _advance.consumer AND k.member = _advance.member
-     AND (k.tx, k.position) < (e.tx, e.position);
+     AND (k.order_key, k.position) < (e.order_key, e.position);
   IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM evstream.consumer_checkpoints k
                                 WHERE k.consumer = _advance.consumer AND k.member = _advance.member) THEN
     RAISE EXCEPTION 'consumer % member % has never consumed', consumer, member

@@ -160,7 +160,12 @@ GRANT EXECUTE ON FUNCTION evstream.read_after(bigint, integer, text[]),
                           evstream.fail(text, bigint, text, integer),
                           evstream.stats(),
                           evstream.events_by_correlation(uuid),
-                          evstream.doorbell_rings()
+                          evstream.doorbell_rings(),
+                          evstream._read_horizon(bigint),
+                          evstream.log_tail(),
+                          evstream._held_back(),
+                          evstream._horizon_holders(),
+                          evstream.horizon()
   TO evstream_reader;
 
 -- Writers: everything readers have, plus appending (to the channels the channel rule allows,

@@ -8,7 +8,7 @@
 namespace evstream::feed {
 
 const char* const kEventColumns =
-    "e.position, e.tx::text, e.channel, e.aggregate_type, e.aggregate_id, e.version, e.event_type,"
+    "e.position, e.order_key::text, e.channel, e.aggregate_type, e.aggregate_id, e.version, e.event_type,"
     " e.id, e.data, e.metadata, e.display,"
     " to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
     " e.correlation_id, e.causation_id, e.created_by, extract(epoch FROM e.created_at)::float8";

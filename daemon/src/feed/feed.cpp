@@ -10,15 +10,13 @@ namespace evstream::feed {
 namespace {
 const std::string kReadSql = std::string("SELECT ") + kEventColumns +
                              " FROM evstream.read_after($1::bigint, $2::int) e";
-// The last event in the gap-free order that is already readable.
-const char* const kTailSql =
-    "SELECT position, tx::text FROM evstream.events"
-    " WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx DESC, position DESC LIMIT 1";
+// The last event below the delivery horizon (evstream.log_tail: the extension's one definition).
+const char* const kTailSql = "SELECT position, order_key::text FROM evstream.log_tail()";
 const char* const kBeforeSql =
-    "SELECT position, tx::text FROM evstream.events WHERE (tx, position) < ($1::text::xid8, $2::bigint)"
-    " ORDER BY tx DESC, position DESC LIMIT 1";
-const char* const kHeldBackSql =
-    "SELECT EXISTS (SELECT 1 FROM evstream.events WHERE tx >= pg_snapshot_xmin(pg_current_snapshot()))";
+    "SELECT position, order_key::text FROM evstream.events"
+    " WHERE (order_key, position) < ($1::bigint, $2::bigint)"
+    " ORDER BY order_key DESC, position DESC LIMIT 1";
+const char* const kHeldBackSql = "SELECT evstream._held_back()";
 }  // namespace
 
 // Typed reads of every column (BadRow when the row does not have the promised shape).

@@ -12,7 +12,7 @@
 
 namespace evstream::sse {
 namespace {
-const std::string kAnchorSql = "SELECT tx::text FROM evstream.events WHERE position = $1::bigint";
+const std::string kAnchorSql = "SELECT order_key::text FROM evstream.events WHERE position = $1::bigint";
 const std::string kReplaySql = std::string("SELECT ") + feed::kEventColumns +
                                " FROM evstream.read_after($1::bigint, $2::int, $3::text[]) e";
 constexpr int kPaceMs = 5;
