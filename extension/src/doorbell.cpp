@@ -28,11 +28,19 @@ namespace {
 
 constexpr int kMaxDatabases = 64;
 
-enum SlotState { kFree = 0, kStarting, kRunning };
+// kStarting: a worker was registered for the slot and has not reached its loop yet; kDead: its
+// worker exited while commits still counted on the slot or a ring was pending (the next commit
+// starts a new one; the postmaster restarts one that exited on an error).
+enum SlotState { kFree = 0, kStarting, kRunning, kDead };
+
+// A worker that has not reached its loop this long after registration never will: start another.
+constexpr int kStartTimeoutMs = 5000;
 
 struct Slot {
   SlotState state;
   Oid dbid;
+  uint32 generation;    // bumped at each worker registration: a stale worker leaves at once
+  TimestampTz started;  // when the current worker was registered
   bool pending;         // a commit that appended happened since the worker last sent
   bool pending_ephemeral;  // a commit that published happened since the worker last sent
   int committing;       // backends between pre-commit and commit that counted on this slot
@@ -56,6 +64,15 @@ bool g_appended = false;
 bool g_published = false;
 int g_counted_slot = -1;  // slot whose `committing` this transaction incremented
 int g_worker_slot = -1;   // in a doorbell worker: its slot
+uint32 g_worker_generation = 0;
+
+// Caller holds the mutex. Frees a slot; its generation survives, so a worker registered for an
+// earlier use of the slot can never mistake a later one for its own.
+void FreeSlot(Slot* s) {
+  uint32 generation = s->generation;
+  *s = Slot{};
+  s->generation = generation;
+}
 
 void OnShmemRequest() {
   if (g_prev_request) g_prev_request();
@@ -90,9 +107,13 @@ void NotifyInline() {
 }
 
 // Pre-commit: make sure a worker serves this database and keep it from exiting until our
-// commit has rung. May ereport (we are still allowed to fail here).
+// commit has rung. May ereport (we are still allowed to fail here). A slot whose worker died
+// (kDead) or never started (kStarting for longer than kStartTimeoutMs) gets a new worker; the
+// slot itself is never freed while a backend counts on it.
 void EnsureWorker() {
   bool start = false;
+  uint32 generation = 0;
+  TimestampTz now = GetCurrentTimestamp();
   SpinLockAcquire(&g_shared->mutex);
   int idx = FindSlot(MyDatabaseId);
   if (idx < 0) {
@@ -104,16 +125,24 @@ void EnsureWorker() {
     }
     if (idx >= 0) {
       Slot* s = &g_shared->slots[idx];
-      s->state = kStarting;
+      FreeSlot(s);
+      s->state = kDead;
       s->dbid = MyDatabaseId;
-      s->pending = false;
-      s->pending_ephemeral = false;
-      s->committing = 0;
-      s->latch = nullptr;
-      start = true;
     }
   }
-  if (idx >= 0) g_shared->slots[idx].committing++;
+  if (idx >= 0) {
+    Slot* s = &g_shared->slots[idx];
+    if (s->state == kDead ||
+        (s->state == kStarting && TimestampDifferenceExceeds(s->started, now, kStartTimeoutMs))) {
+      s->state = kStarting;
+      s->latch = nullptr;
+      s->generation++;
+      s->started = now;
+      generation = s->generation;
+      start = true;
+    }
+    s->committing++;
+  }
   SpinLockRelease(&g_shared->mutex);
   if (idx < 0) {
     ereport(WARNING, (errmsg("evstream: no free doorbell slot; notifying inside the transaction")));
@@ -127,16 +156,21 @@ void EnsureWorker() {
   memset(&worker, 0, sizeof worker);
   worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
   worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-  worker.bgw_restart_time = BGW_NEVER_RESTART;
+  // An error exit (say, no connection slot free) is retried by the postmaster after 1 s; a
+  // clean exit (idle, or a stale generation) unregisters the worker.
+  worker.bgw_restart_time = 1;
   snprintf(worker.bgw_library_name, BGW_MAXLEN, "evstream");
   snprintf(worker.bgw_function_name, BGW_MAXLEN, "evstream_doorbell_main");
   snprintf(worker.bgw_name, BGW_MAXLEN, "evstream doorbell for database %u", MyDatabaseId);
   snprintf(worker.bgw_type, BGW_MAXLEN, "evstream doorbell");
-  worker.bgw_main_arg = Int32GetDatum(idx);
+  worker.bgw_main_arg = Int64GetDatum((static_cast<int64>(generation) << 16) | idx);
   worker.bgw_notify_pid = 0;
   if (!RegisterDynamicBackgroundWorker(&worker, nullptr)) {
+    // Ring this commit inline; the slot stays (others may count on it), marked for a new try.
     SpinLockAcquire(&g_shared->mutex);
-    g_shared->slots[idx] = Slot{};
+    Slot* s = &g_shared->slots[idx];
+    s->committing--;
+    if (s->generation == generation && s->state == kStarting) s->state = kDead;
     SpinLockRelease(&g_shared->mutex);
     g_counted_slot = -1;
     ereport(WARNING, (errmsg("evstream: could not start the doorbell worker; notifying inside "
@@ -185,11 +219,23 @@ void OnXact(XactEvent event, void*) {
   }
 }
 
+// A worker leaving for any reason (error, SIGTERM) other than its idle exit: free the slot only
+// when nobody counts on it and nothing is pending; otherwise leave it kDead for the next commit
+// (or the postmaster's restart) to start a new worker that rings what is pending.
 void OnWorkerExit(int, Datum) {
   if (g_worker_slot < 0 || g_shared == nullptr) return;
   SpinLockAcquire(&g_shared->mutex);
-  g_shared->slots[g_worker_slot] = Slot{};
+  Slot* s = &g_shared->slots[g_worker_slot];
+  if (s->generation == g_worker_generation && s->state != kFree) {
+    if (s->committing == 0 && !s->pending && !s->pending_ephemeral) {
+      FreeSlot(s);
+    } else {
+      s->state = kDead;
+      s->latch = nullptr;
+    }
+  }
   SpinLockRelease(&g_shared->mutex);
+  g_worker_slot = -1;
 }
 
 void SendNotify(bool log, bool ephemeral) {
@@ -242,15 +288,25 @@ void MarkPublished() {
 // DROP DATABASE is not held up), but never while a committing backend counts on it.
 void evstream_doorbell_main(Datum arg) {
   using namespace evstream::doorbell;
-  int idx = DatumGetInt32(arg);
+  int64 packed = DatumGetInt64(arg);
+  int idx = static_cast<int>(packed & 0xFFFF);
+  uint32 generation = static_cast<uint32>(packed >> 16);
   pqsignal(SIGTERM, die);
   BackgroundWorkerUnblockSignals();
 
-  Oid dbid;
+  // A worker restarted by the postmaster after the slot moved on (freed, or a newer worker
+  // registered) has nothing to do: a clean exit unregisters it.
+  Oid dbid = InvalidOid;
   SpinLockAcquire(&g_shared->mutex);
-  dbid = g_shared->slots[idx].dbid;
+  bool mine = g_shared->slots[idx].generation == generation && g_shared->slots[idx].state != kFree;
+  if (mine) {
+    dbid = g_shared->slots[idx].dbid;
+    g_shared->slots[idx].state = kStarting;  // restarted after an error exit: no longer dead
+  }
   SpinLockRelease(&g_shared->mutex);
+  if (!mine) proc_exit(0);
   g_worker_slot = idx;
+  g_worker_generation = generation;
   before_shmem_exit(OnWorkerExit, (Datum)0);
 
   BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
@@ -259,9 +315,16 @@ void evstream_doorbell_main(Datum arg) {
   SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
   SpinLockAcquire(&g_shared->mutex);
-  g_shared->slots[idx].latch = MyLatch;
-  g_shared->slots[idx].state = kRunning;
+  mine = g_shared->slots[idx].generation == generation;
+  if (mine) {
+    g_shared->slots[idx].latch = MyLatch;
+    g_shared->slots[idx].state = kRunning;
+  }
   SpinLockRelease(&g_shared->mutex);
+  if (!mine) {
+    g_worker_slot = -1;
+    proc_exit(0);
+  }
 
   TimestampTz last_work = GetCurrentTimestamp();
   for (;;) {
@@ -285,8 +348,10 @@ void evstream_doorbell_main(Datum arg) {
       bool quit = false;
       SpinLockAcquire(&g_shared->mutex);
       Slot* s = &g_shared->slots[idx];
-      if (!s->pending && !s->pending_ephemeral && s->committing == 0) {
-        *s = Slot{};
+      if (s->generation != generation) {
+        quit = true;  // a newer worker took the slot over
+      } else if (!s->pending && !s->pending_ephemeral && s->committing == 0) {
+        FreeSlot(s);
         quit = true;
       }
       SpinLockRelease(&g_shared->mutex);

@@ -100,12 +100,25 @@ describe('delivery horizon', () => {
       assert.equal(h.state, 'idle in transaction');
       assert.ok(Number(h.held_back) >= 1, 'B waits at the horizon');
       assert.equal(h.open_appenders, 1);
+      // evstreamd says the same: /metrics at once, /healthz once held back for a second.
+      const apid = await pidOf(a);
+      await waitFor(async () => (await request(d, '/healthz')).json?.held_back?.pid === apid,
+        { what: '/healthz to name the holder' });
+      const hz = (await request(d, '/healthz')).json;
+      assert.equal(hz.status, 'ok');
+      assert.equal(hz.held_back.database, (await db.query('SELECT current_database() AS d')).rows[0].d);
+      assert.equal(hz.held_back.state, 'idle in transaction');
+      assert.ok(hz.held_back.seconds >= 1 && hz.held_back.events >= 1 && hz.held_back.open_seconds >= hz.held_back.seconds);
+      assert.equal(metric((await request(d, '/metrics')).body, 'evstream_held_back_pid'), apid);
 
       await a.query('COMMIT');
       assert.deepEqual(await readAfter(db, earlier, channel), [posA, posB], 'A then B, for a reader past earlier events');
       assert.deepEqual(await readAfter(db, 0, channel), [earlier, posA, posB]);
       await s.until(() => s.positions().length >= 2, 10000, 'A and B on the stream');
       assert.deepEqual(s.positions(), [posA, posB]);
+      await waitFor(async () => metric((await request(d, '/metrics')).body, 'evstream_held_back_pid') === 0,
+        { what: 'the held-back gauge to clear' });
+      assert.equal((await request(d, '/healthz')).json.held_back, undefined);
       s.close();
     } finally {
       await a.query('ROLLBACK').catch(() => {});
@@ -227,6 +240,43 @@ describe('delivery horizon across a crash', () => {
     } finally {
       await Promise.all(writers.map((w) => w.end().catch(() => {})));
       await reader.end().catch(() => {});
+    }
+  });
+});
+
+// Item 4: the doorbell rings for every commit even when its worker cannot start at first.
+describe('doorbell that always rings', () => {
+  test('a worker that fails to connect is retried: the pending commit still rings, with no later commit', async () => {
+    const name = `evstream_bell_${uniq('')}`;
+    const admin = new pg.Client({ database: 'postgres' });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    const own = new pg.Client({ database: name });
+    const listener = new pg.Client({ database: name });
+    await own.connect();
+    await listener.connect();
+    try {
+      await own.query('CREATE EXTENSION evstream');
+      const notes = [];
+      listener.on('notification', (n) => { if (n.channel === 'evstream') notes.push(n); });
+      await listener.query('LISTEN evstream');
+      // Existing sessions stay; the doorbell worker's connection is refused (FATAL at start).
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+      await own.query("SELECT evstream.post_event('project:bell', 'doc', 'd1', 'doc.created')");
+      // The worker was registered at pre-commit and fails while this commit is pending.
+      await waitFor(async () => (await admin.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'evstream doorbell' AND datname = $1",
+        [name])).rows[0].n === 0, { what: 'no doorbell worker connected' });
+      assert.equal(notes.length, 0, 'nobody could ring yet');
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+      // No further commit: the retried worker rings the pending one.
+      await waitFor(() => notes.length >= 1, { timeout: 15000, what: 'the pending commit to ring' });
+    } finally {
+      await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`).catch(() => {});
+      await own.end().catch(() => {});
+      await listener.end().catch(() => {});
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
+      await admin.end();
     }
   });
 });

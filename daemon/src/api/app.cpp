@@ -154,6 +154,11 @@ http::Response App::Health() const {
     j["reason"] = "feed starting";
     return http::Json(503, j);
   }
+  // Still healthy, but say who holds delivery back once it passes a second.
+  if (metrics_.held_back_seconds >= 1.0)
+    j["held_back"] = {{"seconds", metrics_.held_back_seconds}, {"events", metrics_.held_back_events},
+                      {"pid", metrics_.held_back_pid}, {"database", metrics_.held_back_database},
+                      {"state", metrics_.held_back_state}, {"open_seconds", metrics_.held_back_open_seconds}};
   return http::Json(200, j);
 }
 

@@ -69,6 +69,12 @@ std::string Metrics::Render() const {
   metric("evstream_db_queued", "gauge", "Database jobs waiting for a pool connection.", db_queued);
   metric("evstream_pending_bytes", "gauge", "Bytes held in requests still being received.", pending_bytes);
   metric("evstream_last_position", "gauge", "Position of the last event fanned out.", last_position);
+  metric("evstream_held_back_seconds", "gauge",
+         "How long an open appending transaction has held committed events back (0: none held).",
+         held_back_seconds);
+  metric("evstream_held_back_events", "gauge", "Committed events waiting behind it.", held_back_events);
+  metric("evstream_held_back_pid", "gauge", "Backend pid of the transaction holding them (0: none).",
+         held_back_pid);
   metric("evstream_feed_lag_seconds", "gauge",
          "Seconds between the last event's creation and its fan-out.", feed_lag_seconds);
   metric("evstream_db_connected", "gauge", "1 while the feed's database connection is up.",

@@ -44,6 +44,13 @@ struct Metrics {
   int64_t last_position = 0;          // last position delivered by the feed
   double feed_lag_seconds = 0;        // commit-to-fan-out delay of the last event
   bool db_connected = false;
+  // Delivery held back by an open appending transaction (evstream.horizon(), at the feed's last
+  // held-back check): how long, how many committed events wait, and the holder.
+  double held_back_seconds = 0;
+  int64_t held_back_events = 0;
+  int64_t held_back_pid = 0;
+  std::string held_back_database, held_back_state;
+  double held_back_open_seconds = 0;  // how long the holder's transaction has been open
 
   std::string Render() const;
 };

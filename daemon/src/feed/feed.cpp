@@ -16,7 +16,12 @@ const char* const kBeforeSql =
     "SELECT position, order_key::text FROM evstream.events"
     " WHERE (order_key, position) < ($1::bigint, $2::bigint)"
     " ORDER BY order_key DESC, position DESC LIMIT 1";
-const char* const kHeldBackSql = "SELECT evstream._held_back()";
+// Whether committed events wait behind an open appending transaction, and which one.
+const char* const kHeldBackSql =
+    "SELECT h.held_back > 0, coalesce(extract(epoch FROM h.held_for), 0)::float8, h.held_back,"
+    " coalesce(h.pid, 0), coalesce(h.database::text, ''), coalesce(h.state, ''),"
+    " coalesce(extract(epoch FROM clock_timestamp() - h.xact_start), 0)::float8"
+    " FROM evstream.horizon() h";
 }  // namespace
 
 // Typed reads of every column (BadRow when the row does not have the promised shape).
@@ -194,6 +199,12 @@ void Feed::CheckHeldBack() {
     busy_ = false;
     if (!r.ok()) return;
     bool held_back = r.rows() == 1 && r.Bool(0, 0);
+    metrics_->held_back_seconds = held_back ? r.Double(0, 1) : 0;
+    metrics_->held_back_events = held_back ? r.Int64(0, 2) : 0;
+    metrics_->held_back_pid = held_back ? r.Int32(0, 3) : 0;
+    metrics_->held_back_database = held_back ? r.Text(0, 4) : "";
+    metrics_->held_back_state = held_back ? r.Text(0, 5) : "";
+    metrics_->held_back_open_seconds = held_back ? r.Double(0, 6) : 0;
     core::LogDebug("feed held-back check", {{"held_back", held_back}, {"doorbell_pending", doorbell_pending_}});
     if (doorbell_pending_) {
       Read();
