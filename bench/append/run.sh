@@ -32,6 +32,7 @@ fresh() {  # a clean log before each run, so no variant pays for another's rows
     -c "DROP TABLE IF EXISTS bench_plain, bench_plain_aggregates" \
     -c "CREATE TABLE bench_plain (LIKE evstream.events INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)" \
     -c "CREATE TABLE bench_plain_aggregates (LIKE evstream.aggregates INCLUDING DEFAULTS INCLUDING INDEXES)" \
+    -c "ALTER TABLE bench_plain ALTER COLUMN order_key SET DEFAULT 1" \
     -c "CREATE FUNCTION public.bench_post_event_invoker(channel text, aggregate_type text, aggregate_id text,
           event_type text, data jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}', idempotency_key text DEFAULT NULL,
           expected_version integer DEFAULT NULL, correlation_id uuid DEFAULT NULL, causation_id uuid DEFAULT NULL,
