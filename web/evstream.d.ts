@@ -59,6 +59,12 @@ export interface ConnectOptions {
   fetch?: typeof fetch;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * Share one server stream between the tabs of this origin that stream for the same identity
+   * (Web Locks leader + BroadcastChannel; see web/tabs.js). Default true; it applies only in a
+   * browser window that has both APIs. false: this client opens a stream of its own.
+   */
+  share?: boolean;
 }
 
 export interface NewEvent {
@@ -84,6 +90,8 @@ export declare class Client {
   readonly connectionId: string | null;
   /** The last id the server sent (events, connected, reset, id-only frames): where a reconnect resumes. */
   readonly lastEventId: string | null;
+  /** 'leader' (this tab reads the shared stream), 'follower' (another tab does), 'single' (own stream). */
+  readonly role: 'leader' | 'follower' | 'single';
   /** pattern: '*', 'document:*' or 'document:doc_1'. Returns the unsubscribe function. */
   subscribe(pattern: string, callback: (event: EvstreamEvent | EphemeralEvent | ControlEvent) => void): () => void;
   /** Ephemeral event to the channel's current subscribers (202 body; 413 over the size limit). */

@@ -16,6 +16,12 @@
 // token's exp was reached), when a request or the stream answers 401, and before the first
 // connection when no `token` is given; it then resumes from the last id, so a refresh loses
 // nothing and repeats nothing.
+//
+// In a browser, the tabs of one origin that stream for the same identity share one server stream
+// (see web/tabs.js): one tab leads and passes the frames on; each tab keeps its own
+// subscriptions, channels and topics. `share: false` gives the tab a stream of its own.
+
+import { TabGroup, sharingEnvironment } from './tabs.js';
 
 const RESERVED = new Set(['connected', 'heartbeat', 'reset', 'overflow', 'reauth']);
 
@@ -105,7 +111,7 @@ export function connect(options) {
 
 export class Client {
   constructor({ url = '', token, getToken, channels = [], topics = [], lastEventId, fetch: fetchImpl,
-                minBackoffMs = 250, maxBackoffMs = 10000 } = {}) {
+                minBackoffMs = 250, maxBackoffMs = 10000, share = true, locks, BroadcastChannel } = {}) {
     this.url = url.replace(/\/$/, '');
     this.token = token;
     this.getToken = typeof getToken === 'function' ? getToken : null;
@@ -124,7 +130,48 @@ export class Client {
     this.retryMs = null;
     this.attempt = 0;
     this.controller = null;
-    this.loop = this.run();
+    this.group = null;
+    this.loop = this.start({ share, locks, BroadcastChannel });
+  }
+
+  // Joins the tabs' shared stream when the environment allows it (a browser window with Web
+  // Locks and BroadcastChannel) and `share` is not false; else streams for this client alone.
+  async start({ share, locks, BroadcastChannel }) {
+    const env = share === false ? null : sharingEnvironment({ locks, BroadcastChannel });
+    if (env && this.needToken) {
+      // The group is chosen by the token's identity: get one first.
+      if (await this.refreshToken().catch(() => false)) this.needToken = false;
+      if (this.closed) return;
+    }
+    if (env) {
+      const group = new TabGroup(this, env);
+      this.group = group;
+      try {
+        await group.start();
+        return;
+      } catch {
+        group.close();
+        this.group = null;
+      }
+    }
+    if (!this.closed) await this.run();
+  }
+
+  // 'leader' (this tab reads the shared stream), 'follower' (another tab does), or 'single'
+  // (a stream of its own: share: false, or no Web Locks / BroadcastChannel).
+  get role() {
+    return this.group ? this.group.role : 'single';
+  }
+
+  // Called by the group when this tab takes the lead.
+  runLeader() {
+    this.leaderLoop = this.run();
+  }
+
+  // Reconnects the stream at once (the group changed its request or resume id).
+  restartStream() {
+    this.restartNow = true;
+    this.controller?.abort();
   }
 
   subscribe(pattern, callback) {
@@ -229,16 +276,28 @@ export class Client {
   close() {
     this.closed = true;
     this.controller?.abort();
+    this.group?.close();
     this.setState('closed');
   }
 
   setState(state) {
     if (this.connectionState === state) return;
     this.connectionState = state;
+    this.group?.broadcastState(state);
     for (const l of [...this.stateListeners]) l(state);
   }
 
+  // The server refused the token (401/403): '*' subscribers get { type: 'error' } and the client
+  // closes. A leading tab tells the others first (they stream with the same identity).
+  fail(status, body) {
+    this.error = new EvstreamError(status, body);
+    this.group?.broadcastFatal(status, body);
+    for (const sub of [...this.subscriptions]) if (sub.pattern === '*') sub.callback({ type: 'error', status, error: body });
+    this.close();
+  }
+
   dispatch(frame) {
+    if (this.group && !this.group.admit(frame)) return;
     if (frame.id !== undefined && frame.id !== '') this.lastEventId = frame.id;
     if (frame.retry !== undefined) this.retryMs = frame.retry;
     if (!frame.data) return;
@@ -272,9 +331,13 @@ export class Client {
   }
 
   streamUrl() {
+    return this.streamUrlFor(this.channels, this.topics);
+  }
+
+  streamUrlFor(channels, topics) {
     const q = new URLSearchParams();
-    for (const c of this.channels) q.append('channel', c);
-    for (const t of this.topics) q.append('topic', t);
+    for (const c of channels) q.append('channel', c);
+    for (const t of topics) q.append('topic', t);
     const qs = q.toString();
     return `${this.url}/api/events/stream${qs ? '?' + qs : ''}`;
   }
@@ -292,10 +355,18 @@ export class Client {
       this.controller = new AbortController();
       const headers = { Accept: 'text/event-stream' };
       if (this.token) headers.Authorization = `Bearer ${this.token}`;
-      if (this.lastEventId) headers['Last-Event-ID'] = this.lastEventId;
+      const resumeId = this.group ? this.group.streamCursor : this.lastEventId;
+      if (resumeId) headers['Last-Event-ID'] = resumeId;
+      this.restartNow = false;
+      // After restartStream() the rest of this connection's bytes are not read any more.
+      const sink = (f) => {
+        if (this.restartNow || this.closed) return;
+        if (this.group) this.group.fromServer(f);
+        else this.dispatch(f);
+      };
       let fatal = null;
       try {
-        const response = await this.fetch(this.streamUrl(), {
+        const response = await this.fetch(this.group ? this.group.streamUrl() : this.streamUrl(), {
           headers, signal: this.controller.signal, credentials: 'include', cache: 'no-store',
         });
         if (response.status === 401 && this.getToken && !refreshedFor401) {
@@ -310,7 +381,7 @@ export class Client {
           throw new EvstreamError(response.status, null);
         } else {
           refreshedFor401 = false;
-          const parser = new SseParser((f) => this.dispatch(f));
+          const parser = new SseParser(sink);
           const decoder = new TextDecoder();
           const reader = response.body.getReader();
           for (;;) {
@@ -323,12 +394,11 @@ export class Client {
         if (this.closed) break;
       }
       if (fatal) {
-        this.error = fatal;
-        for (const sub of [...this.subscriptions]) if (sub.pattern === '*') sub.callback({ type: 'error', status: fatal.status, error: fatal.body });
-        this.close();
+        this.fail(fatal.status, fatal.body);
         break;
       }
       if (this.closed) break;
+      if (this.restartNow) continue;  // reopened on purpose: no backoff
       this.setState('connecting');
       if (this.reauth) continue;  // a planned end: no backoff
       const base = this.retryMs ?? this.minBackoffMs;

@@ -157,7 +157,8 @@ async function main() {
   showState('connecting');
   const lastEventId = await loadHistory();
   render();
-  const client = connect({ url: '', token, channels: [CHANNEL], lastEventId });
+  // The tabs of this browser share one stream (web/tabs.js); #share=0 gives this tab its own.
+  const client = connect({ url: '', token, channels: [CHANNEL], lastEventId, share: params.get('share') !== '0' });
   window.evstreamClient = client; // for tests and curious users
   client.onStateChange(showState);
   client.subscribe('submission:*', (e) => {
