@@ -1,0 +1,180 @@
+// evstreamd behind Debian's nginx with the configuration of docs/nginx.conf (only ports,
+// certificate paths and the upstream address replaced): HTTP/2 over TLS (a self-signed
+// certificate made here with openssl) to curl --http2 -k; the stream is not buffered (an event
+// posted through nginx arrives while the stream stays open), an idle stream keeps its heartbeats
+// and is not cut, resume by Last-Event-ID replays exactly what was missed, POST answers 201 over
+// HTTP/2, and whatever X-Forwarded-For / X-Real-IP the client sends is replaced by nginx.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { SseParser, pgClient, startDaemon, stopDaemon, token, waitFor } from './lib/daemon.mjs';
+
+const NGINX = fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+let db, daemon, nginx, dir, base;
+const jwt = token({ sub: 'proxy-user', projects: ['px'] });
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// docs/nginx.conf with this test's addresses, inside a minimal main configuration.
+function writeConfig(port) {
+  const doc = fs.readFileSync('docs/nginx.conf', 'utf8');
+  const site = doc
+    .replace('server 127.0.0.1:8080;', `server 127.0.0.1:${daemon.port};`)
+    .replace('listen 443 ssl http2;', `listen 127.0.0.1:${port} ssl http2;`)
+    .replace(/^\s*listen \[::\]:443 ssl http2;\n/m, '')
+    .replace('/etc/ssl/certs/events.example.com.pem', path.join(dir, 'cert.pem'))
+    .replace('/etc/ssl/private/events.example.com.key', path.join(dir, 'key.pem'));
+  assert.notEqual(site, doc);
+  assert.ok(site.includes(`127.0.0.1:${port} ssl http2`) && site.includes(`server 127.0.0.1:${daemon.port};`));
+  fs.writeFileSync(path.join(dir, 'evstream.conf'), site);
+  const temp = (n) => `${n}_temp_path ${path.join(dir, n)};`;
+  fs.writeFileSync(path.join(dir, 'nginx.conf'), `
+${process.getuid?.() === 0 ? 'user root;' : ''}
+worker_processes 1;
+daemon off;
+pid ${path.join(dir, 'nginx.pid')};
+error_log ${path.join(dir, 'error.log')} warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  ${temp('client_body')} ${temp('proxy')} ${temp('fastcgi')} ${temp('uwsgi')} ${temp('scgi')}
+  include ${path.join(dir, 'evstream.conf')};
+}
+`);
+}
+
+// curl through nginx; resolves { status line, headers, body }.
+function curl(args) {
+  return new Promise((resolve, reject) => {
+    const c = spawn('curl', ['-sS', '-k', '--http2', '-i', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => { out += d; });
+    c.stderr.on('data', (d) => { err += d; });
+    c.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`curl ${args.join(' ')}: ${code} ${err}`));
+      const cut = out.indexOf('\r\n\r\n');
+      resolve({ status: out.slice(0, out.indexOf('\r\n')).trim(), head: out.slice(0, cut), body: out.slice(cut + 4) });
+    });
+  });
+}
+
+// A long-running curl on the stream; `frames` fills as SSE frames arrive through nginx.
+function stream({ headers = [], query = '?channel=project:px' } = {}) {
+  const s = { frames: [], head: '', exited: null };
+  const parser = new SseParser((f) => s.frames.push(f));
+  let buf = '';
+  s.proc = spawn('curl', ['-sS', '-k', '--http2', '-N', '-i', '-H', `Authorization: Bearer ${jwt}`,
+    '-H', 'Accept: text/event-stream', ...headers.flatMap((h) => ['-H', h]), `${base}/api/events/stream${query}`],
+  { stdio: ['ignore', 'pipe', 'inherit'] });
+  s.proc.stdout.setEncoding('utf8');
+  s.proc.stdout.on('data', (d) => {
+    if (s.head) return parser.push(d);
+    buf += d;
+    const cut = buf.indexOf('\r\n\r\n');
+    if (cut >= 0) {
+      s.head = buf.slice(0, cut);
+      parser.push(buf.slice(cut + 4));
+    }
+  });
+  s.proc.on('exit', (code) => { s.exited = code; });
+  s.close = () => s.proc.kill('SIGTERM');
+  s.events = () => s.frames.filter((f) => f.event === 'probe.sent');
+  return s;
+}
+
+function post(id, extraHeaders = []) {
+  return curl(['-X', 'POST', '-H', `Authorization: Bearer ${jwt}`, '-H', 'Content-Type: application/json',
+    ...extraHeaders.flatMap((h) => ['-H', h]),
+    '--data', JSON.stringify({ channel: 'project:px', aggregate_type: 'probe', aggregate_id: id, event_type: 'probe.sent', data: {} }),
+    `${base}/api/events`]);
+}
+
+before(async () => {
+  db = pgClient();
+  await db.connect();
+  daemon = await startDaemon({ args: ['--heartbeat', '1', '--log-level', 'debug'] });
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'evstream-nginx-'));
+  fs.chmodSync(dir, 0o755);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+    '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+  const port = await freePort();
+  writeConfig(port);
+  base = `https://127.0.0.1:${port}`;
+  nginx = spawn(NGINX, ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-e', path.join(dir, 'error.log')],
+    { stdio: ['ignore', 'ignore', 'inherit'] });
+  nginx.exitCode = null;
+  nginx.on('exit', (code) => { nginx.exitCode = code; });
+  await waitFor(async () => {
+    if (nginx.exitCode !== null) throw new Error(`nginx exited: ${fs.readFileSync(path.join(dir, 'error.log'), 'utf8')}`);
+    return (await curl([`${base}/healthz`]).catch(() => null))?.status === 'HTTP/2 200';
+  }, { what: 'nginx to proxy /healthz over HTTP/2' });
+});
+
+after(async () => {
+  if (nginx && nginx.exitCode === null) {
+    const exited = new Promise((r) => nginx.on('exit', r));
+    nginx.kill('SIGQUIT');
+    await exited;
+  }
+  await stopDaemon(daemon);
+  await db?.end();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('through nginx over HTTP/2: the stream is not buffered, idle streams live on, POST and resume work', async () => {
+  const s = stream();
+  try {
+    await waitFor(() => s.frames.some((f) => f.event === 'connected'), { what: 'connected through nginx' });
+    assert.match(s.head, /^HTTP\/2 200/, 'HTTP/2 to the client');
+    assert.match(s.head, /content-type: text\/event-stream/i);
+    const start = s.frames.find((f) => f.event === 'connected').id;
+
+    // Idle: heartbeats (--heartbeat 1) keep arriving and the stream stays open.
+    const beats = () => s.frames.filter((f) => f.event === 'heartbeat').length;
+    await waitFor(() => beats() >= 3, { timeout: 15000, what: 'three heartbeats through nginx' });
+    assert.equal(s.exited, null, 'the idle stream was not cut');
+
+    // POST through nginx: 201 over HTTP/2; the stream shows the event while it stays open.
+    const answers = [];
+    for (const id of ['a', 'b', 'c']) {
+      const r = await post(id);
+      assert.equal(r.status, 'HTTP/2 201', r.body);
+      answers.push(JSON.parse(r.body).position);
+      await waitFor(() => s.events().some((f) => Number(f.id) === answers.at(-1)), { what: `event ${id} through nginx` });
+    }
+    assert.equal(s.exited, null);
+    assert.deepEqual(s.events().map((f) => Number(f.id)), answers);
+
+    // Resume by Last-Event-ID through nginx: exactly the events after it.
+    const r = stream({ headers: [`Last-Event-ID: ${s.events()[0].id}`] });
+    try {
+      await waitFor(() => r.events().length >= 2, { what: 'the replay through nginx' });
+      assert.deepEqual(r.events().map((f) => Number(f.id)), answers.slice(1));
+    } finally {
+      r.close();
+    }
+    const all = stream({ headers: [`Last-Event-ID: ${start}`] });
+    try {
+      await waitFor(() => all.events().length >= 3, { what: 'the full replay through nginx' });
+      assert.deepEqual(all.events().map((f) => Number(f.id)), answers);
+    } finally {
+      all.close();
+    }
+  } finally {
+    s.close();
+  }
+});
