@@ -273,6 +273,20 @@ export class Client {
     return json;
   }
 
+  // null when the token may stream these channels; else { status, body } (403 from history,
+  // which applies the stream's claims rule). Used before a shared stream asks for more.
+  async channelsAllowed(channels) {
+    const q = new URLSearchParams();
+    for (const c of channels) q.append('channel', c);
+    q.set('limit', '1');
+    try {
+      await this.request('GET', `/api/events?${q}`);
+      return null;
+    } catch (e) {
+      return e instanceof EvstreamError && (e.status === 401 || e.status === 403) ? { status: e.status, body: e.body } : null;
+    }
+  }
+
   close() {
     this.closed = true;
     this.controller?.abort();

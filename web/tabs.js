@@ -303,8 +303,23 @@ export class TabGroup {
       this.pendingJoins.push(m);
       return;
     }
-    let plan = planJoin(this.log, m.cursor);
     const grow = !covers(this.streamNeed, m.need);
+    const extra = m.need.channels.filter((c) => !this.streamNeed.channels.includes(c));
+    if (grow && !m.checked && this.streamNeed.channels.length > 0 && extra.length > 0) {
+      // A channel the token does not allow would make the whole stream 403: ask the history
+      // endpoint (same claims rule) first, and refuse only that tab.
+      this.client.channelsAllowed(extra).then((refusal) => {
+        if (this.closed || this.role !== 'leader') return;
+        if (!refusal) {
+          this.answerJoin({ ...m, checked: true });
+          return;
+        }
+        this.registry.delete(m.from);
+        this.send({ t: 'refused', tab: m.from, status: refusal.status, body: refusal.body });
+      });
+      return;
+    }
+    let plan = planJoin(this.log, m.cursor);
     if (grow) {
       // The new tab asks for more than the stream carries: reopen with the union, resumed (so the
       // others miss nothing); what the new tab missed before, it reads on its own.
@@ -414,6 +429,10 @@ export class TabGroup {
         break;
       case 'fatal':
         if (this.role !== 'leader' && m.epoch === this.epoch) this.client.fail(m.status, m.body);
+        break;
+      case 'refused':
+        this.registry.delete(m.tab);
+        if (m.tab === this.tab) this.client.fail(m.status, m.body);
         break;
       default:
         break;

@@ -54,6 +54,13 @@ class Server {
   fetch = async (url, { headers, signal }) => {
     const u = new URL(url);
     const channels = u.searchParams.getAll('channel');
+    const forbidden = channels.some((c) => c.startsWith('project:forbidden'));
+    if (u.pathname === '/api/events') {  // history: only its 403 matters here
+      this.historyChecks = (this.historyChecks ?? 0) + 1;
+      return new Response(JSON.stringify(forbidden ? { error: 'forbidden' } : { events: [], next: 0 }),
+        { status: forbidden ? 403 : 200, headers: { 'content-type': 'application/json' } });
+    }
+    if (forbidden) return new Response('{"error":"forbidden"}', { status: 403 });
     const after = headers['Last-Event-ID'];
     const encoder = new TextEncoder();
     let controller;
@@ -153,6 +160,25 @@ test('a tab opened with an older lastEventId gets what it missed; a tab asking f
   assert.deepEqual([a.seen, b.seen, c.seen], [[4, 5, 6, 8], [6, 8], [2, 3, 4, 5, 6, 8]]);
   await waitUntil(() => server.streams.size === 1, 'the catch-up stream closed once it met the shared one');
   for (const t of [a, b, c, d]) t.client.close();
+});
+
+test('a tab asking for a channel its token does not allow is refused alone', async () => {
+  const server = new Server();
+  const locks = new Locks();
+  const a = tab(server, locks, { channels: ['project:a'] });
+  await waitUntil(() => a.client.connectionState === 'open', 'leader open');
+  const errors = [];
+  const bad = tab(server, locks, { channels: ['project:forbidden'] });
+  bad.client.subscribe('*', (e) => e.type === 'error' && errors.push(e.status));
+  await waitUntil(() => bad.client.connectionState === 'closed', 'the bad tab closed');
+  assert.deepEqual(errors, [403]);
+  assert.equal(server.historyChecks, 1, 'checked through history, not by breaking the shared stream');
+  const b = tab(server, locks, { channels: ['project:a'] });
+  await waitUntil(() => b.client.connectionState === 'open', 'another tab still joins');
+  server.append('project:a', 1);
+  await waitUntil(() => a.seen.length === 1 && b.seen.length === 1, 'both get the event');
+  assert.equal(a.client.connectionState, 'open');
+  for (const t of [a, b]) t.client.close();
 });
 
 test('share: false and different identities stream alone', async () => {
