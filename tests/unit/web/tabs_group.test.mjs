@@ -181,6 +181,22 @@ test('a tab asking for a channel its token does not allow is refused alone', asy
   for (const t of [a, b]) t.client.close();
 });
 
+test('with getToken and no token, the group is chosen by the token it returns (refreshed tokens of one user share)', async () => {
+  const server = new Server();
+  const locks = new Locks();
+  const b64u = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
+  let n = 0;
+  const tokenOf = (sub) => () => `${b64u({ alg: 'HS256' })}.${b64u({ sub, exp: 1000 + n++ })}.sig`;
+  const a = tab(server, locks, { token: undefined, getToken: tokenOf('u1') });
+  const b = tab(server, locks, { token: undefined, getToken: tokenOf('u1') });
+  const c = tab(server, locks, { token: undefined, getToken: tokenOf('u2') });
+  await waitUntil(() => [a, b, c].every((t) => t.client.connectionState === 'open'), 'all open');
+  assert.deepEqual([a.client.role, b.client.role].sort(), ['follower', 'leader']);
+  assert.equal(c.client.role, 'leader', 'another user: a group of its own');
+  assert.equal(server.streams.size, 2);
+  for (const t of [a, b, c]) t.client.close();
+});
+
 test('share: false and different identities stream alone', async () => {
   const server = new Server();
   const locks = new Locks();
