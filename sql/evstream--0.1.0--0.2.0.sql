@@ -195,57 +195,27 @@ CREATE OR REPLACE FUNCTION evstream.events_by_correlation(correlation_id uuid)
      ORDER BY e.position;
   END;
 
--- Changed in sql/parts after 0.1.0 (folded in here): publish() also refuses type "reauth".
+-- Changed in sql/parts after 0.1.0 (folded in here): publish() also refuses type "reauth"; the
+-- ephemeral outbox's writers and reader are C++ (same signatures, errors and payload text);
+-- _publish_each is SECURITY DEFINER like the other writers.
 CREATE OR REPLACE FUNCTION evstream.publish(channel text, type text, data jsonb DEFAULT '{}',
                                  aggregate_type text DEFAULT NULL, aggregate_id text DEFAULT NULL,
                                  created_by text DEFAULT NULL)
-  RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  eid     uuid := pg_catalog.gen_random_uuid();
-  creator text;
-  payload text;
-BEGIN
-  IF channel IS NULL THEN
-    RAISE EXCEPTION 'channel must not be null' USING ERRCODE = '22004';
-  END IF;
-  IF channel !~ '^(project|user|channel):[^*]+$' THEN
-    RAISE EXCEPTION 'channel must be project:<id>, user:<id> or channel:<id>, got "%"', channel
-      USING ERRCODE = '22023';
-  END IF;
-  IF type IS NULL OR type = '' THEN
-    RAISE EXCEPTION 'type must not be empty' USING ERRCODE = '22023';
-  END IF;
-  IF type IN ('connected', 'heartbeat', 'reset', 'overflow', 'reauth', 'error', 'presence') THEN
-    RAISE EXCEPTION 'type is reserved for the stream''s own frames: %', type USING ERRCODE = '22023';
-  END IF;
-  IF data IS NULL OR pg_catalog.jsonb_typeof(data) <> 'object' THEN
-    RAISE EXCEPTION 'data must be a JSON object' USING ERRCODE = '22023';
-  END IF;
-  -- The log's rules, for the caller (the role outside this function).
-  IF NOT evstream.channel_allowed(channel) THEN
-    RAISE EXCEPTION 'channel not allowed by the claims: %', channel USING ERRCODE = '42501',
-      HINT = 'request.jwt.claims allows user:<sub>, project:<p> for each of projects, and each entry of channels.';
-  END IF;
-  creator := evstream._creator(created_by);
-  payload := pg_catalog.json_build_object(
-    'type', type, 'channel', channel, 'entity', aggregate_type, 'id', aggregate_id,
-    'data', data::json, 'ephemeral', true, 'ephemeralId', eid, 'createdBy', creator,
-    'timestamp', pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC',
-                                    'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text;
-  IF pg_catalog.octet_length(payload) >= 8000 THEN
-    RAISE EXCEPTION 'ephemeral event is too large: % bytes (limit 7999)', pg_catalog.octet_length(payload)
-      USING ERRCODE = '22023',
-            HINT = 'An ephemeral event (envelope and data) must be shorter than 8000 bytes; store big payloads with post_event.';
-  END IF;
-  -- The transaction id before the row id: readers rely on it to know when a gap is final.
-  PERFORM pg_catalog.pg_current_xact_id();
-  INSERT INTO evstream.ephemeral_outbox (kind, channel, type, entity, entity_id, payload)
-    VALUES ('event', channel, type, aggregate_type, aggregate_id, payload);
-  PERFORM evstream._ring_ephemeral();
-  RETURN eid;
-END
-$$;
+  RETURNS uuid LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_publish';
+CREATE OR REPLACE FUNCTION evstream._publish_each(items jsonb) RETURNS SETOF uuid
+  LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_publish_each';
+CREATE OR REPLACE FUNCTION evstream._presence_send(messages jsonb) RETURNS void
+  LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_presence_send';
+CREATE OR REPLACE FUNCTION evstream._ephemeral_read(after bigint, gaps bigint[], max_count integer)
+  RETURNS TABLE (id bigint, kind text, channel text, type text, entity text, entity_id text,
+                 payload text, horizon xid8, next_xid xid8)
+  LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_ephemeral_read';
+COMMENT ON TABLE evstream.ephemeral_outbox IS
+  'Ephemeral events and presence messages on their way to evstreamd; written only by evstream.publish, evstream._publish_each and evstream._presence_send.';
 
 REVOKE ALL ON FUNCTION evstream._read_horizon(bigint), evstream.log_tail(), evstream._held_back(),
                        evstream._horizon_holders(), evstream.horizon() FROM PUBLIC;

@@ -275,6 +275,10 @@ void MarkAppended() {
   else if (g_mode == kWorker) g_appended = true;
 }
 
+void MarkPublishedInline() {
+  if (g_mode != kOff) Async_Notify(kEphemeralChannel, nullptr);
+}
+
 void MarkPublished() {
   // Not preloaded (no shared memory, no commit hook): ring inside the transaction.
   if (g_mode == kInline || !Preloaded()) Async_Notify(kEphemeralChannel, nullptr);

@@ -34,5 +34,9 @@ void MarkAppended();
 // Record that the current transaction wrote to the ephemeral outbox (rings evstream_ephemeral at
 // commit, through the worker like MarkAppended; inline when not preloaded).
 void MarkPublished();
+// The same, rung inside the transaction (NOTIFY at its commit, no worker hop): for evstreamd's
+// batches, one transaction per round trip per daemon, as its pg_notify was before the outbox —
+// the cluster-wide notify lock is then taken once per batch, never per writer.
+void MarkPublishedInline();
 
 }  // namespace evstream::doorbell

@@ -10,6 +10,7 @@
 #include "doorbell.hpp"
 #include "evstream/error.hpp"
 #include "horizon.hpp"
+#include "outbox.hpp"
 #include "pg/guard.hpp"
 #include "read.hpp"
 #include "security.hpp"
@@ -77,6 +78,7 @@ void _PG_init(void) {
   MarkGUCPrefixReserved("evstream");
   evstream::catalog::Init();
   evstream::security::Init();
+  evstream::outbox::Init();
   if (process_shared_preload_libraries_in_progress) {
     evstream::doorbell::Init();
     evstream::horizon::Init();  // after the doorbell: its commit callback runs first

@@ -3,7 +3,9 @@
 -- =============================================================================================
 -- What evstreamd delivers travels through evstream.ephemeral_outbox, an UNLOGGED table that only
 -- evstream's own functions write: publish() (events, any writer, same channel and identity rules
--- as the log) and _presence_send() (presence messages between daemons, evstream_daemon only).
+-- as the log), _publish_each() (evstreamd's batches, each item as publish()) and _presence_send()
+-- (presence messages between daemons, evstream_daemon only). All three are C++ (publish.cpp,
+-- outbox.cpp): they insert into the table and its primary key directly.
 -- NOTIFY evstream_ephemeral is a doorbell only: evstreamd reads the outbox when it rings and
 -- never looks at a payload, so a NOTIFY from anyone can neither forge nor break anything.
 -- Rows leave at commit (nothing on rollback); daemons prune what every reader has had time to read.
@@ -37,129 +39,53 @@ CREATE UNLOGGED TABLE evstream.ephemeral_outbox (
 COMMENT ON TABLE evstream.ephemeral_outbox IS
   'Ephemeral events and presence messages on their way to evstreamd; written only by evstream.publish and evstream._presence_send.';
 
+-- _ring_ephemeral(): rings evstream_ephemeral at this transaction's commit (the C++ writers mark
+-- their transactions themselves; this is for SQL run by the extension's owner).
 CREATE FUNCTION evstream._ring_ephemeral() RETURNS void
   LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'evstream_ring_ephemeral';
 CREATE FUNCTION evstream._next_xid() RETURNS xid8
   LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'evstream_next_xid';
 
 -- publish(): one ephemeral event for the subscribers of `channel` on every evstreamd.
--- 22004/22023 for bad input (reserved types, data not an object, 8000 bytes or more),
--- 42501 when channel_allowed refuses the channel or _creator the created_by.
+-- 22004/22023 for bad input (channel not project:<id>, user:<id> or channel:<id> without '*';
+-- empty or reserved types (the stream's own frames: connected, heartbeat, reset, overflow,
+-- reauth, error, presence); data not an object; an event of 8000 bytes or more), 42501 when
+-- channel_allowed refuses the channel or _creator the created_by (the same C++ rules, called
+-- directly). The outbox row's payload is the SSE frame's data object
+-- {"type","channel","entity","id","data","ephemeral":true,"ephemeralId","createdBy","timestamp"},
+-- printed as json_build_object prints it. The transaction id is taken before the row id (readers
+-- rely on it to know when a gap is final); the doorbell rings at commit.
 CREATE FUNCTION evstream.publish(channel text, type text, data jsonb DEFAULT '{}',
                                  aggregate_type text DEFAULT NULL, aggregate_id text DEFAULT NULL,
                                  created_by text DEFAULT NULL)
-  RETURNS uuid LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  eid     uuid := pg_catalog.gen_random_uuid();
-  creator text;
-  payload text;
-BEGIN
-  IF channel IS NULL THEN
-    RAISE EXCEPTION 'channel must not be null' USING ERRCODE = '22004';
-  END IF;
-  IF channel !~ '^(project|user|channel):[^*]+$' THEN
-    RAISE EXCEPTION 'channel must be project:<id>, user:<id> or channel:<id>, got "%"', channel
-      USING ERRCODE = '22023';
-  END IF;
-  IF type IS NULL OR type = '' THEN
-    RAISE EXCEPTION 'type must not be empty' USING ERRCODE = '22023';
-  END IF;
-  IF type IN ('connected', 'heartbeat', 'reset', 'overflow', 'reauth', 'error', 'presence') THEN
-    RAISE EXCEPTION 'type is reserved for the stream''s own frames: %', type USING ERRCODE = '22023';
-  END IF;
-  IF data IS NULL OR pg_catalog.jsonb_typeof(data) <> 'object' THEN
-    RAISE EXCEPTION 'data must be a JSON object' USING ERRCODE = '22023';
-  END IF;
-  -- The log's rules, for the caller (the role outside this function).
-  IF NOT evstream.channel_allowed(channel) THEN
-    RAISE EXCEPTION 'channel not allowed by the claims: %', channel USING ERRCODE = '42501',
-      HINT = 'request.jwt.claims allows user:<sub>, project:<p> for each of projects, and each entry of channels.';
-  END IF;
-  creator := evstream._creator(created_by);
-  payload := pg_catalog.json_build_object(
-    'type', type, 'channel', channel, 'entity', aggregate_type, 'id', aggregate_id,
-    'data', data::json, 'ephemeral', true, 'ephemeralId', eid, 'createdBy', creator,
-    'timestamp', pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC',
-                                    'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text;
-  IF pg_catalog.octet_length(payload) >= 8000 THEN
-    RAISE EXCEPTION 'ephemeral event is too large: % bytes (limit 7999)', pg_catalog.octet_length(payload)
-      USING ERRCODE = '22023',
-            HINT = 'An ephemeral event (envelope and data) must be shorter than 8000 bytes; store big payloads with post_event.';
-  END IF;
-  -- The transaction id before the row id: readers rely on it to know when a gap is final.
-  PERFORM pg_catalog.pg_current_xact_id();
-  INSERT INTO evstream.ephemeral_outbox (kind, channel, type, entity, entity_id, payload)
-    VALUES ('event', channel, type, aggregate_type, aggregate_id, payload);
-  PERFORM evstream._ring_ephemeral();
-  RETURN eid;
-END
-$$;
+  RETURNS uuid LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_publish';
 
--- _publish_each(items): evstreamd's POST /api/publish batch, one publish() per item in order,
--- each under the claims of the token it came with ({"claims", "channel", "type", "data",
--- "entity", "id"}): the database applies its own rules to every item. Runs as the caller.
+-- _publish_each(items): evstreamd's POST /api/publish batch, in order, each item under the claims
+-- of the token it came with ({"claims", "channel", "type", "data", "entity", "id"}): for each item
+-- request.jwt.claims is set for the transaction (as set_config(..., true)) and publish's checks
+-- run, so the database applies its own rules to every item; the first refusal fails the batch.
+-- All rows go into the outbox in one insert. Returns the ephemeralIds in item order.
 CREATE FUNCTION evstream._publish_each(items jsonb) RETURNS SETOF uuid
-  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  item jsonb;
-BEGIN
-  IF items IS NULL OR pg_catalog.jsonb_typeof(items) <> 'array' THEN
-    RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = '22023';
-  END IF;
-  FOR item IN SELECT e FROM pg_catalog.jsonb_array_elements(items) WITH ORDINALITY AS t(e, n) ORDER BY n LOOP
-    PERFORM pg_catalog.set_config('request.jwt.claims', coalesce(item ->> 'claims', ''), true);
-    RETURN NEXT evstream.publish(item ->> 'channel', item ->> 'type', item -> 'data',
-                                 item ->> 'entity', item ->> 'id');
-  END LOOP;
-END
-$$;
+  LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_publish_each';
 
 -- _presence_send(messages): evstreamd's presence protocol messages (a JSON array of objects),
 -- delivered to every evstreamd in order. evstream_daemon only: nobody else can fake presence.
 CREATE FUNCTION evstream._presence_send(messages jsonb) RETURNS void
-  LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  IF messages IS NULL OR pg_catalog.jsonb_typeof(messages) <> 'array' THEN
-    RAISE EXCEPTION 'messages must be a JSON array' USING ERRCODE = '22023';
-  END IF;
-  IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(messages) m
-              WHERE pg_catalog.jsonb_typeof(m) <> 'object') THEN
-    RAISE EXCEPTION 'every presence message must be a JSON object' USING ERRCODE = '22023';
-  END IF;
-  PERFORM pg_catalog.pg_current_xact_id();
-  INSERT INTO evstream.ephemeral_outbox (kind, payload)
-    SELECT 'presence', m::text FROM pg_catalog.jsonb_array_elements(messages) WITH ORDINALITY AS t(m, n)
-     ORDER BY n;
-  PERFORM evstream._ring_ephemeral();
-END
-$$;
+  LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_presence_send';
 
--- _ephemeral_read(after, gaps, max_count): one reader's next rows: the ids it still waits for
--- (`gaps`, all at or below `after`) that exist now, then up to max_count ids above `after`, in id order, after one first row (id NULL, kind 'horizon')
--- carrying this snapshot's xmin and the next transaction id. A gap whose recorded next_xid is
--- at or below a later read's horizon can no longer appear (its transaction has ended).
+-- _ephemeral_read(after, gaps, max_count): one reader's next rows: first one row (id NULL, kind
+-- 'horizon') carrying this snapshot's xmin and the next transaction id, then the ids it still
+-- waits for (`gaps`, all at or below `after`) that exist now, then up to max_count (1..10000)
+-- ids above `after`, in id order (two index scans, plans kept per session). A gap whose recorded
+-- next_xid is at or below a later read's horizon can no longer appear (its transaction has ended).
 CREATE FUNCTION evstream._ephemeral_read(after bigint, gaps bigint[], max_count integer)
   RETURNS TABLE (id bigint, kind text, channel text, type text, entity text, entity_id text,
                  payload text, horizon xid8, next_xid xid8)
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-  (SELECT NULL::bigint, 'horizon', NULL, NULL, NULL, NULL, NULL,
-          pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()), evstream._next_xid())
-  UNION ALL
-  (SELECT o.id, o.kind, o.channel, o.type, o.entity, o.entity_id, o.payload, NULL, NULL
-     FROM evstream.ephemeral_outbox o
-    WHERE o.id = ANY (gaps) AND o.id <= after
-    ORDER BY o.id)
-  UNION ALL  -- two index scans: one OR would walk the whole index under ORDER BY ... LIMIT
-  (SELECT o.id, o.kind, o.channel, o.type, o.entity, o.entity_id, o.payload, NULL, NULL
-     FROM evstream.ephemeral_outbox o
-    WHERE o.id > after
-    ORDER BY o.id
-    LIMIT greatest(1, least(max_count, 10000)))
-$$;
+  LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_ephemeral_read';
 
 -- _ephemeral_tail(): where a (re)connecting reader starts: the highest id, the ids missing
 -- among the 1000 below it (maybe still in flight), and the next transaction id.

@@ -3,7 +3,7 @@
 -- outbox's reading and pruning belong to evstream_daemon. Checks run as non-superuser roles;
 -- results go to temp tables asserted after RESET ROLE.
 BEGIN;
-SELECT plan(29);
+SELECT plan(45);
 
 CREATE ROLE pt_login NOLOGIN;
 CREATE ROLE pt_writer NOLOGIN IN ROLE evstream_writer;
@@ -25,7 +25,8 @@ CREATE FUNCTION pg_temp.result(w text) RETURNS text LANGUAGE sql AS $$ SELECT re
 -- The definitions: definer functions with a fixed search_path; no privileges on the table.
 SELECT ok((SELECT bool_and(p.prosecdef AND p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'])
              FROM pg_proc p WHERE p.pronamespace = 'evstream'::regnamespace
-              AND p.proname IN ('publish', '_presence_send', '_ephemeral_read', '_ephemeral_tail', '_ephemeral_prune')),
+              AND p.proname IN ('publish', '_publish_each', '_presence_send', '_ephemeral_read', '_ephemeral_tail',
+                                '_ephemeral_prune')),
           'publish and the outbox functions are SECURITY DEFINER with search_path pg_catalog, pg_temp');
 SELECT is((SELECT relpersistence::text FROM pg_class WHERE oid = 'evstream.ephemeral_outbox'::regclass), 'u',
           'the outbox is UNLOGGED');
@@ -44,6 +45,31 @@ SELECT is((SELECT payload::jsonb - 'timestamp' - 'ephemeralId' FROM evstream.eph
           '{"type": "note.flash", "channel": "project:a", "entity": "note", "id": "n1", "data": {"n": 1},
             "ephemeral": true, "createdBy": "system"}'::jsonb,
           'the payload is the frame object');
+-- The payload text is what json_build_object printed before publish moved to C++, byte for byte
+-- (escapes, numbers as stored, nested objects, NULL entity/id): the 8000-byte limit is unchanged.
+SELECT evstream.publish('project:a', 'fmt.check', '{"s": "é\"\\\n\t\u0001/", "n": [1, 2.50, -0.0001, 1e20], "o": {"z": null, "a": true}}', 'ent"ity', NULL);
+SELECT is((SELECT payload FROM evstream.ephemeral_outbox WHERE type = 'fmt.check'),
+          (SELECT json_build_object('type', type, 'channel', channel, 'entity', entity, 'id', entity_id,
+                    'data', (payload::jsonb -> 'data')::json, 'ephemeral', true,
+                    'ephemeralId', (payload::jsonb ->> 'ephemeralId')::uuid, 'createdBy', payload::jsonb ->> 'createdBy',
+                    'timestamp', payload::jsonb ->> 'timestamp')::text
+             FROM evstream.ephemeral_outbox WHERE type = 'fmt.check'),
+          'the payload text is json_build_object''s, byte for byte');
+SELECT ok((SELECT payload::jsonb ->> 'timestamp' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$'
+             FROM evstream.ephemeral_outbox WHERE type = 'fmt.check'), 'the timestamp is UTC with milliseconds');
+SELECT ok((SELECT abs(extract(epoch FROM (payload::jsonb ->> 'timestamp')::timestamptz - clock_timestamp())) < 60
+             FROM evstream.ephemeral_outbox WHERE type = 'fmt.check'), 'the timestamp is the time of publishing');
+-- The limit: with a fixed envelope, data that makes 7999 bytes passes and one byte more is refused.
+SELECT evstream.publish('project:a', 'size.one', '{"x": ""}');
+CREATE TEMP TABLE probe AS SELECT octet_length(payload) AS base FROM evstream.ephemeral_outbox WHERE type = 'size.one';
+SELECT lives_ok(format($$SELECT evstream.publish('project:a', 'size.max', jsonb_build_object('x', repeat('a', %s)))$$,
+                       7999 - (SELECT base FROM probe)), 'an event of exactly 7999 bytes is published');
+SELECT is((SELECT octet_length(payload) FROM evstream.ephemeral_outbox WHERE type = 'size.max'), 7999, 'and its payload is 7999 bytes');
+SELECT throws_ok(format($$SELECT evstream.publish('project:a', 'size.max', jsonb_build_object('x', repeat('a', %s)))$$,
+                        8000 - (SELECT base FROM probe)), '22023', 'ephemeral event is too large: 8000 bytes (limit 7999)',
+                 'an event of 8000 bytes is refused, naming its size');
+SELECT ok(pg_current_xact_id_if_assigned() IS NOT NULL, 'publishing assigned the transaction id (readers rely on it)');
+
 SAVEPOINT before_rollback;
 SELECT evstream.publish('project:a', 'rolled.back');
 ROLLBACK TO SAVEPOINT before_rollback;
@@ -54,6 +80,7 @@ SELECT throws_ok($$SELECT evstream.publish(NULL, 't')$$, '22004', NULL, 'null ch
 SELECT throws_ok($$SELECT evstream.publish('team:x', 't')$$, '22023', NULL, 'channel outside the naming rule: 22023');
 SELECT throws_ok($$SELECT evstream.publish('project:*', 't')$$, '22023', NULL, 'a pattern is no channel: 22023');
 SELECT throws_ok($$SELECT evstream.publish('project:a', 'reset')$$, '22023', NULL, 'reserved type: 22023');
+SELECT throws_ok($$SELECT evstream.publish('project:a', 'reauth')$$, '22023', NULL, 'reauth is a reserved type too: 22023');
 SELECT throws_ok($$SELECT evstream.publish('project:a', 't', '[1]')$$, '22023', NULL, 'data not an object: 22023');
 SELECT throws_ok($$SELECT evstream.publish('project:a', 't', jsonb_build_object('x', repeat('a', 8000)))$$, '22023', NULL,
                  'an event of 8000 bytes or more: 22023');
@@ -100,6 +127,41 @@ SELECT is(ARRAY[pg_temp.result('daemon-presence'), pg_temp.result('daemon-read')
           ARRAY['ok', 'ok', '42501'], 'evstream_daemon sends presence and reads through the functions only');
 SELECT is((SELECT count(*)::int FROM evstream.ephemeral_outbox WHERE type IN ('w.b', 'w.forge', 'w.sys', 'w.none', 'l.x')
             OR payload LIKE '%eve%'), 0, 'refused calls left nothing in the outbox');
+
+-- _publish_each (evstreamd's batch): each item under its own claims, in order, one id each.
+SET LOCAL ROLE pt_daemon;
+CREATE TEMP TABLE each_ids AS
+  SELECT row_number() OVER () AS n, id FROM evstream._publish_each(
+    '[{"claims": "{\"sub\": \"ann\"}", "channel": "project:e", "type": "each.one", "data": {"i": 1}, "entity": "doc", "id": "d1"},
+      {"claims": "{\"sub\": \"bob\"}", "channel": "project:e", "type": "each.two", "data": {"i": 2}},
+      {"channel": "project:e", "type": "each.three", "data": {"i": 3}}]') AS id;
+SELECT pg_temp.try('daemon-each-bad', $$SELECT evstream._publish_each('[{"claims": "{\"sub\": \"ann\"}", "channel": "project:e", "type": "each.bad1", "data": {}},
+                                                                   {"channel": "project:e", "type": "reset", "data": {}}]')$$);
+SELECT pg_temp.try('daemon-each-forged', $$SELECT evstream._publish_each('[{"claims": "{\"sub\": \"bad sub\"}", "channel": "project:e", "type": "each.bad2", "data": {}}]')$$);
+SELECT pg_temp.try('daemon-each-notarray', $$SELECT evstream._publish_each('{"channel": "project:e"}')$$);
+SELECT pg_temp.try('daemon-each-noobject', $$SELECT evstream._publish_each('[1]')$$);
+RESET ROLE;
+SELECT is((SELECT array_agg(payload::jsonb ->> 'createdBy' ORDER BY o.id) FROM evstream.ephemeral_outbox o WHERE type LIKE 'each.%'),
+          ARRAY['user:ann', 'user:bob', 'system'], 'each item is created by the sub of its own claims (none: the service default)');
+SELECT is((SELECT array_agg((payload::jsonb ->> 'ephemeralId')::uuid ORDER BY o.id) FROM evstream.ephemeral_outbox o WHERE type LIKE 'each.%'),
+          (SELECT array_agg(id ORDER BY n) FROM each_ids), 'the ids come back in item order, and the rows are in item order');
+SELECT is((SELECT row(entity, entity_id, payload::jsonb -> 'data')::text FROM evstream.ephemeral_outbox WHERE type = 'each.one'),
+          row('doc', 'd1', '{"i": 1}'::jsonb)::text, 'entity, id and data reach the row');
+SELECT is(ARRAY[pg_temp.result('daemon-each-bad'), pg_temp.result('daemon-each-forged'), pg_temp.result('daemon-each-notarray'),
+                pg_temp.result('daemon-each-noobject')], ARRAY['22023', '42501', '22023', '22004'],
+          'a bad item fails the batch with publish''s SQLSTATE (reserved type, unusable sub, not an array, no channel)');
+SELECT is((SELECT count(*)::int FROM evstream.ephemeral_outbox WHERE type LIKE 'each.bad%'), 0,
+          'a refused batch writes nothing, not even its good items');
+-- _presence_send: one row per message, the object as jsonb prints it; anything but objects refused.
+SET LOCAL ROLE pt_daemon;
+SELECT pg_temp.try('daemon-presence-two', $$SELECT evstream._presence_send('[{"op": "join", "instance": "i2", "n": [1, 2]}, {"op": "leave", "instance": "i2"}]')$$);
+SELECT pg_temp.try('daemon-presence-bad', $$SELECT evstream._presence_send('[{"op": "join", "instance": "i3"}, "x"]')$$);
+RESET ROLE;
+SELECT is((SELECT array_agg(payload ORDER BY id) FROM evstream.ephemeral_outbox WHERE kind = 'presence' AND payload LIKE '%"i2"%'),
+          ARRAY['{"n": [1, 2], "op": "join", "instance": "i2"}', '{"op": "leave", "instance": "i2"}'],
+          'presence messages are written in order, as jsonb prints them');
+SELECT is(pg_temp.result('daemon-presence-bad'), '22023', 'a presence message that is not an object: 22023');
+SELECT is((SELECT count(*)::int FROM evstream.ephemeral_outbox WHERE payload LIKE '%"i3"%'), 0, 'and nothing of that call is written');
 
 -- Reading: the horizon row first, then rows in id order; gaps listed below `after` are returned.
 SELECT is((SELECT kind FROM evstream._ephemeral_read(0, '{}', 10) LIMIT 1), 'horizon', 'the first row is the horizon');
