@@ -65,11 +65,14 @@ Outbox::Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics)
   recheck_timer_->data = this;
   if (uv_timer_init(loop_, tick_timer_.get()) == 0) tick_timer_.MarkInitialised();
   tick_timer_->data = this;
+  if (uv_timer_init(loop_, read_timer_.get()) == 0) read_timer_.MarkInitialised();
+  read_timer_->data = this;
   conn_.on_connected = [this] { core::Guard("outbox connected", [&] { OnConnected(); }, [&] { Recover(); }); };
   conn_.on_disconnected = [this](const std::string&) {
     busy_ = false;
     anchored_ = false;
     uv_timer_stop(recheck_timer_.get());
+    uv_timer_stop(read_timer_.get());
   };
   // A doorbell only: the channel decides, the payload is never looked at.
   conn_.on_notify = [this](const std::string& channel, const std::string&) {
@@ -90,6 +93,7 @@ void Outbox::Close() {
   closed_ = true;
   uv_timer_stop(recheck_timer_.get());
   uv_timer_stop(tick_timer_.get());
+  uv_timer_stop(read_timer_.get());
   conn_.Close();
 }
 
@@ -140,6 +144,7 @@ void Outbox::Read() {
   busy_ = true;
   doorbell_pending_ = false;
   uv_timer_stop(recheck_timer_.get());
+  uv_timer_stop(read_timer_.get());
   last_read_ms_ = uv_now(loop_);
   metrics_->outbox_reads++;
   bool sent = conn_.Send(kReadSql, {std::to_string(cursor_.after()), cursor_.GapsLiteral(),
@@ -191,8 +196,12 @@ void Outbox::OnRows(feed::QueryResult& r) {
   cursor_.Finish(horizon, true, last_id);
   metrics_->outbox_gaps = static_cast<int64_t>(cursor_.gap_count());
   metrics_->outbox_gaps_given_up = cursor_.given_up();
-  if (!complete || doorbell_pending_) {
-    Read();
+  if (!complete) {
+    Read();  // a backlog: on at once
+    return;
+  }
+  if (doorbell_pending_) {
+    ReadSoon();
     return;
   }
   // Open gaps: a transaction that took an id is still running (or ended without committing).
@@ -218,7 +227,25 @@ void Outbox::OnDoorbell() {
     doorbell_pending_ = true;
     return;
   }
-  Read();
+  ReadSoon();
+}
+
+void Outbox::ReadSoon() {
+  uint64_t since = uv_now(loop_) - last_read_ms_;
+  uint64_t interval = static_cast<uint64_t>(std::max(opts_.min_read_interval_ms, 0));
+  if (since >= interval) {
+    Read();
+    return;
+  }
+  doorbell_pending_ = true;
+  if (uv_is_active(read_timer_.handle())) return;
+  uv_timer_start(read_timer_.get(), [](uv_timer_t* t) {
+    auto* self = static_cast<Outbox*>(t->data);
+    core::Guard("outbox paced read", [&] {
+      // Busy (a prune, a read): the pending doorbell is served when that ends.
+      if (!self->busy_ && self->anchored_ && self->Connected()) self->Read();
+    }, [&] { self->Recover(); });
+  }, interval - since, 0);
 }
 
 // Once a second: remember the watermark, poll when nothing rang for poll_ms, prune.
@@ -251,7 +278,7 @@ bool Outbox::Prune() {
       pruned_upto_ = upto;
       int64_t n = 0;
       if (r.rows() == 1 && ParseI64(r.value(0, 0), &n)) metrics_->outbox_pruned += static_cast<uint64_t>(n);
-      if (doorbell_pending_) Read();
+      if (doorbell_pending_) ReadSoon();
     }, [&] { Recover(); });
   });
   if (!sent) busy_ = false;

@@ -2,7 +2,7 @@
 // connection LISTENs evstream_ephemeral as a doorbell only (the payload is never read: anyone can
 // NOTIFY anything) and reads evstream.ephemeral_outbox through evstream._ephemeral_read, which
 // only evstream's own functions write. One read in flight; doorbells during a read coalesce into
-// one more read; while gaps are open a short timer looks again (a late commit rings its own
+// one more read, and reads start at most every min_read_interval_ms; while gaps are open a short timer looks again (a late commit rings its own
 // doorbell too); a slow poll is the safety net. The OutboxCursor hands every row out once. On
 // (re)connect it re-LISTENs and re-anchors at the end of the outbox (what was published while it
 // was away is missed: ephemeral delivery is at most once). It also prunes the outbox: rows up to
@@ -22,7 +22,8 @@
 
 namespace evstream::realtime {
 
-// The doorbell channel (evstream._ring_ephemeral). Its payload is ignored.
+// The doorbell channel (rung by the extension's doorbell worker after commits that wrote the
+// outbox). Its payload is ignored.
 constexpr const char* kEphemeralDoorbell = "evstream_ephemeral";
 
 struct OutboxOptions {
@@ -33,6 +34,11 @@ struct OutboxOptions {
   int retention_ms = 30000; // rows are pruned this long after this reader passed them
   size_t max_gaps = 10000;
   std::string pg_options;   // libpq options for the outbox's connection (statement_timeout)
+  // Reads start at most this often while doorbells keep ringing (a doorbell after a quiet
+  // period reads at once): under a stream of small commits one read takes several rows, instead
+  // of one read (and its database work) per commit. A backlog (a read cut by batch_size) is read
+  // on at once.
+  int min_read_interval_ms = 2;
 };
 
 // One outbox row as read (typed at this edge; `payload` is JSON text checked by the consumer).
@@ -60,6 +66,7 @@ class Outbox {
   void OnConnected();
   void Anchor();
   void Read();
+  void ReadSoon();  // Read now, or when min_read_interval_ms has passed since the last one
   void OnRows(feed::QueryResult& r);
   void OnDoorbell();
   void Tick();
@@ -73,6 +80,7 @@ class Outbox {
   OutboxCursor cursor_;
   core::UvHandle<uv_timer_t> recheck_timer_;
   core::UvHandle<uv_timer_t> tick_timer_;
+  core::UvHandle<uv_timer_t> read_timer_;  // a paced read (ReadSoon)
   bool anchored_ = false;
   bool busy_ = false;
   bool doorbell_pending_ = false;
