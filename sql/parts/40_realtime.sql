@@ -37,7 +37,7 @@ CREATE UNLOGGED TABLE evstream.ephemeral_outbox (
   payload   text   NOT NULL
 );
 COMMENT ON TABLE evstream.ephemeral_outbox IS
-  'Ephemeral events and presence messages on their way to evstreamd; written only by evstream.publish and evstream._presence_send.';
+  'Ephemeral events and presence messages on their way to evstreamd; written only by evstream.publish, evstream._publish_each and evstream._presence_send.';
 
 -- _ring_ephemeral(): rings evstream_ephemeral at this transaction's commit (the C++ writers mark
 -- their transactions themselves; this is for SQL run by the extension's owner).
