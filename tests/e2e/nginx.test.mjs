@@ -3,11 +3,13 @@
 // certificate made here with openssl) to curl --http2 -k; the stream is not buffered (an event
 // posted through nginx arrives while the stream stays open), an idle stream keeps its heartbeats
 // and is not cut, resume by Last-Event-ID replays exactly what was missed, POST answers 201 over
-// HTTP/2, and whatever X-Forwarded-For / X-Real-IP the client sends is replaced by nginx.
+// HTTP/2; evstreamd (--trusted-proxy 127.0.0.1) takes the client's address from nginx, and
+// ignores X-Forwarded-For / X-Real-IP from any other peer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -106,7 +108,7 @@ function post(id, extraHeaders = []) {
 before(async () => {
   db = pgClient();
   await db.connect();
-  daemon = await startDaemon({ args: ['--heartbeat', '1', '--log-level', 'debug'] });
+  daemon = await startDaemon({ args: ['--heartbeat', '1', '--log-level', 'debug', '--trusted-proxy', '127.0.0.1'] });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'evstream-nginx-'));
   fs.chmodSync(dir, 0o755);
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
@@ -177,4 +179,32 @@ test('through nginx over HTTP/2: the stream is not buffered, idle streams live o
   } finally {
     s.close();
   }
+});
+
+// The daemon runs with --trusted-proxy 127.0.0.1 (nginx connects from there): through nginx the
+// client's own address counts, whatever it claims; directly, forged headers are ignored.
+test('X-Forwarded-For / X-Real-IP: set by nginx, believed only from the trusted proxy', async () => {
+  const requestLog = (p) => daemon.logs.find((l) => l.msg === 'request' && l.path === p);
+  // Through nginx from 127.0.0.3, with forged headers that nginx replaces.
+  const viaProxy = '/api/events/00000000-0000-4000-8000-000000000001';
+  const r = await curl(['--interface', '127.0.0.3', '-H', `Authorization: Bearer ${jwt}`,
+    '-H', 'X-Forwarded-For: 10.6.6.6', '-H', 'X-Real-IP: 10.6.6.7', `${base}${viaProxy}`]);
+  assert.equal(r.status, 'HTTP/2 404');
+  await waitFor(() => requestLog(viaProxy), { what: 'the proxied request in the log' });
+  assert.match(requestLog(viaProxy).peer, /^127\.0\.0\.1:/, 'nginx is the peer');
+  assert.equal(requestLog(viaProxy).client, '127.0.0.3', 'the client is the browser side of nginx');
+
+  // Directly from 127.0.0.2 (not a trusted proxy) with forged headers: ignored.
+  const direct = '/api/events/00000000-0000-4000-8000-000000000002';
+  const d = await new Promise((resolve, reject) => {
+    const req = http.request(`${daemon.url}${direct}`, {
+      localAddress: '127.0.0.2', agent: false,
+      headers: { Authorization: `Bearer ${jwt}`, 'X-Forwarded-For': '127.0.0.3', 'X-Real-IP': '10.6.6.7' },
+    }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(d, 404);
+  await waitFor(() => requestLog(direct), { what: 'the direct request in the log' });
+  assert.equal(requestLog(direct).client, '127.0.0.2', 'forged headers from a non-proxy are ignored');
 });

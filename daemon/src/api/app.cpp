@@ -33,6 +33,10 @@ http::ServerOptions ServerFrom(const core::Config& c) {
   o.header_timeout_ms = c.header_timeout_ms;
   o.body_timeout_ms = c.body_timeout_ms;
   o.idle_timeout_ms = c.idle_timeout_ms;
+  for (const auto& p : c.trusted_proxies) {
+    std::string unused;
+    o.trusted_proxies.Add(p, &unused);  // checked when the flag was parsed
+  }
   return o;
 }
 feed::FeedOptions FeedFrom(const core::Config& c) {

@@ -9,6 +9,8 @@
 #include <map>
 #include <sstream>
 
+#include "http/client_address.hpp"  // ProxyList: --trusted-proxy is checked when parsed
+
 namespace evstream::core {
 namespace {
 
@@ -209,6 +211,19 @@ const std::vector<Option>& Options() {
          std::string item;
          while (std::getline(ss, item, ','))
            if (!item.empty()) c->cors_origins.push_back(item);
+         return true;
+       }},
+      {"trusted-proxy", "EVSTREAM_TRUSTED_PROXY", "ADDR",
+       "believe X-Forwarded-For / X-Real-IP from this peer only (address or CIDR; repeatable)",
+       [](Config* c, const std::string& v, std::string* err) {
+         std::stringstream ss(v);
+         std::string item;
+         http::ProxyList check;
+         while (std::getline(ss, item, ',')) {
+           if (item.empty()) continue;
+           if (!check.Add(item, err)) return false;
+           c->trusted_proxies.push_back(item);
+         }
          return true;
        }},
       {"log-level", "EVSTREAM_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)",

@@ -53,6 +53,8 @@ struct Config {
   std::string web_root;                   // static files; empty: none
   bool web_root_explicit = false;
   std::vector<std::string> cors_origins;  // "*" allows any origin
+  // Peers whose X-Forwarded-For / X-Real-IP are believed (addresses or CIDR blocks).
+  std::vector<std::string> trusted_proxies;
   std::string log_level = "info";
 };
 

@@ -77,6 +77,21 @@ bool Connection::ClaimSub(const std::string& sub) {
   return true;
 }
 
+// Counts this connection for `address` (moving it from the address it counted for before);
+// false when that passes the per-address limit.
+bool Connection::CountAddress(const std::string& address) {
+  if (address == counted_address_) return server_->per_address_[address] <= server_->opts_.max_connections_per_address;
+  UncountAddress();
+  counted_address_ = address;
+  return ++server_->per_address_[address] <= server_->opts_.max_connections_per_address;
+}
+
+void Connection::UncountAddress() {
+  if (counted_address_.empty()) return;
+  if (--server_->per_address_[counted_address_] <= 0) server_->per_address_.erase(counted_address_);
+  counted_address_.clear();
+}
+
 void Connection::Begin(uv_stream_t* server_stream) {
   sockaddr_storage addr{};
   int len = sizeof addr;
@@ -94,10 +109,12 @@ void Connection::Begin(uv_stream_t* server_stream) {
       peer_ = "[" + address_ + "]:" + std::to_string(ntohs(a->sin6_port));
     }
   }
+  client_address_ = address_;
   uv_tcp_nodelay(&tcp_, 1);
   // Over the per-address limit: read the request (bounded by the timeouts and the unread-bytes
-  // budget), answer 429 and close.
-  if (!address_.empty() && ++server_->per_address_[address_] > server_->opts_.max_connections_per_address)
+  // budget), answer 429 and close. A trusted proxy's connections are counted per request, under
+  // the client address it names (CountAddress in HandleParse).
+  if (!address_.empty() && !server_->opts_.trusted_proxies.Contains(address_) && !CountAddress(address_))
     refuse_status_ = 429;
   got_bytes_ = true;  // the first request's header timeout runs from the accept
   ArmTimer(server_->options().header_timeout_ms);
@@ -183,6 +200,11 @@ void Connection::HandleParse(RequestParser::Status st) {
     return;
   }
   keep_alive_ = parser_.request().keep_alive && !server_->closed_;
+  // Each request on a proxy's keep-alive connection may come from another client: the
+  // connection counts for the address of the request it serves now.
+  client_address_ = ClientAddress(address_, server_->options().trusted_proxies, parser_.request());
+  if (client_address_ != address_ || server_->opts_.trusted_proxies.Contains(address_))
+    refuse_status_ = CountAddress(client_address_) ? 0 : 429;
   if (refuse_status_ == 429) {
     server_->metrics_->limited++;
     keep_alive_ = false;
@@ -199,6 +221,8 @@ void Connection::HandleParse(RequestParser::Status st) {
     Respond(JsonError(400, "bad_request", *bad + " must be valid UTF-8 (percent-decoded)"));
     return;
   }
+  core::LogDebug("request", {{"conn", id_}, {"client", client_address_}, {"peer", peer_},
+                             {"method", parser_.request().method}, {"path", parser_.request().path}});
   auto self = shared_from_this();
   server_->handler_(self, parser_.request());
 }
@@ -241,7 +265,8 @@ bool Connection::Send(Frame frame) {
 void Connection::DropSlowClient() {
   if (state_ == State::Closing || close_after_flush_) return;
   server_->metrics_->slow_client_drops++;
-  core::LogWarn("dropping slow client", {{"conn", id_}, {"peer", peer_}, {"queued_bytes", queued_bytes_}});
+  core::LogWarn("dropping slow client",
+                {{"conn", id_}, {"peer", peer_}, {"client", client_address_}, {"queued_bytes", queued_bytes_}});
   queue_.clear();
   queued_bytes_ = 0;
   if (overflow_frame_) Enqueue(overflow_frame_);
@@ -364,7 +389,7 @@ void Connection::Fail() {
 void Connection::OnClosed() {
   tcp_open_ = false;
   ReleasePending();
-  if (!address_.empty() && --server_->per_address_[address_] <= 0) server_->per_address_.erase(address_);
+  UncountAddress();
   if (!sub_.empty() && --server_->per_sub_[sub_] <= 0) server_->per_sub_.erase(sub_);
   server_->metrics_->http_connections--;
   auto cb = std::move(on_close);

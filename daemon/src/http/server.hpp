@@ -13,6 +13,7 @@
 
 #include "core/metrics.hpp"
 #include "core/uv_handle.hpp"
+#include "http/client_address.hpp"
 #include "http/request.hpp"
 #include "http/response.hpp"
 
@@ -36,6 +37,7 @@ struct ServerOptions {
   int idle_timeout_ms = 60000;    // keep-alive: waiting for the next request's first byte
   int drain_timeout_ms = 5000;    // for the final write of a dropped or closing client
   int retry_after_seconds = 1;    // in 429 and 503 answers
+  ProxyList trusted_proxies;      // peers whose X-Forwarded-For / X-Real-IP count
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -49,6 +51,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t id() const { return id_; }
   std::string peer() const { return peer_; }
   const std::string& address() const { return address_; }  // the client's IP, without the port
+  // The client's IP for the current request: the socket's, or the one a trusted proxy names.
+  const std::string& client_address() const { return client_address_; }
 
   // Handling -> answer; then the next request (keep-alive) or a clean close.
   void Respond(const Response& r);
@@ -82,6 +86,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   friend class Server;
   struct WriteReq;
   void Begin(uv_stream_t* server_stream);
+  bool CountAddress(const std::string& address);
+  void UncountAddress();
   void StartReading();
   void OnRead(ssize_t nread, const uv_buf_t* buf);
   void HandleParse(RequestParser::Status st);
@@ -105,7 +111,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   core::UvHandle<uv_timer_t> timer_;
   RequestParser parser_;
   std::string peer_;
-  std::string address_;
+  std::string address_;         // the socket peer's IP, without the port
+  std::string client_address_;  // per request: address_, or what a trusted proxy says
+  std::string counted_address_;  // the address this connection counts for in per_address_
   bool keep_alive_ = false;
   bool hold_ = false;
   bool close_after_flush_ = false;
