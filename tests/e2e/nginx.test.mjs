@@ -18,6 +18,7 @@ import { SseParser, pgClient, startDaemon, stopDaemon, token, waitFor } from './
 const NGINX = fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
 let db, daemon, nginx, dir, base;
 const jwt = token({ sub: 'proxy-user', projects: ['px'] });
+const LIMIT = 6;  // --max-connections-per-address
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -75,11 +76,12 @@ function curl(args) {
 }
 
 // A long-running curl on the stream; `frames` fills as SSE frames arrive through nginx.
-function stream({ headers = [], query = '?channel=project:px' } = {}) {
+function stream({ headers = [], query = '?channel=project:px', from } = {}) {
   const s = { frames: [], head: '', exited: null };
   const parser = new SseParser((f) => s.frames.push(f));
   let buf = '';
-  s.proc = spawn('curl', ['-sS', '-k', '--http2', '-N', '-i', '-H', `Authorization: Bearer ${jwt}`,
+  s.proc = spawn('curl', ['-sS', '-k', '--http2', '-N', '-i', ...(from ? ['--interface', from] : []),
+    '-H', `Authorization: Bearer ${jwt}`,
     '-H', 'Accept: text/event-stream', ...headers.flatMap((h) => ['-H', h]), `${base}/api/events/stream${query}`],
   { stdio: ['ignore', 'pipe', 'inherit'] });
   s.proc.stdout.setEncoding('utf8');
@@ -108,7 +110,8 @@ function post(id, extraHeaders = []) {
 before(async () => {
   db = pgClient();
   await db.connect();
-  daemon = await startDaemon({ args: ['--heartbeat', '1', '--log-level', 'debug', '--trusted-proxy', '127.0.0.1'] });
+  daemon = await startDaemon({ args: ['--heartbeat', '1', '--log-level', 'debug', '--trusted-proxy', '127.0.0.1',
+    '--max-connections-per-address', String(LIMIT)] });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'evstream-nginx-'));
   fs.chmodSync(dir, 0o755);
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
@@ -207,4 +210,46 @@ test('X-Forwarded-For / X-Real-IP: set by nginx, believed only from the trusted 
   assert.equal(d, 404);
   await waitFor(() => requestLog(direct), { what: 'the direct request in the log' });
   assert.equal(requestLog(direct).client, '127.0.0.2', 'forged headers from a non-proxy are ignored');
+});
+
+// Per-address limits behind the proxy: nginx's connections count for the clients it names, not
+// for nginx; a client that forges X-Forwarded-For directly still counts for its own address.
+test('per-address limits count the client behind the trusted proxy, never a forged address', async () => {
+  const opened = [];
+  try {
+    for (let i = 0; i < LIMIT; i++) {
+      const s = stream({ from: '127.0.0.7' });
+      opened.push(s);
+      await waitFor(() => s.frames.some((f) => f.event === 'connected'), { what: `stream ${i} from 127.0.0.7` });
+    }
+    const over = await curl(['--interface', '127.0.0.7', '-H', `Authorization: Bearer ${jwt}`, `${base}/healthz`]);
+    assert.equal(over.status, 'HTTP/2 429', '127.0.0.7 is at its limit');
+    const other = await curl(['--interface', '127.0.0.8', '-H', `Authorization: Bearer ${jwt}`, `${base}/healthz`]);
+    assert.equal(other.status, 'HTTP/2 200', 'another client through the same nginx is not limited');
+
+    // Directly from 127.0.0.9, each connection forging another X-Forwarded-For: all count for 127.0.0.9.
+    const direct = (i) => new Promise((resolve, reject) => {
+      const req = http.request(`${daemon.url}/api/events/stream?channel=project:px`, {
+        localAddress: '127.0.0.9', agent: false,
+        headers: { Authorization: `Bearer ${jwt}`, Accept: 'text/event-stream', 'X-Forwarded-For': `10.0.0.${i}` },
+      }, (res) => resolve({ status: res.statusCode, res, req }));
+      req.on('error', reject);
+      req.end();
+    });
+    const held = [];
+    try {
+      for (let i = 0; i < LIMIT; i++) {
+        const r = await direct(i);
+        held.push(r);
+        assert.equal(r.status, 200, `direct stream ${i}`);
+      }
+      const refused = await direct(99);
+      held.push(refused);
+      assert.equal(refused.status, 429, 'a forged X-Forwarded-For does not escape the limit');
+    } finally {
+      for (const h of held) h.req.destroy();
+    }
+  } finally {
+    for (const s of opened) s.close();
+  }
 });
