@@ -1,5 +1,6 @@
 #include "feed/pool.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/guard.hpp"
@@ -11,6 +12,14 @@ namespace {
 const std::string kReplayPrefix = "replay|";
 bool IsReplayKey(const std::string& key) { return key.compare(0, kReplayPrefix.size(), kReplayPrefix) == 0; }
 }  // namespace
+
+struct PgPool::Deferred {
+  uv_idle_t idle;
+  PgPool* pool;
+  PgConnection::Callback cb;
+  std::string why;
+  bool overloaded;
+};
 
 std::string OptionsWithStatementTimeout(const std::string& conninfo, int ms) {
   std::string options;
@@ -47,9 +56,28 @@ void PgPool::Start() {
   for (auto& c : conns_) c->Start();
 }
 
+PgPool::~PgPool() {
+  // Close() was not called: the pending reports are dropped with their handles.
+  for (Deferred* d : deferred_) {
+    uv_idle_stop(&d->idle);
+    uv_close(reinterpret_cast<uv_handle_t*>(&d->idle), [](uv_handle_t* h) { delete static_cast<Deferred*>(h->data); });
+  }
+}
+
 void PgPool::Close() {
   closed_ = true;
   for (auto& c : conns_) c->Close();
+  // Reports still deferred run now: their owners may be gone once Close() has returned.
+  auto deferred = std::move(deferred_);
+  deferred_.clear();
+  for (Deferred* d : deferred) {
+    uv_idle_stop(&d->idle);
+    PgConnection::Callback cb = std::move(d->cb);
+    uv_close(reinterpret_cast<uv_handle_t*>(&d->idle), [](uv_handle_t* h) { delete static_cast<Deferred*>(h->data); });
+    QueryResult r;
+    r.error = "shutting down";
+    core::Guard("pool result", [&] { cb(r); });
+  }
   for (auto& j : queue_.Drain()) {
     QueryResult r;
     r.error = "shutting down";
@@ -70,25 +98,23 @@ bool PgPool::AllDown() const {
   return true;
 }
 
-// Reports asynchronously so that callers never re-enter themselves.
+// Reports asynchronously so that callers never re-enter themselves; never after Close().
 void PgPool::FailLater(PgConnection::Callback cb, std::string why, bool overloaded) {
-  struct Deferred {
-    uv_idle_t idle;
-    PgConnection::Callback cb;
-    std::string why;
-    bool overloaded;
-  };
-  auto* d = new Deferred{{}, std::move(cb), std::move(why), overloaded};
+  auto* d = new Deferred{{}, this, std::move(cb), std::move(why), overloaded};
   uv_idle_init(loop_, &d->idle);
   d->idle.data = d;
+  deferred_.push_back(d);
   uv_idle_start(&d->idle, [](uv_idle_t* h) {
     auto* d = static_cast<Deferred*>(h->data);
+    auto& list = d->pool->deferred_;
+    list.erase(std::find(list.begin(), list.end(), d));
     uv_idle_stop(h);
     QueryResult r;
     r.error = d->why;
     r.overloaded = d->overloaded;
-    core::Guard("pool result", [&] { d->cb(r); });
+    PgConnection::Callback cb = std::move(d->cb);
     uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* h) { delete static_cast<Deferred*>(h->data); });
+    core::Guard("pool result", [&] { cb(r); });
   });
 }
 

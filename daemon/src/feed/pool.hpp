@@ -26,10 +26,14 @@ enum class Lane { Api, Replay };
 class PgPool {
  public:
   PgPool(uv_loop_t* loop, const std::string& conninfo, PoolOptions opts);
+  ~PgPool();
+  PgPool(const PgPool&) = delete;
+  PgPool& operator=(const PgPool&) = delete;
   PgPool(uv_loop_t* loop, const std::string& conninfo, int size) : PgPool(loop, conninfo, PoolOptions{size}) {}
   void Start();
   void Close();
-  // The callback runs exactly once, with the result or an error (never synchronously).
+  // The callback runs exactly once, with the result or an error (never synchronously), and
+  // never after Close() has returned: Close() fails what is queued or deferred ("shutting down").
   // key: the client to be fair between ("" = the daemon itself).
   void Query(std::string sql, Params params, PgConnection::Callback cb, const std::string& key = "",
              Lane lane = Lane::Api);
@@ -45,6 +49,7 @@ class PgPool {
   };
   void Dispatch();
   bool AllDown() const;
+  struct Deferred;  // an error reported on the next loop iteration (uv_idle_t)
   void FailLater(PgConnection::Callback cb, std::string why, bool overloaded);
 
   uv_loop_t* loop_;
@@ -53,6 +58,7 @@ class PgPool {
   FairQueue<Job> queue_;
   int replays_running_ = 0;
   bool closed_ = false;
+  std::vector<Deferred*> deferred_;  // pending error reports (freed in their close callback)
 };
 
 // libpq `options` that add `-c statement_timeout=MS` to what the conninfo (or PGOPTIONS) sets.
