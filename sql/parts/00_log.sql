@@ -161,15 +161,8 @@ CREATE FUNCTION evstream.stream(aggregate_type text, aggregate_id text, after_ve
 CREATE FUNCTION evstream.doorbell_rings() RETURNS bigint
   LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'evstream_doorbell_rings';
 
--- History and stats. Both run as the caller: row-level security limits them to its channels.
-CREATE FUNCTION evstream.stats()
-  RETURNS TABLE (event_type text, events bigint, first_at timestamptz, last_at timestamptz)
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  BEGIN ATOMIC
-    SELECT e.event_type, count(*), min(e.created_at), max(e.created_at)
-      FROM evstream.events e GROUP BY e.event_type ORDER BY e.event_type;
-  END;
-
+-- History: runs as the caller, row-level security limits it to its channels. (Stats: see the
+-- stats part.)
 CREATE FUNCTION evstream.events_by_correlation(correlation_id uuid)
   RETURNS SETOF evstream.events
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp

@@ -152,6 +152,19 @@ test('0.1.0 -> current: old cursors and checkpoints resume on the same events; s
 
     await old.query("ALTER EXTENSION evstream UPDATE TO '0.2.0'");
 
+    // The stats summary is filled from the existing rows: every event is below the watermark.
+    const grouped = `SELECT channel, event_type, count(*)::int AS events, min(created_at) AS first_at,
+                            max(created_at) AS last_at FROM evstream.events GROUP BY 1, 2 ORDER BY 1, 2`;
+    const { rows: [state] } = await old.query(
+      'SELECT folded_below > (SELECT max(order_key) FROM evstream.events) AS covers FROM evstream.event_stats_state');
+    assert.equal(state.covers, true, 'the upgrade folded every existing event');
+    assert.deepEqual(
+      (await old.query('SELECT channel, event_type, events::int, first_at, last_at FROM evstream.event_stats ORDER BY 1, 2')).rows,
+      (await old.query(grouped)).rows, 'the summary equals a GROUP BY over the upgraded log');
+    assert.deepEqual((await old.query("SELECT event_type, events::int FROM evstream.stats()")).rows,
+      [['doc.a', 3], ['doc.b', 2], ['doc.c', 1], ['doc.d', 2], ['doc.f', 1]].map(([event_type, events]) => ({ event_type, events })),
+      'stats() after the upgrade (the erased aggregate left no trace)');
+
     for (const [after, expected] of Object.entries(cursorsBefore))
       assert.deepEqual(await readAll(old, Number(after)), expected, `read_after(${after}) resumes on the same events`);
     for (const name of Object.keys(consumedBefore)) {
