@@ -64,6 +64,75 @@ describe('GET /api/event-types and /api/stats', () => {
     assert.equal(both.json.eventTypes.find((x) => x.eventType === type).events, 3);
     assert.equal((await get({ projects: [p] }, `/api/stats?channel=project:${q}`)).status, 403);
   });
+
+  // Issue 11 item 5: the answer comes from the summary (evstream.channel_stats), equals a GROUP BY
+  // over the log, never counts an uncommitted event, and stays right after an erasure.
+  test('stats are read from the summary and equal a GROUP BY over the log, across a held transaction and an erasure', async () => {
+    const fresh = await startDaemon({ args: ['--stats-cache-ms', '0'] });
+    const holder = pgClient();
+    await holder.connect();
+    try {
+      const p = uniq('p');
+      const q = uniq('q');
+      const [t1, t2] = [uniq('su.'), uniq('su.')];
+      const [s1, s2, s3, s4] = [uniq('s'), uniq('s'), uniq('s'), uniq('s')];
+      await append(`project:${p}`, 'su', s1, t1);
+      await append(`project:${p}`, 'su', s1, t1);
+      await append(`project:${p}`, 'su', s2, t2);
+      await append(`project:${q}`, 'su', s3, t1);
+      const claims = { projects: [p] };
+      // What the log says, per event type, for project:p (epoch milliseconds).
+      const grouped = async () => (await db.query(
+        `SELECT event_type AS "eventType", count(*)::int AS events,
+                floor(extract(epoch FROM min(created_at)) * 1000)::float8 AS first,
+                floor(extract(epoch FROM max(created_at)) * 1000)::float8 AS last
+           FROM evstream.events WHERE channel = $1 GROUP BY 1 ORDER BY 1`, [`project:${p}`])).rows;
+      const answered = async () => {
+        const r = await request(fresh, '/api/stats', { headers: auth(claims) });
+        assert.equal(r.status, 200, r.body);
+        assert.deepEqual(r.json.channels, [`project:${p}`]);
+        const rows = r.json.eventTypes.map((x) => ({
+          eventType: x.eventType, events: x.events,
+          first: Date.parse(x.firstAt), last: Date.parse(x.lastAt),
+        }));
+        assert.equal(r.json.total, rows.reduce((n, x) => n + x.events, 0));
+        return rows;
+      };
+      const sameAsLog = (rows, expected, what) => {
+        assert.deepEqual(rows.map((x) => [x.eventType, x.events]), expected.map((x) => [x.eventType, x.events]), what);
+        for (const [i, x] of rows.entries()) {
+          assert.ok(Math.abs(x.first - expected[i].first) <= 1, `${what}: firstAt of ${x.eventType}`);
+          assert.ok(Math.abs(x.last - expected[i].last) <= 1, `${what}: lastAt of ${x.eventType}`);
+        }
+      };
+
+      // An appending transaction stays open: its event is neither counted nor lost.
+      await holder.query('BEGIN');
+      await holder.query("SELECT evstream.post_event($1, 'su', $2, $3)", [`project:${p}`, s4, t2]);
+      sameAsLog(await answered(), await grouped(), 'with a transaction open');
+      assert.deepEqual((await answered()).map((x) => x.events), [2, 1]);
+      await holder.query('COMMIT');
+      const afterCommit = await answered();
+      assert.deepEqual(afterCommit.map((x) => x.events), [2, 2], 'the held event counts once it commits');
+      sameAsLog(afterCommit, await grouped(), 'after the commit');
+
+      // The answer came from the summary: the daemon's call folded project:p's events into it.
+      const { rows: summary } = await db.query(
+        `SELECT event_type, events::int FROM evstream.event_stats WHERE channel = $1 ORDER BY 1`, [`project:${p}`]);
+      assert.deepEqual(summary.map((x) => [x.event_type, x.events]), [[t1, 2], [t2, 2]]);
+
+      // Erasing s1 (both t1 events) removes the type; erasing s2 moves t2's firstAt.
+      await db.query("SELECT evstream.erase_aggregate('su', $1)", [s1]);
+      await db.query("SELECT evstream.erase_aggregate('su', $1)", [s2]);
+      const afterErase = await answered();
+      assert.deepEqual(afterErase.map((x) => [x.eventType, x.events]), [[t2, 1]]);
+      sameAsLog(afterErase, await grouped(), 'after the erasures');
+      assert.equal((await request(fresh, `/api/stats?channel=project:${q}`, { headers: auth(claims) })).status, 403);
+    } finally {
+      await holder.end();
+      await stopDaemon(fresh);
+    }
+  });
 });
 
 describe('consumers over HTTP', () => {
