@@ -3,7 +3,8 @@
 -- (order_key, position) order below evstream's horizon (see evstream.horizon()). Existing rows
 -- get order keys in their old order (2 x the rank of their tx), consumer checkpoints keys that
 -- keep them between the same events, so Last-Event-ID values and checkpoints resume exactly
--- where they were. Never edit this file once released.
+-- where they were. Stats come from a summary folded below the same horizon (filled here from
+-- the existing rows). Never edit this file once released.
 \echo Use "ALTER EXTENSION evstream UPDATE TO '0.2.0'" to load this file. \quit
 
 SELECT evstream._require_preload();
