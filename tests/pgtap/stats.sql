@@ -4,7 +4,7 @@
 -- before and after erasures. A call reads the log only past the watermark (table counters), and
 -- each role sees and may do only what the README's table says.
 -- The sessions commit: their events (aggregate type stat_doc, channels project:pgtap-stats-N) are
--- erased before and after the test.
+-- erased before and after the test, and those erasures' audit rows deleted.
 DO $$
 DECLARE
   a text;
@@ -12,6 +12,8 @@ BEGIN
   FOR a IN SELECT DISTINCT e.aggregate_id FROM evstream.events e WHERE e.aggregate_type = 'stat_doc' LOOP
     PERFORM evstream.erase_aggregate('stat_doc', a);
   END LOOP;
+  -- The test's own erasure records too (other files read evstream.erasures whole).
+  DELETE FROM evstream.erasures WHERE aggregate_type = 'stat_doc';
 END
 $$;
 
@@ -237,5 +239,7 @@ BEGIN
   FOR a IN SELECT DISTINCT e.aggregate_id FROM evstream.events e WHERE e.aggregate_type = 'stat_doc' LOOP
     PERFORM evstream.erase_aggregate('stat_doc', a);
   END LOOP;
+  -- The test's own erasure records too (other files read evstream.erasures whole).
+  DELETE FROM evstream.erasures WHERE aggregate_type = 'stat_doc';
 END
 $$;
