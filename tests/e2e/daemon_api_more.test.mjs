@@ -3,14 +3,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { pgClient, request, startDaemon, stopDaemon, token, uniq } from './lib/daemon.mjs';
+import { pgClient, request, startDaemon, stopDaemon, token, uniq, waitFor } from './lib/daemon.mjs';
 
 let d;
 let db;
 before(async () => {
   db = pgClient();
   await db.connect();
-  d = await startDaemon();
+  // No periodic fold: what lands in the stats summary here was folded by a request.
+  d = await startDaemon({ args: ['--stats-fold-ms', '0'] });
 });
 after(async () => {
   await stopDaemon(d);
@@ -68,13 +69,13 @@ describe('GET /api/event-types and /api/stats', () => {
   // Issue 11 item 5: the answer comes from the summary (evstream.channel_stats), equals a GROUP BY
   // over the log, never counts an uncommitted event, and stays right after an erasure.
   test('stats are read from the summary and equal a GROUP BY over the log, across a held transaction and an erasure', async () => {
-    const fresh = await startDaemon({ args: ['--stats-cache-ms', '0'] });
+    const fresh = await startDaemon({ args: ['--stats-cache-ms', '0', '--stats-fold-ms', '0'] });
     const holder = pgClient();
     await holder.connect();
     try {
       const p = uniq('p');
       const q = uniq('q');
-      const [t1, t2] = [uniq('su.'), uniq('su.')];
+      const [t1, t2] = [uniq('su.a'), uniq('su.b')];  // t1 sorts first
       const [s1, s2, s3, s4] = [uniq('s'), uniq('s'), uniq('s'), uniq('s')];
       await append(`project:${p}`, 'su', s1, t1);
       await append(`project:${p}`, 'su', s1, t1);
@@ -131,6 +132,22 @@ describe('GET /api/event-types and /api/stats', () => {
     } finally {
       await holder.end();
       await stopDaemon(fresh);
+    }
+  });
+
+  test('--stats-fold-ms folds new events into the summary with no stats request', async () => {
+    const folder = await startDaemon({ args: ['--stats-fold-ms', '20'] });
+    try {
+      const p = uniq('p');
+      const type = uniq('sf.');
+      await append(`project:${p}`, 'sf', uniq('s'), type);
+      await append(`project:${p}`, 'sf', uniq('s'), type);
+      const folded = await waitFor(async () => (await db.query(
+        'SELECT events::int FROM evstream.event_stats WHERE channel = $1 AND event_type = $2',
+        [`project:${p}`, type])).rows[0], { what: 'the daemon folding the events into evstream.event_stats' });
+      assert.equal(folded.events, 2);
+    } finally {
+      await stopDaemon(folder);
     }
   });
 });

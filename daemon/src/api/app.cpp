@@ -87,6 +87,8 @@ App::App(uv_loop_t* loop, const core::Config& cfg)
   std::string error;
   if (!LoadStatic(&error)) throw std::runtime_error(error);
   BuildRoutes();
+  if (uv_timer_init(loop_, stats_fold_timer_.get()) == 0) stats_fold_timer_.MarkInitialised();
+  stats_fold_timer_->data = this;
 }
 
 bool App::LoadStatic(std::string* error) {
@@ -118,7 +120,26 @@ int App::Start() {
   presence_.Start();
   pool_.Start();
   streams_.Start();
+  if (cfg_.stats_fold_ms > 0 && stats_fold_timer_.initialised()) {
+    auto every = static_cast<uint64_t>(cfg_.stats_fold_ms);
+    int timer_rc = uv_timer_start(stats_fold_timer_.get(), [](uv_timer_t* t) {
+      core::Guard("stats fold tick", [&] { static_cast<App*>(t->data)->FoldStats(); });
+    }, every, every);
+    if (timer_rc != 0) core::LogWarn("stats fold timer not started", {{"error", uv_err_name(timer_rc)}});
+  }
   return 0;
+}
+
+void App::FoldStats() {
+  if (stats_fold_running_) return;
+  stats_fold_running_ = true;
+  pool_.Query("SELECT evstream._stats_fold()", {}, [this](feed::QueryResult& r) {
+    stats_fold_running_ = false;
+    // Another folder holding the summary, or the database away: the next tick tries again.
+    core::Guard("stats fold result", [&] {
+      if (!r.ok()) core::LogDebug("stats fold failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
+    });
+  });
 }
 
 bool App::ReloadKeys() {
@@ -137,6 +158,7 @@ bool App::ReloadKeys() {
 }
 
 void App::Shutdown() {
+  if (stats_fold_timer_.initialised()) uv_timer_stop(stats_fold_timer_.get());
   server_.Close();
   streams_.Close();
   presence_.Close();

@@ -15,6 +15,7 @@
 #include "auth/jwt_verifier.hpp"
 #include "core/config.hpp"
 #include "core/metrics.hpp"
+#include "core/uv_handle.hpp"
 #include "feed/feed.hpp"
 #include "feed/pool.hpp"
 #include "http/router.hpp"
@@ -57,6 +58,9 @@ class App {
   // choice -> handler.
   void Route(const http::ConnectionPtr& conn, http::Request& req);
   http::Response Health() const;
+  // --stats-fold-ms: one evstream._stats_fold() at a time on the pool, so the stats summary keeps
+  // up with the log whether or not anyone asks for stats.
+  void FoldStats();
 
   uv_loop_t* loop_;
   core::Config cfg_;
@@ -76,6 +80,8 @@ class App {
   http::Server server_;
   http::RouteTable<RouteEntry> routes_;
   http::StaticFiles static_files_;
+  core::UvHandle<uv_timer_t> stats_fold_timer_;
+  bool stats_fold_running_ = false;
 };
 
 }  // namespace evstream::api

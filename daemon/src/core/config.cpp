@@ -173,6 +173,11 @@ const std::vector<Option>& Options() {
        "GET /api/stats: an answer is reused for this long per channel set, and at most one query per "
        "channel set runs at a time (default 5000)",
        IntField(&Config::stats_cache_ms, 0, 3600000)},
+      {"stats-fold-ms", "EVSTREAM_STATS_FOLD_MS", "MS",
+       "fold the events appended since the last fold into the stats summary this often "
+       "(evstream._stats_fold), so GET /api/stats reads a short tail even after a quiet period; "
+       "0 turns it off (default 1000)",
+       IntField(&Config::stats_fold_ms, 0, 3600000)},
       {"web-max-bytes", "EVSTREAM_WEB_MAX_BYTES", "BYTES",
        "static files are read into memory at startup (never from the event loop); the daemon refuses "
        "to start when --web-root holds more than this (default 67108864)",

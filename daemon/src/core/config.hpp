@@ -42,6 +42,7 @@ struct Config {
   int body_timeout_ms = 30000;            // to receive its body once the headers are in
   int idle_timeout_ms = 60000;            // a keep-alive connection waiting for its next request
   int stats_cache_ms = 5000;              // GET /api/stats answers reused this long per channel set
+  int stats_fold_ms = 1000;               // fold new events into the stats summary this often (0: off)
   std::size_t web_max_bytes = 64u << 20;  // static files preloaded at startup, in total
   int max_batch_ms = 5000;
   int coalesce_ms = 5;                    // POST /api/publish: a first chunk waits this long for more
