@@ -142,3 +142,22 @@ TEST(Config, jwt_lifecycle_flags) {
   EXPECT_FALSE(LoadFiles(&both, &err));
   EXPECT_NE(err.find("give one of them"), std::string::npos) << err;
 }
+
+// --stats-fold-ms: the daemon folds the stats summary every second unless told otherwise; 0 turns
+// the periodic fold off; negative values are refused.
+TEST(Config, stats_fold_ms) {
+  g_env.clear();
+  Config c;
+  std::string err;
+  ASSERT_EQ(Parse({}, &c, &err), ParseOutcome::Run);
+  EXPECT_EQ(c.stats_fold_ms, 1000);
+  ASSERT_EQ(Parse({"--stats-fold-ms", "0"}, &c, &err), ParseOutcome::Run) << err;
+  EXPECT_EQ(c.stats_fold_ms, 0);
+  EXPECT_EQ(Parse({"--stats-fold-ms", "-1"}, &c, &err), ParseOutcome::Error);
+  g_env = {{"EVSTREAM_STATS_FOLD_MS", "250"}};
+  Config e;
+  ASSERT_EQ(Parse({}, &e, &err), ParseOutcome::Run) << err;
+  EXPECT_EQ(e.stats_fold_ms, 250);
+  g_env.clear();
+  EXPECT_NE(HelpText().find("--stats-fold-ms"), std::string::npos);
+}
