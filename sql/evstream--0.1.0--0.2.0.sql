@@ -264,7 +264,7 @@ CREATE POLICY event_stats_read ON evstream.event_stats FOR SELECT
   USING (evstream.channel_allowed(channel));
 
 -- _stats_fold(): adds the events in [folded_below, horizon) into event_stats and moves the
--- watermark to the horizon; returns the number of (channel, event type) groups touched. Holds the
+-- watermark to the horizon (to a lower order key when more than 1 000 000 events wait); returns the number of (channel, event type) groups touched. Holds the
 -- watermark row until the caller's transaction ends; a second folder meanwhile skips (SKIP LOCKED)
 -- rather than waits. Does nothing in a read-only transaction (a standby) or under REPEATABLE
 -- READ / SERIALIZABLE (the watermark row may have moved since the snapshot): readers then count
@@ -274,6 +274,7 @@ CREATE FUNCTION evstream._stats_fold() RETURNS bigint
 DECLARE
   below bigint;
   horizon bigint;
+  upper bigint;
   n bigint;
 BEGIN
   IF current_setting('transaction_read_only')::boolean
@@ -288,6 +289,15 @@ BEGIN
   horizon := evstream._read_horizon(below);
   IF horizon <= below THEN
     RETURN 0;
+  END IF;
+  -- At most ~1 000 000 events per fold, so that one fold fits a statement timeout however far
+  -- behind the summary is (the next fold takes the rest; the tail covers them meanwhile). The
+  -- bound is an order key: a transaction's events are folded together.
+  EXECUTE 'SELECT e.order_key FROM evstream.events e WHERE e.order_key >= $1 AND e.order_key < $2
+            ORDER BY e.order_key OFFSET 1000000 LIMIT 1'
+    INTO upper USING below, horizon;
+  IF upper IS NOT NULL AND upper > below THEN
+    horizon := upper;
   END IF;
   -- EXECUTE: planned with the bounds known, so a short range is read through events_order_idx.
   EXECUTE
@@ -423,5 +433,18 @@ GRANT EXECUTE ON FUNCTION evstream.rebuild_stats() TO evstream_admin;
 GRANT EXECUTE ON FUNCTION evstream._stats_erased() TO PUBLIC;
 
 -- Fill the summary from the existing rows: no appending transaction is open (the log is locked),
--- so the horizon is above every event and the fold counts them all.
-SELECT evstream._stats_fold();
+-- so the horizon is above every event; each fold takes at most ~1 000 000 events, so fold until
+-- the watermark stops moving.
+DO $$
+DECLARE
+  before bigint;
+  after bigint;
+BEGIN
+  LOOP
+    SELECT s.folded_below INTO before FROM evstream.event_stats_state s;
+    PERFORM evstream._stats_fold();
+    SELECT s.folded_below INTO after FROM evstream.event_stats_state s;
+    EXIT WHEN after = before;
+  END LOOP;
+END
+$$;

@@ -33,7 +33,7 @@ CREATE POLICY event_stats_read ON evstream.event_stats FOR SELECT
   USING (evstream.channel_allowed(channel));
 
 -- _stats_fold(): adds the events in [folded_below, horizon) into event_stats and moves the
--- watermark to the horizon; returns the number of (channel, event type) groups touched. Holds the
+-- watermark to the horizon (to a lower order key when more than 1 000 000 events wait); returns the number of (channel, event type) groups touched. Holds the
 -- watermark row until the caller's transaction ends; a second folder meanwhile skips (SKIP LOCKED)
 -- rather than waits. Does nothing in a read-only transaction (a standby) or under REPEATABLE
 -- READ / SERIALIZABLE (the watermark row may have moved since the snapshot): readers then count
@@ -43,6 +43,7 @@ CREATE FUNCTION evstream._stats_fold() RETURNS bigint
 DECLARE
   below bigint;
   horizon bigint;
+  upper bigint;
   n bigint;
 BEGIN
   IF current_setting('transaction_read_only')::boolean
@@ -57,6 +58,15 @@ BEGIN
   horizon := evstream._read_horizon(below);
   IF horizon <= below THEN
     RETURN 0;
+  END IF;
+  -- At most ~1 000 000 events per fold, so that one fold fits a statement timeout however far
+  -- behind the summary is (the next fold takes the rest; the tail covers them meanwhile). The
+  -- bound is an order key: a transaction's events are folded together.
+  EXECUTE 'SELECT e.order_key FROM evstream.events e WHERE e.order_key >= $1 AND e.order_key < $2
+            ORDER BY e.order_key OFFSET 1000000 LIMIT 1'
+    INTO upper USING below, horizon;
+  IF upper IS NOT NULL AND upper > below THEN
+    horizon := upper;
   END IF;
   -- EXECUTE: planned with the bounds known, so a short range is read through events_order_idx.
   EXECUTE
