@@ -6,12 +6,14 @@
 //         the same doorbell (LISTEN evstream) and, while committed events are held back, by a
 //         re-check timer (HELD_BACK_MS, 25 ms: the daemon's old default) — the old feed's loop.
 //         It lives here only, never in the product.
+//   horizon  the same direct loop reading with the product's rule (read_after): rule against
+//         rule without the daemon's hop.
 // The publisher appends RATE events/s for SECONDS with evstream.post_event (one transaction
 // each) and stamps each with its sequence number. A reader can get an event before the
 // publisher has read post_event's reply: such latencies are negative and counted as they are.
 // --load longtx: a session of OTHER_DB keeps a write transaction open (BEGIN; INSERT; hold
 // HOLD_MS; COMMIT; again) for the whole run; pgbench in OTHER_DB is started by run.sh.
-// Prints one JSON line: { scenario, sse: {p50, p99, max, n, missing}, xmin: {...} }.
+// Prints one JSON line: { scenario, sse: {p50, p99, max, n, missing}, horizon: {...}, xmin: {...} }.
 import http from 'node:http';
 import pg from 'pg';
 import { SseParser } from '../../tests/e2e/lib/daemon.mjs';
@@ -60,57 +62,84 @@ function subscribe(k) {
 }
 const streams = await Promise.all(Array.from({ length: subscribers }, (_, k) => subscribe(k)));
 
-// --- The xmin-rule baseline reader ------------------------------------------------------------
-const reader = new pg.Client();
-await reader.connect();
-let cursorTx = '0';
-let cursorPos = 0;
-let reading = false;
-let again = false;
-let recheck = null;
-const readXmin = `
-  SELECT e.tx::text AS tx, e.position, (e.data->>'seq')::int AS seq
-    FROM evstream.events e
-   WHERE (e.tx, e.position) > ($1::xid8, $2::bigint) AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
-     AND e.channel = $3
-   ORDER BY e.tx, e.position LIMIT 1000`;
-const heldXmin = 'SELECT EXISTS (SELECT 1 FROM evstream.events h WHERE h.tx >= pg_snapshot_xmin(pg_current_snapshot())) AS held';
-async function wake() {
-  if (reading) { again = true; return; }
-  reading = true;
-  try {
-    let held = false;
-    do {
-      again = false;
-      for (;;) {
-        const r = await reader.query(readXmin, [cursorTx, cursorPos, channel]);
-        const t = now();
-        for (const row of r.rows) {
-          if (row.seq >= 1 && row.seq <= count && Number.isNaN(xminSeen[row.seq])) xminSeen[row.seq] = t;
+// --- Direct readers, one per rule, each on its own connection: woken by the doorbell (LISTEN
+// evstream), re-reading every HELD_BACK_MS while committed events are held back, and every
+// second as a safety net (the old --poll-ms default). Same loop, only the rule differs:
+//   xmin     the baseline (tx < pg_snapshot_xmin, walked in (tx, position) order)
+//   horizon  the product's rule through evstream.read_after / evstream._held_back(): the same
+//            horizon the daemon reads, without the daemon's hop (separates rule from transport)
+const rules = {
+  xmin: {
+    start: `SELECT e.tx::text AS k, e.position FROM evstream.events e
+             WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY e.tx DESC, e.position DESC LIMIT 1`,
+    read: `SELECT e.tx::text AS k, e.position, (e.data->>'seq')::int AS seq FROM evstream.events e
+            WHERE (e.tx, e.position) > ($1::xid8, $2::bigint) AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+              AND e.channel = $3
+            ORDER BY e.tx, e.position LIMIT 1000`,
+    held: 'SELECT EXISTS (SELECT 1 FROM evstream.events h WHERE h.tx >= pg_snapshot_xmin(pg_current_snapshot())) AS held',
+  },
+  horizon: {
+    start: 'SELECT 0 AS k, position FROM evstream.log_tail()',
+    read: `SELECT 0 AS k, e.position, (e.data->>'seq')::int AS seq
+             FROM evstream.read_after($2::bigint, 1000, ARRAY[$3]) e WHERE $1::text IS NOT NULL`,
+    held: 'SELECT evstream._held_back() AS held',
+  },
+};
+const horizonSeen = new Float64Array(count + 1).fill(NaN);
+async function directReader(rule, seen) {
+  const c = new pg.Client();
+  await c.connect();
+  let cursorK = '0';
+  let cursorPos = 0;
+  let reading = false;
+  let again = false;
+  let recheck = null;
+  let stopped = false;
+  const wake = async () => {
+    if (stopped) return;
+    if (reading) { again = true; return; }
+    reading = true;
+    try {
+      let held = false;
+      do {
+        again = false;
+        for (;;) {
+          const r = await c.query(rule.read, [cursorK, cursorPos, channel]);
+          const t = now();
+          for (const row of r.rows) {
+            if (row.seq >= 1 && row.seq <= count && Number.isNaN(seen[row.seq])) seen[row.seq] = t;
+          }
+          if (r.rows.length === 0) {
+            held = (await c.query(rule.held)).rows[0].held;
+            break;
+          }
+          const last = r.rows[r.rows.length - 1];
+          cursorK = String(last.k);
+          cursorPos = Number(last.position);
         }
-        if (r.rows.length === 0) {
-          held = (await reader.query(heldXmin)).rows[0].held;
-          break;
-        }
-        const last = r.rows[r.rows.length - 1];
-        cursorTx = last.tx;
-        cursorPos = Number(last.position);
-      }
-    } while (again);
-    if (held && !recheck) recheck = setTimeout(() => { recheck = null; wake(); }, heldBackMs);
-  } finally {
-    reading = false;
-  }
+      } while (again);
+      if (held && !recheck) recheck = setTimeout(() => { recheck = null; wake().catch(fail); }, heldBackMs);
+    } finally {
+      reading = false;
+    }
+  };
+  const fail = (e) => { if (stopped) return; console.error(e); process.exit(1); };
+  // Start at the tail: events of earlier scenarios are not this scenario's.
+  const r = await c.query(rule.start);
+  if (r.rows.length) { cursorK = String(r.rows[0].k); cursorPos = Number(r.rows[0].position); }
+  c.on('notification', () => { wake().catch(fail); });
+  await c.query('LISTEN evstream');
+  const safety = setInterval(() => wake().catch(fail), 1000);
+  return async () => {
+    stopped = true;
+    clearInterval(safety);
+    if (recheck) clearTimeout(recheck);
+    while (reading) await new Promise((r) => setTimeout(r, 5));
+    await c.end();
+  };
 }
-// Start at the tail: events of earlier scenarios are not this scenario's.
-{
-  const r = await reader.query(`SELECT e.tx::text AS tx, e.position FROM evstream.events e
-     WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY e.tx DESC, e.position DESC LIMIT 1`);
-  if (r.rows.length) { cursorTx = r.rows[0].tx; cursorPos = Number(r.rows[0].position); }
-}
-reader.on('notification', () => { wake().catch((e) => { console.error(e); process.exit(1); }); });
-await reader.query('LISTEN evstream');
-const safety = setInterval(() => wake().catch(() => {}), 1000);  // the old --poll-ms default
+const stopXmin = await directReader(rules.xmin, xminSeen);
+const stopHorizon = await directReader(rules.horizon, horizonSeen);
 
 // --- Load in another database -----------------------------------------------------------------
 let loadRunning = true;
@@ -147,6 +176,7 @@ for (let seq = 1; seq <= count; seq++) {
 }
 // Everything is delivered once the load has ended (the long transaction commits then).
 const allSeen = () => xminSeen.every((t, i) => i === 0 || !Number.isNaN(t)) &&
+  horizonSeen.every((t, i) => i === 0 || !Number.isNaN(t)) &&
   sseSeen.every((s) => s.every((t, i) => i === 0 || !Number.isNaN(t)));
 const deadline = now() + holdMs + 5000;
 while (!allSeen() && now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -169,9 +199,9 @@ function summary(seenArrays) {
   const r = (x) => Math.round(x * 10) / 10;
   return { p50: r(q(0.5)), p99: r(q(0.99)), max: r(lat.length ? lat[lat.length - 1] : NaN), n: lat.length, missing };
 }
-console.log(JSON.stringify({ scenario, rate, seconds, subscribers, sse: summary(sseSeen), xmin: summary([xminSeen]) }));
-clearInterval(safety);
-if (recheck) clearTimeout(recheck);
+console.log(JSON.stringify({ scenario, rate, seconds, subscribers, sse: summary(sseSeen),
+  horizon: summary([horizonSeen]), xmin: summary([xminSeen]) }));
 for (const req of streams) req.destroy();
-await reader.end();
+await stopXmin();
+await stopHorizon();
 await db.end();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Delivery latency benchmark (issue 13): end-to-end p50/p99 from post_event's commit to an SSE
 # subscriber of the real evstreamd (the order-key horizon, --poll-ms 0: doorbells only), side by
-# side in the same run with the xmin-rule baseline reader (bench/latency/latency.mjs), in three
-# scenarios:
+# side in the same run with the xmin-rule baseline reader and a direct reader of the new horizon
+# (the same loop as the baseline, through read_after: rule against rule without the daemon's hop;
+# bench/latency/latency.mjs), in three scenarios:
 #   idle     nothing else runs in the cluster
 #   pgbench  pgbench (PGBENCH_CLIENTS clients, TPC-B-like) runs in another database
 #   longtx   a session in another database keeps a write transaction open (HOLD_MS, then
@@ -58,7 +59,7 @@ mkdir -p bench/results
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 load=$(cut -d' ' -f1 /proc/loadavg)
-printf '%-8s %-5s %9s %9s %9s %6s %7s   (load average %s, %s cpus)\n' scenario reader p50_ms p99_ms max_ms n missing "$load" "$(nproc)"
+printf '%-8s %-15s %9s %9s %9s %6s %7s   (load average %s, %s cpus)\n' scenario reader p50_ms p99_ms max_ms n missing "$load" "$(nproc)"
 for round in $(seq 1 "$ROUNDS"); do
   for s in $SCENARIOS; do
     extra=()
@@ -76,13 +77,15 @@ for round in $(seq 1 "$ROUNDS"); do
       const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
       const [stamp, commit, load, round] = process.argv.slice(1);
       const lines = [];
-      for (const k of ["sse", "xmin"]) {
+      const names = { sse: "evstreamd-sse", horizon: "horizon-direct", xmin: "xmin-baseline" };
+      for (const k of ["sse", "horizon", "xmin"]) {
         const x = r[k];
-        console.log(`${r.scenario.padEnd(8)} ${k.padEnd(5)} ${String(x.p50).padStart(9)} ${String(x.p99).padStart(9)} ${String(x.max).padStart(9)} ${String(x.n).padStart(6)} ${String(x.missing).padStart(7)}`);
-        lines.push([stamp, commit, load, round, r.scenario, k === "sse" ? "evstreamd-sse" : "xmin-baseline", r.rate, r.subscribers, x.p50, x.p99, x.max, x.n, x.missing].join("\t"));
+        console.log(`${r.scenario.padEnd(8)} ${names[k].padEnd(15)} ${String(x.p50).padStart(9)} ${String(x.p99).padStart(9)} ${String(x.max).padStart(9)} ${String(x.n).padStart(6)} ${String(x.missing).padStart(7)}`);
+        lines.push([stamp, commit, load, round, r.scenario, names[k], r.rate, r.subscribers, x.p50, x.p99, x.max, x.n, x.missing].join("\t"));
       }
       require("fs").appendFileSync("bench/results/latency.tsv", lines.join("\n") + "\n");
-      console.log(`${r.scenario.padEnd(8)} ratio p50 xmin/sse ${(r.xmin.p50 / r.sse.p50).toFixed(1)}  p99 xmin/sse ${(r.xmin.p99 / r.sse.p99).toFixed(1)}`);
+      const f = (a, b) => (a / b).toFixed(1);
+      console.log(`${r.scenario.padEnd(8)} p99 ratio xmin-baseline / evstreamd-sse ${f(r.xmin.p99, r.sse.p99)}, xmin-baseline / horizon-direct ${f(r.xmin.p99, r.horizon.p99)}`);
     ' "$stamp" "$commit" "$load" "$round"
   done
 done
