@@ -9,8 +9,10 @@
 #              post_event was before issue 10), doorbell worker: the price of the definer switch
 # Prints TPS and the ratios, and appends them to bench/results/append.tsv.
 # Settings: DURATION (s per run, default 10), ROUNDS (default 3), CLIENTS (default "8"),
-# VARIANTS (default all). Variants are interleaved round by round and each reports its median,
-# so a burst of load from elsewhere on the machine hits all of them alike.
+# VARIANTS (default all), EXTRA_PGOPTIONS (given to every variant, e.g. "-c synchronous_commit=off"
+# to measure the CPU cost of the append path when the WAL flush of a loaded disk would hide it).
+# Variants are interleaved round by round and each reports its median, so a burst of load from
+# elsewhere on the machine hits all of them alike.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION="${DURATION:-10}"
@@ -43,7 +45,7 @@ fresh() {  # a clean log before each run, so no variant pays for another's rows
 
 tps() {  # tps SCRIPT CLIENTS [PGOPTIONS]
   local out
-  out=$(PGOPTIONS="${3:-}" "$bin/pgbench" -n -M prepared -c "$2" -j "$2" -T "$DURATION" -f "$1" 2>&1) || {
+  out=$(PGOPTIONS="${EXTRA_PGOPTIONS:-} ${3:-}" "$bin/pgbench" -n -M prepared -c "$2" -j "$2" -T "$DURATION" -f "$1" 2>&1) || {
     echo "$out" >&2; return 1; }
   echo "$out" | awk '/^tps = / {printf "%.0f\n", $3}'
 }

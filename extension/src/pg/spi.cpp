@@ -12,15 +12,18 @@ extern "C" {
 
 namespace evstream::pg {
 
-KeptPlan::KeptPlan(const char* sql, std::initializer_list<Oid> types) : sql_(sql), nargs_(0) {
+KeptPlan::KeptPlan(const char* sql, std::initializer_list<Oid> types, Planning planning)
+    : sql_(sql), nargs_(0), planning_(planning) {
   if (types.size() > 16) throw std::logic_error("KeptPlan: too many arguments");
   for (Oid t : types) types_[nargs_++] = t;
 }
 
 // Prepares and keeps the plan on first use. Inside PgCall only.
-static SPIPlanPtr EnsurePrepared(SPIPlanPtr* plan_slot, const char* sql, int nargs, Oid* types) {
+static SPIPlanPtr EnsurePrepared(SPIPlanPtr* plan_slot, const char* sql, int nargs, Oid* types,
+                                 Planning planning) {
   if (*plan_slot == nullptr) {
-    SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
+    int options = planning == Planning::kGeneric ? CURSOR_OPT_GENERIC_PLAN : 0;
+    SPIPlanPtr plan = SPI_prepare_cursor(sql, nargs, types, options);
     if (plan == nullptr) elog(ERROR, "evstream: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
     if (SPI_keepplan(plan) != 0) elog(ERROR, "evstream: SPI_keepplan failed");
     *plan_slot = plan;
@@ -32,7 +35,7 @@ uint64_t KeptPlan::RunInto(const Datum* values, const char* nulls, bool read_onl
                            Tuplestorestate* store, MemoryContext store_cxt) {
   uint64_t processed = 0;
   PgCall([&] {
-    EnsurePrepared(&plan_, sql_, nargs_, types_);
+    EnsurePrepared(&plan_, sql_, nargs_, types_, planning_);
     ParamListInfo params = makeParamList(nargs_);
     for (int i = 0; i < nargs_; i++) {
       params->params[i].value = values[i];
@@ -58,7 +61,7 @@ uint64_t KeptPlan::RunInto(const Datum* values, const char* nulls, bool read_onl
 uint64_t KeptPlan::Run(const Datum* values, const char* nulls, bool read_only, long limit) {
   uint64_t processed = 0;
   PgCall([&] {
-    EnsurePrepared(&plan_, sql_, nargs_, types_);
+    EnsurePrepared(&plan_, sql_, nargs_, types_, planning_);
     int rc = SPI_execute_plan(plan_, const_cast<Datum*>(values), nulls, read_only, limit);
     if (rc < 0) elog(ERROR, "evstream: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
     processed = SPI_processed;

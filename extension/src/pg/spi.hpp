@@ -14,9 +14,16 @@ extern "C" {
 
 namespace evstream::pg {
 
+// How a kept plan is planned: kAuto lets the plan cache choose per execution (custom plans
+// while they look cheaper); kGeneric plans once for any parameters. Use kGeneric when the
+// generic plan is the right one whatever the values (an index walk with both bounds as index
+// conditions): the plan cache keeps re-planning a query whose custom plans are estimated much
+// cheaper than its generic one, though they run the same way.
+enum class Planning { kAuto, kGeneric };
+
 class KeptPlan {
  public:
-  KeptPlan(const char* sql, std::initializer_list<Oid> types);
+  KeptPlan(const char* sql, std::initializer_list<Oid> types, Planning planning = Planning::kAuto);
   // Runs the plan; returns SPI_processed. Results are in SPI_tuptable until the next call.
   uint64_t Run(const Datum* values, const char* nulls, bool read_only, long limit = 0);
   // Runs the plan with its rows going straight into `store` (one copy, no SPI_tuptable): for
@@ -28,6 +35,7 @@ class KeptPlan {
   const char* sql_;
   int nargs_;
   Oid types_[16];
+  Planning planning_;
   SPIPlanPtr plan_ = nullptr;
 };
 
