@@ -133,13 +133,13 @@ int64* SortedGaps(Datum gaps, int64 after, int* count) {
 
 void Init() { CacheRegisterRelcacheCallback(OnRelcache, (Datum)0); }
 
-void Insert(const std::vector<Row>& rows, Ring ring) {
+void Insert(const std::vector<Row>& rows, Ring ring, int64* ids) {
   if (rows.empty()) return;
   const Row* data = rows.data();
   size_t n = rows.size();
   bool ring_inline = ring == Ring::kInline;
   // No C++ object is alive inside: PostgreSQL may longjmp out of any call here.
-  pg::PgCall([data, n, ring_inline] {
+  pg::PgCall([data, n, ring_inline, ids] {
     Oid relid = Relid();
     // The transaction id before the row ids: a reader that sees an id missing knows the gap is
     // final once every transaction up to the next id at that time has ended.
@@ -157,7 +157,9 @@ void Insert(const std::vector<Row>& rows, Ring ring) {
       if (r.payload == nullptr) elog(ERROR, "evstream: an outbox row needs a payload");
       Datum values[kColumns];
       bool nulls[kColumns] = {false};
-      values[0] = Int64GetDatum(nextval_internal(g_sequence, false));
+      int64 id = nextval_internal(g_sequence, false);
+      if (ids != nullptr) ids[i] = id;
+      values[0] = Int64GetDatum(id);
       values[1] = CStringGetTextDatum(r.presence ? "presence" : "event");
       values[2] = OptText(r.channel, &nulls[2]);
       values[3] = OptText(r.type, &nulls[3]);

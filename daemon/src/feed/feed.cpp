@@ -77,7 +77,7 @@ Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metr
     uv_timer_stop(held_back_timer_.get());
   };
   // The channel decides; the payload is never looked at. A failure on the doorbell resets the feed.
-  conn_.on_notify = [this](const std::string& channel, const std::string&) {
+  conn_.on_notify = [this](const std::string& channel, const std::string&, int) {
     if (channel == kDoorbellChannel)
       core::Guard("feed doorbell", [&] { OnDoorbell(); }, [&] { conn_.Reset("internal error"); });
   };

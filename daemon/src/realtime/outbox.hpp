@@ -7,6 +7,14 @@
 // (re)connect it re-LISTENs and re-anchors at the end of the outbox (what was published while it
 // was away is missed: ephemeral delivery is at most once). It also prunes the outbox: rows up to
 // the watermark it had `retention_ms` ago.
+//
+// Rows this instance published through POST /api/publish come back from its own publish
+// statement (evstream._publish_batch, after the commit) and are handed out at once (HandOwn);
+// the cursor keeps them from being handed out twice. The doorbell that statement's commit rings
+// comes from the publisher's own backend (NOTIFY's sender pid, set by the server, not a payload):
+// it needs no read here, since everything that backend commits is handed out by HandOwn (or,
+// when the answer is lost, by the read that Publisher's disconnect asks for). Every other
+// instance reads those rows as before.
 #pragma once
 #include <uv.h>
 
@@ -14,6 +22,7 @@
 #include <functional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/metrics.hpp"
 #include "core/uv_handle.hpp"
@@ -62,13 +71,23 @@ class Outbox {
   std::function<void(const OutboxRow&)> on_row;  // each new row, in id order
   std::function<void()> on_ready;                // after every (re)LISTEN and anchor
 
+  // Rows this instance's publisher wrote and saw committed: each one not handed out yet goes to
+  // on_row now. A row the cursor cannot take (too many own rows ahead of the reader) is left to
+  // a read, which is started.
+  void HandOwn(const std::vector<OutboxRow>& rows);
+  // The backend pid of the publisher's connection (0: none): its doorbells need no read.
+  void SetOwnWriter(int pid) { own_writer_pid_ = pid; }
+  // A read soon (e.g. the publisher lost a statement's answer: its rows may have committed).
+  void ReadLater() { if (anchored_ && !busy_ && Connected()) ReadSoon(); else doorbell_pending_ = true; }
+
  private:
   void OnConnected();
+  void PrepareRead();
   void Anchor();
   void Read();
   void ReadSoon();  // Read now, or when min_read_interval_ms has passed since the last one
   void OnRows(feed::QueryResult& r);
-  void OnDoorbell();
+  void OnDoorbell(int be_pid);
   void Tick();
   bool Prune();  // true when a prune was sent
   void Recover();  // after an exception (logged): reconnect and re-anchor
@@ -82,7 +101,10 @@ class Outbox {
   core::UvHandle<uv_timer_t> tick_timer_;
   core::UvHandle<uv_timer_t> read_timer_;  // a paced read (ReadSoon)
   bool anchored_ = false;
+  bool prepared_ = false;  // the read statement is prepared on this connection
   bool busy_ = false;
+  int own_writer_pid_ = 0;
+  int64_t read_after_ = 0;  // `after` of the read in flight
   bool doorbell_pending_ = false;
   bool closed_ = false;
   uint64_t last_read_ms_ = 0;
