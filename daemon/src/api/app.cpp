@@ -114,6 +114,10 @@ int App::Start() {
     hub_.PublishEphemeral(ev);
   };
   outbox_.on_ready = [this] { presence_.OnListening(); };
+  // The feed's connection is the instance's one listener: it passes the ephemeral doorbell on.
+  feed_.on_ephemeral_doorbell = [this](int be_pid) { outbox_.OnDoorbell(be_pid); };
+  feed_.on_listening = [this] { outbox_.OnListening(); };
+  feed_.on_listener_lost = [this] { outbox_.OnListenerLost(); };
   // This instance's own publications: handed out from the publish answer, and the doorbells of
   // the publisher's commits need no read here (other instances read those rows).
   publisher_.on_rows = [this](const std::vector<realtime::OutboxRow>& rows) { outbox_.HandOwn(rows); };

@@ -77,10 +77,6 @@ Outbox::Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics)
     uv_timer_stop(recheck_timer_.get());
     uv_timer_stop(read_timer_.get());
   };
-  // A doorbell only: the channel decides, the payload is never looked at.
-  conn_.on_notify = [this](const std::string& channel, const std::string&, int be_pid) {
-    if (channel == kEphemeralDoorbell) core::Guard("outbox doorbell", [&] { OnDoorbell(be_pid); }, [&] { Recover(); });
-  };
 }
 
 void Outbox::Start() {
@@ -101,27 +97,35 @@ void Outbox::Close() {
 }
 
 void Outbox::OnConnected() {
-  busy_ = true;
   anchored_ = false;
   doorbell_pending_ = false;
-  // LISTEN before anchoring: whatever commits after the anchor rings a doorbell we hear.
-  conn_.Send(std::string("LISTEN ") + kEphemeralDoorbell, {}, [this](feed::QueryResult& r) {
-    core::Guard("outbox listen", [&] {
-      if (!r.ok()) {
-        core::LogWarn("LISTEN failed", {{"channel", kEphemeralDoorbell}, {"error", r.error}});
-        busy_ = false;
-        return;
-      }
-      PrepareRead();
-    }, [&] { Recover(); });
-  });
+  PrepareRead();
 }
 
-void Outbox::PrepareRead() {
-  if (prepared_) {
-    Anchor();
+// The listener (re)listens: anchor if not anchored yet (LISTEN before anchoring: whatever commits
+// after the anchor rings a doorbell we hear), else read on from the cursor (doorbells may have
+// been missed while it was away).
+void Outbox::OnListening() {
+  core::Guard("outbox listening", [&] { Listening(); }, [&] { Recover(); });
+}
+
+void Outbox::Listening() {
+  listening_ = true;
+  if (closed_) return;
+  if (anchored_) {
+    ReadLater();
     return;
   }
+  if (!busy_ && conn_.Ready()) PrepareRead();
+}
+
+// Prepares the read (once per connection), then anchors when the listener listens.
+void Outbox::PrepareRead() {
+  if (prepared_) {
+    if (listening_) Anchor();
+    return;
+  }
+  busy_ = true;
   bool sent = conn_.Prepare(kReadStatement, kReadSql, [this](feed::QueryResult& r) {
     core::Guard("outbox prepare", [&] {
       if (!r.ok()) {
@@ -130,7 +134,8 @@ void Outbox::PrepareRead() {
         return;  // the next tick tries again
       }
       prepared_ = true;
-      Anchor();
+      busy_ = false;
+      if (listening_) Anchor();
     }, [&] { Recover(); });
   });
   if (!sent) busy_ = false;
@@ -259,6 +264,11 @@ void Outbox::HandOwn(const std::vector<OutboxRow>& rows) {
 }
 
 void Outbox::OnDoorbell(int be_pid) {
+  core::Guard("outbox doorbell", [&] { Ring(be_pid); }, [&] { Recover(); });
+}
+
+void Outbox::Ring(int be_pid) {
+  if (closed_) return;
   metrics_->outbox_doorbells++;
   // The publisher's own commit: its rows are handed out from its answer (HandOwn).
   if (be_pid != 0 && be_pid == own_writer_pid_) {
@@ -295,7 +305,7 @@ void Outbox::ReadSoon() {
 void Outbox::Tick() {
   if (closed_) return;
   if (!anchored_) {
-    if (!busy_ && conn_.Ready()) OnConnected();  // LISTEN or anchoring failed: try again
+    if (!busy_ && conn_.Ready()) PrepareRead();  // preparing or anchoring failed (or no listener yet): try again
     return;
   }
   uint64_t now = uv_now(loop_);
