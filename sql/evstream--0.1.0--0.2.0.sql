@@ -215,8 +215,16 @@ CREATE OR REPLACE FUNCTION evstream._ephemeral_read(after bigint, gaps bigint[],
                  payload text, horizon xid8, next_xid xid8)
   LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS 'MODULE_PATHNAME', 'evstream_ephemeral_read';
+-- _publish_batch: _publish_each returning each item's outbox row (evstreamd hands its own rows
+-- to its own subscribers); evstream_daemon only.
+CREATE FUNCTION evstream._publish_batch(items jsonb)
+  RETURNS TABLE (ephemeral_id uuid, outbox_id bigint, payload text)
+  LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_publish_batch';
+REVOKE ALL ON FUNCTION evstream._publish_batch(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION evstream._publish_batch(jsonb) TO evstream_daemon;
 COMMENT ON TABLE evstream.ephemeral_outbox IS
-  'Ephemeral events and presence messages on their way to evstreamd; written only by evstream.publish, evstream._publish_each and evstream._presence_send.';
+  'Ephemeral events and presence messages on their way to evstreamd; written only by evstream.publish, evstream._publish_each, evstream._publish_batch and evstream._presence_send.';
 
 REVOKE ALL ON FUNCTION evstream._read_horizon(bigint), evstream.log_tail(), evstream._held_back(),
                        evstream._horizon_holders(), evstream.horizon() FROM PUBLIC;

@@ -55,6 +55,9 @@ struct Shared {
   LWLock* position_lock;
   uint64 rings;  // notifications sent by all workers since server start
   Slot slots[kMaxDatabases];
+  // The databases in which a backend rings evstream_ephemeral inside its own commit right now
+  // (InvalidOid: a free entry; at most one entry, one backend, per database: see RingAlone).
+  Oid ringing_db[kMaxDatabases];
 };
 
 Shared* g_shared = nullptr;
@@ -65,6 +68,7 @@ shmem_startup_hook_type g_prev_startup = nullptr;
 // Per backend: what the current transaction did.
 bool g_appended = false;
 bool g_published = false;
+int g_ringing_slot = -1;  // index in Shared::ringing_db this commit holds (RingAlone)
 int g_counted_slot = -1;  // slot whose `committing` this transaction incremented
 int g_worker_slot = -1;   // in a doorbell worker: its slot
 uint32 g_worker_generation = 0;
@@ -183,6 +187,44 @@ void EnsureWorker() {
   }
 }
 
+// Pre-commit of a transaction that only published (no log append): when no other commit of this
+// database rings or counts on the doorbell worker right now, ring evstream_ephemeral inside this
+// commit (as the NOTIFY-payload publish did), saving the worker's wake-up and its transaction.
+// The cluster-wide notify lock is then held by this commit alone: at most one backend per
+// database rings this way at a time (the check and the claim are one step under the mutex);
+// every other concurrent publisher goes through the worker, so concurrent writers never queue on
+// that lock. Returns true when it rang.
+bool RingAlone() {
+  bool alone = false;
+  SpinLockAcquire(&g_shared->mutex);
+  int idx = FindSlot(MyDatabaseId);
+  bool worker_busy = idx >= 0 && (g_shared->slots[idx].committing > 0 || g_shared->slots[idx].pending_ephemeral ||
+                                  g_shared->slots[idx].pending);
+  int free_entry = -1;
+  bool taken = false;
+  for (int i = 0; i < kMaxDatabases; i++) {
+    if (g_shared->ringing_db[i] == MyDatabaseId) taken = true;
+    else if (g_shared->ringing_db[i] == InvalidOid && free_entry < 0) free_entry = i;
+  }
+  if (!worker_busy && !taken && free_entry >= 0) {
+    g_shared->ringing_db[free_entry] = MyDatabaseId;
+    g_ringing_slot = free_entry;
+    alone = true;
+  }
+  SpinLockRelease(&g_shared->mutex);
+  if (alone) Async_Notify(kEphemeralChannel, nullptr);
+  return alone;
+}
+
+// Commit or abort: the inline ring of RingAlone is over.
+void ReleaseAlone() {
+  if (g_ringing_slot < 0) return;
+  SpinLockAcquire(&g_shared->mutex);
+  g_shared->ringing_db[g_ringing_slot] = InvalidOid;
+  SpinLockRelease(&g_shared->mutex);
+  g_ringing_slot = -1;
+}
+
 // Commit (cannot fail): flag the slot and wake its worker. Abort: just uncount.
 void Release(bool ring) {
   if (g_counted_slot < 0) return;
@@ -203,10 +245,12 @@ void Release(bool ring) {
 void OnXact(XactEvent event, void*) {
   switch (event) {
     case XACT_EVENT_PRE_COMMIT:
+      if (g_published && !g_appended && g_mode == kWorker && RingAlone()) g_published = false;
       if ((g_appended || g_published) && g_mode == kWorker) EnsureWorker();
       break;
     case XACT_EVENT_COMMIT:
       Release(true);
+      ReleaseAlone();
       g_appended = false;
       g_published = false;
       break;
@@ -214,6 +258,7 @@ void OnXact(XactEvent event, void*) {
     case XACT_EVENT_PREPARE:
     case XACT_EVENT_PARALLEL_ABORT:
       Release(false);
+      ReleaseAlone();
       g_appended = false;
       g_published = false;
       break;

@@ -32,7 +32,9 @@ uint64 Rings();
 // Record that the current transaction appended (rings at commit).
 void MarkAppended();
 // Record that the current transaction wrote to the ephemeral outbox (rings evstream_ephemeral at
-// commit, through the worker like MarkAppended; inline when not preloaded).
+// commit, through the worker like MarkAppended; inline when not preloaded). A commit that only
+// published rings inside itself when no other commit of the database rings or counts on the
+// worker at that moment (one at a time per database: the notify lock is never queued on).
 void MarkPublished();
 // The same, rung inside the transaction (NOTIFY at its commit, no worker hop): for evstreamd's
 // batches, one transaction per round trip per daemon, as its pg_notify was before the outbox —

@@ -16,6 +16,7 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(evstream_publish);
 PG_FUNCTION_INFO_V1(evstream_publish_each);
+PG_FUNCTION_INFO_V1(evstream_publish_batch);
 PG_FUNCTION_INFO_V1(evstream_presence_send);
 PG_FUNCTION_INFO_V1(evstream_ephemeral_read);
 PG_FUNCTION_INFO_V1(evstream_ring_ephemeral);
@@ -52,6 +53,16 @@ extern "C" Datum evstream_publish_each(PG_FUNCTION_ARGS) {
   InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
   return evstream::pg::InvokeCpp([&]() -> Datum {
     evstream::publish::PublishEach(fcinfo, items);
+    return (Datum)0;
+  });
+}
+
+// evstream._publish_batch(items jsonb) -> TABLE (ephemeral_id uuid, outbox_id bigint, payload text)
+extern "C" Datum evstream_publish_batch(PG_FUNCTION_ARGS) {
+  Jsonb* items = OptJsonb(fcinfo, 0);
+  InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+  return evstream::pg::InvokeCpp([&]() -> Datum {
+    evstream::publish::PublishEach(fcinfo, items, true);
     return (Datum)0;
   });
 }

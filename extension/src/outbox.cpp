@@ -54,15 +54,26 @@ void OnRelcache(Datum, Oid relid) {
   }
 }
 
-// Inside PgCall.
+// Inside PgCall. The cached OIDs can be forgotten by any call that takes a lock (it processes
+// invalidation messages, which run OnRelcache): callers keep what these return in locals.
 Oid Relid() {
   if (!OidIsValid(g_relid)) {
     Oid relid = get_relname_relid("ephemeral_outbox", get_namespace_oid("evstream", false));
     if (!OidIsValid(relid)) elog(ERROR, "evstream: table evstream.ephemeral_outbox is missing");
-    g_sequence = getIdentitySequence(relid, 1, false);
+    Oid sequence = getIdentitySequence(relid, 1, false);
+    g_sequence = sequence;
     g_relid = relid;
   }
   return g_relid;
+}
+
+// Inside PgCall: the identity sequence of the table `relid` (opened by the caller).
+Oid SequenceOf(Oid relid) {
+  if (OidIsValid(g_relid) && g_relid == relid && OidIsValid(g_sequence)) return g_sequence;
+  Oid sequence = getIdentitySequence(relid, 1, false);
+  g_sequence = sequence;
+  g_relid = relid;
+  return sequence;
 }
 
 // Inside PgCall: the table must still be the one this code writes (a changed definition is an
@@ -133,18 +144,21 @@ int64* SortedGaps(Datum gaps, int64 after, int* count) {
 
 void Init() { CacheRegisterRelcacheCallback(OnRelcache, (Datum)0); }
 
-void Insert(const std::vector<Row>& rows, Ring ring) {
+void Insert(const std::vector<Row>& rows, Ring ring, int64* ids) {
   if (rows.empty()) return;
   const Row* data = rows.data();
   size_t n = rows.size();
   bool ring_inline = ring == Ring::kInline;
   // No C++ object is alive inside: PostgreSQL may longjmp out of any call here.
-  pg::PgCall([data, n, ring_inline] {
+  pg::PgCall([data, n, ring_inline, ids] {
     Oid relid = Relid();
     // The transaction id before the row ids: a reader that sees an id missing knows the gap is
     // final once every transaction up to the next id at that time has ended.
     (void)GetCurrentTransactionId();
     Relation rel = table_open(relid, RowExclusiveLock);
+    // After the lock (table_open may have run OnRelcache): a local, since every nextval locks
+    // the sequence and may run it again.
+    Oid sequence = SequenceOf(relid);
     TupleDesc desc = RelationGetDescr(rel);
     CheckShape(desc);
     ResultRelInfo* rri = makeNode(ResultRelInfo);
@@ -157,7 +171,9 @@ void Insert(const std::vector<Row>& rows, Ring ring) {
       if (r.payload == nullptr) elog(ERROR, "evstream: an outbox row needs a payload");
       Datum values[kColumns];
       bool nulls[kColumns] = {false};
-      values[0] = Int64GetDatum(nextval_internal(g_sequence, false));
+      int64 id = nextval_internal(sequence, false);
+      if (ids != nullptr) ids[i] = id;
+      values[0] = Int64GetDatum(id);
       values[1] = CStringGetTextDatum(r.presence ? "presence" : "event");
       values[2] = OptText(r.channel, &nulls[2]);
       values[3] = OptText(r.type, &nulls[3]);

@@ -32,8 +32,9 @@ struct Row {
 enum class Ring { kWorker, kInline };
 
 // Inserts the rows in order (ascending ids) and marks the transaction for the doorbell.
-// Nothing happens for no rows. Throws PgException.
-void Insert(const std::vector<Row>& rows, Ring ring);
+// Nothing happens for no rows. With `ids` (rows.size() entries), each row's id is written there.
+// Throws PgException.
+void Insert(const std::vector<Row>& rows, Ring ring, int64* ids = nullptr);
 
 // evstream._ephemeral_read(after, gaps, max_count) into the function's materialized result:
 // the horizon row (this snapshot's xmin, the next transaction id), then the rows among `gaps`

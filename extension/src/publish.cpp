@@ -195,7 +195,7 @@ Datum Publish(const Event& event) {
   return UUIDPGetDatum(p.id);
 }
 
-void PublishEach(FunctionCallInfo fcinfo, Jsonb* items) {
+void PublishEach(FunctionCallInfo fcinfo, Jsonb* items, bool with_rows) {
   if (!IsArray(items)) throw Error(ss::kInvalidParameter, "items must be a JSON array");
   uint32 n = JB_ROOT_COUNT(items);
   struct Item {
@@ -235,15 +235,19 @@ void PublishEach(FunctionCallInfo fcinfo, Jsonb* items) {
     ids.push_back(p.id);
   }
   // evstreamd's one transaction per round trip: the doorbell rings at its commit, no worker hop.
-  outbox::Insert(rows, outbox::Ring::kInline);
+  std::vector<int64> outbox_ids(rows.size());
+  outbox::Insert(rows, outbox::Ring::kInline, outbox_ids.data());
   auto* rsinfo = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
   pg_uuid_t* const* id = ids.data();
+  const int64* oid = outbox_ids.data();
+  const outbox::Row* row = rows.data();
   size_t count = ids.size();
-  PgCall([rsinfo, id, count] {
+  PgCall([rsinfo, id, oid, row, count, with_rows] {
     for (size_t i = 0; i < count; i++) {
-      Datum value = UUIDPGetDatum(id[i]);
-      bool isnull = false;
-      tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+      Datum values[3] = {UUIDPGetDatum(id[i]), Int64GetDatum(oid[i]), (Datum)0};
+      bool nulls[3] = {false, false, false};
+      if (with_rows) values[2] = CStringGetTextDatum(row[i].payload);
+      tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
   });
 }

@@ -30,8 +30,11 @@ Datum Publish(const Event& event);
 
 // evstream._publish_each(items): each item ({"claims","channel","type","data","entity","id"})
 // under its own claims (request.jwt.claims, set for the transaction as before), in order; one
-// outbox insert for the whole batch. Returns the ephemeralIds into the materialized result.
-void PublishEach(FunctionCallInfo fcinfo, Jsonb* items);
+// outbox insert for the whole batch. Returns the ephemeralIds into the materialized result;
+// with `with_rows` (evstream._publish_batch) each result row is (ephemeral_id, outbox_id,
+// payload): the outbox row as written, so that the publishing evstreamd hands it to its own
+// subscribers without reading it back.
+void PublishEach(FunctionCallInfo fcinfo, Jsonb* items, bool with_rows = false);
 
 // evstream._presence_send(messages): a JSON array of objects, one outbox row each, in order.
 void PresenceSend(Jsonb* messages);

@@ -37,7 +37,7 @@ CREATE UNLOGGED TABLE evstream.ephemeral_outbox (
   payload   text   NOT NULL
 );
 COMMENT ON TABLE evstream.ephemeral_outbox IS
-  'Ephemeral events and presence messages on their way to evstreamd; written only by evstream.publish, evstream._publish_each and evstream._presence_send.';
+  'Ephemeral events and presence messages on their way to evstreamd; written only by evstream.publish, evstream._publish_each, evstream._publish_batch and evstream._presence_send.';
 
 -- _ring_ephemeral(): rings evstream_ephemeral at this transaction's commit (the C++ writers mark
 -- their transactions themselves; this is for SQL run by the extension's owner).
@@ -69,6 +69,15 @@ CREATE FUNCTION evstream.publish(channel text, type text, data jsonb DEFAULT '{}
 CREATE FUNCTION evstream._publish_each(items jsonb) RETURNS SETOF uuid
   LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   AS 'MODULE_PATHNAME', 'evstream_publish_each';
+
+-- _publish_batch(items): _publish_each, returning each item's outbox row as written: its
+-- ephemeralId, the row's id and its payload. evstreamd hands the rows of its own batches to its
+-- own subscribers when the statement returns (after the commit) instead of reading them back;
+-- every other evstreamd reads them from the outbox when the doorbell rings.
+CREATE FUNCTION evstream._publish_batch(items jsonb)
+  RETURNS TABLE (ephemeral_id uuid, outbox_id bigint, payload text)
+  LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  AS 'MODULE_PATHNAME', 'evstream_publish_batch';
 
 -- _presence_send(messages): evstreamd's presence protocol messages (a JSON array of objects),
 -- delivered to every evstreamd in order. evstream_daemon only: nobody else can fake presence.
@@ -116,7 +125,8 @@ $$;
 REVOKE ALL ON evstream.ephemeral_outbox FROM PUBLIC;
 REVOKE ALL ON FUNCTION evstream._ring_ephemeral(), evstream._next_xid(),
                        evstream.publish(text, text, jsonb, text, text, text),
-                       evstream._publish_each(jsonb), evstream._presence_send(jsonb),
+                       evstream._publish_each(jsonb), evstream._publish_batch(jsonb),
+                       evstream._presence_send(jsonb),
                        evstream._ephemeral_read(bigint, bigint[], integer),
                        evstream._ephemeral_tail(), evstream._ephemeral_prune(bigint)
   FROM PUBLIC;
@@ -127,7 +137,8 @@ GRANT EXECUTE ON FUNCTION evstream.publish(text, text, jsonb, text, text, text) 
 GRANT USAGE ON SCHEMA evstream TO evstream_daemon;
 GRANT evstream_writer TO evstream_daemon;
 GRANT evstream_service TO evstream_daemon;
-GRANT EXECUTE ON FUNCTION evstream._publish_each(jsonb), evstream._presence_send(jsonb),
+GRANT EXECUTE ON FUNCTION evstream._publish_each(jsonb), evstream._publish_batch(jsonb),
+                          evstream._presence_send(jsonb),
                           evstream._ephemeral_read(bigint, bigint[], integer),
                           evstream._ephemeral_tail(), evstream._ephemeral_prune(bigint)
   TO evstream_daemon;

@@ -123,3 +123,27 @@ test('a publish that commits after a later one is delivered once; concurrent wri
   sa.close();
   sb.close();
 });
+
+// The writer caches the outbox's OIDs per backend; a relcache invalidation (here: another
+// session's ANALYZE) taken at the first lock of a transaction used to clear the cached sequence
+// between lookup and use: "could not open relation with OID 0" (XX000) under load.
+test('publish right after another session invalidated the outbox relation writes its row', async () => {
+  const p = uniq('p');
+  const ch = `project:${p}`;
+  const sa = await openReady(a, { tokenValue: token({ projects: [p] }), query: `?channel=${ch}` });
+  const other = pgClient();
+  await other.connect();
+  try {
+    await db.query(`SELECT evstream.publish($1, 'warm.up', '{}')`, [ch]);  // caches the OIDs
+    await db.query('BEGIN');  // invalidations are taken at transaction start; this one comes after
+    await other.query('ANALYZE evstream.ephemeral_outbox');
+    const id = (await db.query(`SELECT evstream.publish($1, 'after.inval', '{}') AS id`, [ch])).rows[0].id;
+    await db.query('COMMIT');
+    await sa.until(() => sa.events.some((e) => e.event === 'after.inval' && JSON.parse(e.data).ephemeralId === id),
+      10000, 'the event published after the invalidation');
+  } finally {
+    await db.query('ROLLBACK').catch(() => {});
+    await other.end();
+    sa.close();
+  }
+});

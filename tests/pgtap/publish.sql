@@ -3,7 +3,7 @@
 -- outbox's reading and pruning belong to evstream_daemon. Checks run as non-superuser roles;
 -- results go to temp tables asserted after RESET ROLE.
 BEGIN;
-SELECT plan(45);
+SELECT plan(48);
 
 CREATE ROLE pt_login NOLOGIN;
 CREATE ROLE pt_writer NOLOGIN IN ROLE evstream_writer;
@@ -25,8 +25,11 @@ CREATE FUNCTION pg_temp.result(w text) RETURNS text LANGUAGE sql AS $$ SELECT re
 -- The definitions: definer functions with a fixed search_path; no privileges on the table.
 SELECT ok((SELECT bool_and(p.prosecdef AND p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'])
              FROM pg_proc p WHERE p.pronamespace = 'evstream'::regnamespace
-              AND p.proname IN ('publish', '_publish_each', '_presence_send', '_ephemeral_read', '_ephemeral_tail',
-                                '_ephemeral_prune')),
+              AND p.proname IN ('publish', '_publish_each', '_publish_batch', '_presence_send', '_ephemeral_read',
+                                '_ephemeral_tail', '_ephemeral_prune')) AND
+          (SELECT count(*) = 7 FROM pg_proc p WHERE p.pronamespace = 'evstream'::regnamespace
+              AND p.proname IN ('publish', '_publish_each', '_publish_batch', '_presence_send', '_ephemeral_read',
+                                '_ephemeral_tail', '_ephemeral_prune')),
           'publish and the outbox functions are SECURITY DEFINER with search_path pg_catalog, pg_temp');
 SELECT is((SELECT relpersistence::text FROM pg_class WHERE oid = 'evstream.ephemeral_outbox'::regclass), 'u',
           'the outbox is UNLOGGED');
@@ -152,6 +155,25 @@ SELECT is(ARRAY[pg_temp.result('daemon-each-bad'), pg_temp.result('daemon-each-f
           'a bad item fails the batch with publish''s SQLSTATE (reserved type, unusable sub, not an array, no channel)');
 SELECT is((SELECT count(*)::int FROM evstream.ephemeral_outbox WHERE type LIKE 'each.bad%'), 0,
           'a refused batch writes nothing, not even its good items');
+-- _publish_batch: _publish_each's checks and rows, and each item's outbox row as written (the
+-- publishing evstreamd hands these to its own subscribers instead of reading them back).
+SET LOCAL ROLE pt_daemon;
+CREATE TEMP TABLE batch_rows AS
+  SELECT row_number() OVER () AS n, b.* FROM evstream._publish_batch(
+    '[{"claims": "{\"sub\": \"ann\"}", "channel": "project:e", "type": "batch.one", "data": {"i": 1}},
+      {"claims": "{\"sub\": \"bob\"}", "channel": "project:e", "type": "batch.two", "data": {"i": 2}, "entity": "doc", "id": "d2"}]') b;
+SELECT pg_temp.try('daemon-batch-forged', $$SELECT evstream._publish_batch('[{"claims": "{\"sub\": \"bad sub\"}", "channel": "project:e", "type": "batch.bad", "data": {}}]')$$);
+SET LOCAL ROLE pt_writer;
+SELECT pg_temp.try('writer-batch', $$SELECT evstream._publish_batch('[{"channel": "project:e", "type": "batch.writer", "data": {}}]')$$);
+RESET ROLE;
+SELECT is((SELECT array_agg(row(b.ephemeral_id, b.outbox_id, b.payload)::text ORDER BY b.n) FROM batch_rows b),
+          (SELECT array_agg(row((o.payload::jsonb ->> 'ephemeralId')::uuid, o.id, o.payload)::text ORDER BY o.id)
+             FROM evstream.ephemeral_outbox o WHERE o.type LIKE 'batch.%'),
+          '_publish_batch returns each item''s ephemeralId, outbox id and payload, in item order, as written');
+SELECT is((SELECT array_agg(payload::jsonb ->> 'createdBy' ORDER BY n) FROM batch_rows), ARRAY['user:ann', 'user:bob'],
+          '_publish_batch checks each item under its own claims');
+SELECT is(ARRAY[pg_temp.result('daemon-batch-forged'), pg_temp.result('writer-batch')], ARRAY['42501', '42501'],
+          '_publish_batch refuses an unusable sub, and a writer that is not evstream_daemon cannot call it');
 -- _presence_send: one row per message, the object as jsonb prints it; anything but objects refused.
 SET LOCAL ROLE pt_daemon;
 SELECT pg_temp.try('daemon-presence-two', $$SELECT evstream._presence_send('[{"op": "join", "instance": "i2", "n": [1, 2]}, {"op": "leave", "instance": "i2"}]')$$);

@@ -76,7 +76,8 @@ App::App(uv_loop_t* loop, const core::Config& cfg)
       presence_(loop, realtime::PresenceOptions{cfg.presence_heartbeat_ms, cfg.presence_expiry_ms, cfg.typing_ttl_ms,
                                                    cfg.presence_leave_grace_ms},
                 &hub_, &pool_, &metrics_),
-      publisher_(loop, &pool_, &metrics_, cfg.coalesce_ms),
+      publisher_(loop, cfg.database_url, feed::OptionsWithStatementTimeout(cfg.database_url, cfg.statement_timeout_ms),
+                 &metrics_, cfg.coalesce_ms),
       streams_(sse::StreamDeps{loop, &cfg_, &metrics_, &hub_, &feed_, &pool_, &verifier_, &presence_}),
       events_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
       realtime_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}, &publisher_, &presence_),
@@ -115,10 +116,20 @@ int App::Start() {
     hub_.PublishEphemeral(ev);
   };
   outbox_.on_ready = [this] { presence_.OnListening(); };
+  // The feed's connection is the instance's one listener: it passes the ephemeral doorbell on.
+  feed_.on_ephemeral_doorbell = [this](int be_pid) { outbox_.OnDoorbell(be_pid); };
+  feed_.on_listening = [this] { outbox_.OnListening(); };
+  feed_.on_listener_lost = [this] { outbox_.OnListenerLost(); };
+  // This instance's own publications: handed out from the publish answer, and the doorbells of
+  // the publisher's commits need no read here (other instances read those rows).
+  publisher_.on_rows = [this](const std::vector<realtime::OutboxRow>& rows) { outbox_.HandOwn(rows); };
+  publisher_.on_writer = [this](int pid) { outbox_.SetOwnWriter(pid); };
+  publisher_.on_lost = [this] { outbox_.ReadLater(); };
   feed_.Start();
   outbox_.Start();
   presence_.Start();
   pool_.Start();
+  publisher_.Start();
   streams_.Start();
   if (cfg_.stats_fold_ms > 0 && stats_fold_timer_.initialised()) {
     auto every = static_cast<uint64_t>(cfg_.stats_fold_ms);

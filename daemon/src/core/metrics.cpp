@@ -51,6 +51,11 @@ std::string Metrics::Render() const {
   metric("evstream_outbox_reads_total", "counter", "Reads of the ephemeral outbox.", outbox_reads);
   metric("evstream_outbox_rows_total", "counter", "Outbox rows handed out (events and presence).",
          outbox_rows);
+  metric("evstream_outbox_rows_own_total", "counter",
+         "Rows this instance published (POST /api/publish) handed to its own subscribers from the publish "
+         "statement's answer, without reading them back.", outbox_rows_own);
+  metric("evstream_outbox_doorbells_own_total", "counter",
+         "Doorbells rung by this instance's own publish commits (no read needed).", outbox_doorbells_own);
   metric("evstream_outbox_rows_invalid_total", "counter", "Outbox rows dropped as malformed.",
          outbox_rows_invalid);
   metric("evstream_outbox_pruned_total", "counter", "Outbox rows deleted by this instance.",

@@ -32,6 +32,8 @@ struct Metrics {
   uint64_t outbox_doorbells = 0;      // NOTIFY evstream_ephemeral doorbells (payload ignored)
   uint64_t outbox_reads = 0;          // evstream._ephemeral_read calls
   uint64_t outbox_rows = 0;           // outbox rows handed out (events + presence messages)
+  uint64_t outbox_rows_own = 0;       // own published rows handed out from the publish answer
+  uint64_t outbox_doorbells_own = 0;  // doorbells rung by the publisher's own commits (no read)
   uint64_t outbox_rows_invalid = 0;   // outbox rows dropped as malformed
   uint64_t outbox_pruned = 0;         // outbox rows deleted by this instance
   uint64_t outbox_gaps_given_up = 0;  // outbox ids given up (gap bound reached)

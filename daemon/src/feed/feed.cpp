@@ -75,11 +75,16 @@ Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metr
     metrics_->db_connected = false;
     busy_ = false;
     uv_timer_stop(held_back_timer_.get());
+    bool was_listening = listening_;
+    listening_ = false;
+    if (was_listening && on_listener_lost) core::Guard("ephemeral listener lost", [&] { on_listener_lost(); });
   };
   // The channel decides; the payload is never looked at. A failure on the doorbell resets the feed.
-  conn_.on_notify = [this](const std::string& channel, const std::string&) {
+  conn_.on_notify = [this](const std::string& channel, const std::string&, int be_pid) {
     if (channel == kDoorbellChannel)
       core::Guard("feed doorbell", [&] { OnDoorbell(); }, [&] { conn_.Reset("internal error"); });
+    else if (channel == kEphemeralDoorbellChannel && on_ephemeral_doorbell)
+      core::Guard("ephemeral doorbell", [&] { on_ephemeral_doorbell(be_pid); });  // the outbox guards its own
   };
 }
 
@@ -114,10 +119,24 @@ void Feed::OnConnected() {
 void Feed::ListenDoorbell() {
   conn_.Send(std::string("LISTEN ") + kDoorbellChannel, {}, Guarded("feed listen", [this](QueryResult& r) {
     if (!r.ok()) {
-      core::LogWarn("LISTEN failed", {{"error", r.error}});
+      core::LogWarn("LISTEN failed", {{"channel", kDoorbellChannel}, {"error", r.error}});
       busy_ = false;
       return;
     }
+    ListenEphemeral();
+  }));
+}
+
+// The outbox reader's doorbell, on this connection too (one listening backend per instance).
+// A failure is handled as the log's LISTEN failing (logged; the reconnect listens again).
+void Feed::ListenEphemeral() {
+  conn_.Send(std::string("LISTEN ") + kEphemeralDoorbellChannel, {}, Guarded("feed listen", [this](QueryResult& r) {
+    if (!r.ok()) {
+      core::LogWarn("LISTEN failed", {{"channel", kEphemeralDoorbellChannel}, {"error", r.error}});
+      busy_ = false;
+      return;
+    }
+    listening_ = true;
     if (on_listening) on_listening();
     if (positioned_)
       Read();  // catch up from the last position fanned out

@@ -16,10 +16,14 @@
 
 namespace evstream::feed {
 
-// The feed LISTENs only to the log's doorbell ("evstream"). A NOTIFY is a wake-up, never data:
-// its payload is not read, and anyone may ring (the worst a forged doorbell does is one more
-// read). Ephemeral events and presence come through the outbox (realtime/outbox.hpp).
+// The feed LISTENs to the log's doorbell ("evstream") and, for the outbox reader, to the
+// ephemeral doorbell ("evstream_ephemeral"): one listening backend per instance (PostgreSQL wakes
+// every listening backend of the database on every NOTIFY, whatever its channels). A NOTIFY is a
+// wake-up, never data: its payload is not read, and anyone may ring (the worst a forged doorbell
+// does is one more read). Ephemeral events and presence come through the outbox
+// (realtime/outbox.hpp), which gets the ephemeral doorbells from here.
 constexpr const char* kDoorbellChannel = "evstream";
+constexpr const char* kEphemeralDoorbellChannel = "evstream_ephemeral";
 
 struct FeedOptions {
   std::string conninfo;
@@ -44,12 +48,18 @@ class Feed {
   LogKey Cursor() const { return cursor_; }
   int BackendPid() const { return conn_.BackendPid(); }
 
-  std::function<void()> on_listening;   // after every (re)LISTEN
+  std::function<void()> on_listening;   // after every (re)LISTEN (both channels)
   std::function<void()> on_positioned;  // once: the end of the log is known
+  // The ephemeral doorbell rang (be_pid: the sender's backend, from the server); and the
+  // connection that listens for it went away (doorbells are missed until on_listening).
+  std::function<void(int be_pid)> on_ephemeral_doorbell;
+  std::function<void()> on_listener_lost;
+  bool Listening() const { return listening_; }
 
  private:
   void OnConnected();
   void ListenDoorbell();
+  void ListenEphemeral();
   void FindTail();
   void Read();
   void OnRows(QueryResult& r);
@@ -73,6 +83,7 @@ class Feed {
   bool busy_ = false;           // a read or held-back check is in flight
   bool doorbell_pending_ = false;
   bool ever_connected_ = false;
+  bool listening_ = false;  // both LISTENs done on the current connection
 };
 
 }  // namespace evstream::feed

@@ -255,8 +255,9 @@ bool PgConnection::DrainNotifies() {
   while (PGnotify* n = PQnotifies(conn_.get())) {
     std::string channel = n->relname;
     std::string payload = n->extra ? n->extra : "";
+    int be_pid = n->be_pid;
     PQfreemem(n);
-    if (on_notify) core::Guard("database notification", [&] { on_notify(channel, payload); });
+    if (on_notify) core::Guard("database notification", [&] { on_notify(channel, payload, be_pid); });
     if (state_ == State::Closed || !conn_) return false;
   }
   return true;
@@ -267,8 +268,28 @@ bool PgConnection::Send(const std::string& sql, const Params& params, Callback c
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  if (!PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
-                         values.data(), nullptr, nullptr, 0)) {
+  return Sent(PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                values.data(), nullptr, nullptr, 0),
+              std::move(cb));
+}
+
+bool PgConnection::Prepare(const std::string& name, const std::string& sql, Callback cb) {
+  if (state_ != State::Ready) return false;
+  return Sent(PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr), std::move(cb));
+}
+
+bool PgConnection::SendPrepared(const std::string& name, const Params& params, Callback cb) {
+  if (state_ != State::Ready) return false;
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  return Sent(PQsendQueryPrepared(conn_.get(), name.c_str(), static_cast<int>(values.size()), values.data(),
+                                  nullptr, nullptr, 0),
+              std::move(cb));
+}
+
+bool PgConnection::Sent(int ok, Callback cb) {
+  if (!ok) {
     std::string why = ConnError(conn_.get());
     Fail(std::move(cb), why);
     Lost(why);

@@ -78,13 +78,19 @@ class PgConnection {
   int BackendPid() const;
   // Sends one statement; false if not Ready. The callback runs exactly once.
   bool Send(const std::string& sql, const Params& params, Callback cb);
+  // Prepares `sql` as the named statement (parsed and planned once per connection: prepare it
+  // again after every reconnect), and runs a prepared statement. Same contract as Send.
+  bool Prepare(const std::string& name, const std::string& sql, Callback cb);
+  bool SendPrepared(const std::string& name, const Params& params, Callback cb);
   // Drops the connection (a query in flight fails) and reconnects with backoff: how an owner
   // recovers after an exception in its own callback.
   void Reset(const std::string& why) { Lost(why); }
 
   std::function<void()> on_connected;
   std::function<void(const std::string& why)> on_disconnected;
-  std::function<void(const std::string& channel, const std::string& payload)> on_notify;
+  // be_pid: the process id of the backend that sent the NOTIFY (set by the server, not by the
+  // sender's SQL: it cannot be forged).
+  std::function<void(const std::string& channel, const std::string& payload, int be_pid)> on_notify;
 
  private:
   void Connect();
@@ -96,6 +102,7 @@ class PgConnection {
   void Lost(const std::string& why);
   void ScheduleReconnect();
   void Fail(Callback cb, const std::string& why);
+  bool Sent(int ok, Callback cb);  // after a PQsend*: flush and wait for the result
 
   uv_loop_t* loop_;
   std::string conninfo_, name_, options_;

@@ -16,6 +16,8 @@ const char* const kReadSql =
 const char* const kTailSql =
     "SELECT last_id, missing::text, next_xid::text FROM evstream._ephemeral_tail()";
 const char* const kPruneSql = "SELECT evstream._ephemeral_prune($1::bigint)";
+// The read runs on every doorbell: prepared once per connection (no parse and plan per read).
+const char* const kReadStatement = "evstream_outbox_read";
 
 // Strict decimal parsing of a column value: false unless the whole text is a number in range.
 bool ParseI64(const char* s, int64_t* out) {
@@ -71,12 +73,9 @@ Outbox::Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics)
   conn_.on_disconnected = [this](const std::string&) {
     busy_ = false;
     anchored_ = false;
+    prepared_ = false;
     uv_timer_stop(recheck_timer_.get());
     uv_timer_stop(read_timer_.get());
-  };
-  // A doorbell only: the channel decides, the payload is never looked at.
-  conn_.on_notify = [this](const std::string& channel, const std::string&) {
-    if (channel == kEphemeralDoorbell) core::Guard("outbox doorbell", [&] { OnDoorbell(); }, [&] { Recover(); });
   };
 }
 
@@ -98,20 +97,48 @@ void Outbox::Close() {
 }
 
 void Outbox::OnConnected() {
-  busy_ = true;
   anchored_ = false;
   doorbell_pending_ = false;
-  // LISTEN before anchoring: whatever commits after the anchor rings a doorbell we hear.
-  conn_.Send(std::string("LISTEN ") + kEphemeralDoorbell, {}, [this](feed::QueryResult& r) {
-    core::Guard("outbox listen", [&] {
+  PrepareRead();
+}
+
+// The listener (re)listens: anchor if not anchored yet (LISTEN before anchoring: whatever commits
+// after the anchor rings a doorbell we hear), else read on from the cursor (doorbells may have
+// been missed while it was away).
+void Outbox::OnListening() {
+  core::Guard("outbox listening", [&] { Listening(); }, [&] { Recover(); });
+}
+
+void Outbox::Listening() {
+  listening_ = true;
+  if (closed_) return;
+  if (anchored_) {
+    ReadLater();
+    return;
+  }
+  if (!busy_ && conn_.Ready()) PrepareRead();
+}
+
+// Prepares the read (once per connection), then anchors when the listener listens.
+void Outbox::PrepareRead() {
+  if (prepared_) {
+    if (listening_) Anchor();
+    return;
+  }
+  busy_ = true;
+  bool sent = conn_.Prepare(kReadStatement, kReadSql, [this](feed::QueryResult& r) {
+    core::Guard("outbox prepare", [&] {
       if (!r.ok()) {
-        core::LogWarn("LISTEN failed", {{"channel", kEphemeralDoorbell}, {"error", r.error}});
+        core::LogWarn("preparing the outbox read failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
         busy_ = false;
-        return;
+        return;  // the next tick tries again
       }
-      Anchor();
+      prepared_ = true;
+      busy_ = false;
+      if (listening_) Anchor();
     }, [&] { Recover(); });
   });
+  if (!sent) busy_ = false;
 }
 
 void Outbox::Anchor() {
@@ -147,11 +174,12 @@ void Outbox::Read() {
   uv_timer_stop(read_timer_.get());
   last_read_ms_ = uv_now(loop_);
   metrics_->outbox_reads++;
-  bool sent = conn_.Send(kReadSql, {std::to_string(cursor_.after()), cursor_.GapsLiteral(),
-                                    std::to_string(opts_.batch_size)},
-                         [this](feed::QueryResult& r) {
-                           core::Guard("outbox rows", [&] { OnRows(r); }, [&] { Recover(); });
-                         });
+  read_after_ = cursor_.after();
+  bool sent = conn_.SendPrepared(kReadStatement, {std::to_string(read_after_), cursor_.GapsLiteral(),
+                                                  std::to_string(opts_.batch_size)},
+                                 [this](feed::QueryResult& r) {
+                                   core::Guard("outbox rows", [&] { OnRows(r); }, [&] { Recover(); });
+                                 });
   if (!sent) busy_ = false;
 }
 
@@ -168,7 +196,8 @@ void Outbox::OnRows(feed::QueryResult& r) {
     core::LogError("outbox read returned no horizon row");
     return;
   }
-  int64_t read_after = cursor_.after(), last_id = read_after;
+  // Own rows handed out meanwhile may have moved the cursor on: count from where the read began.
+  int64_t read_after = read_after_, last_id = cursor_.after();
   int fresh = 0;  // rows above read_after (the part of the read cut by its limit)
   for (int i = 1; i < n; i++) {
     OutboxRow row;
@@ -220,8 +249,32 @@ void Outbox::OnRows(feed::QueryResult& r) {
   }, delay, 0);
 }
 
-void Outbox::OnDoorbell() {
+void Outbox::HandOwn(const std::vector<OutboxRow>& rows) {
+  if (closed_) return;
+  bool read = false;
+  for (const OutboxRow& row : rows) {
+    if (!cursor_.AcceptOwn(row.id)) {
+      if (row.id > cursor_.after()) read = true;  // not handed out: a read must take it
+      continue;
+    }
+    metrics_->outbox_rows_own++;
+    if (on_row) core::Guard("outbox own row", [&] { on_row(row); }, [&] { metrics_->outbox_rows_invalid++; });
+  }
+  if (read) ReadLater();
+}
+
+void Outbox::OnDoorbell(int be_pid) {
+  core::Guard("outbox doorbell", [&] { Ring(be_pid); }, [&] { Recover(); });
+}
+
+void Outbox::Ring(int be_pid) {
+  if (closed_) return;
   metrics_->outbox_doorbells++;
+  // The publisher's own commit: its rows are handed out from its answer (HandOwn).
+  if (be_pid != 0 && be_pid == own_writer_pid_) {
+    metrics_->outbox_doorbells_own++;
+    return;
+  }
   gap_streak_ = 0;
   if (!anchored_ || busy_) {
     doorbell_pending_ = true;
@@ -252,7 +305,7 @@ void Outbox::ReadSoon() {
 void Outbox::Tick() {
   if (closed_) return;
   if (!anchored_) {
-    if (!busy_ && conn_.Ready()) OnConnected();  // LISTEN or anchoring failed: try again
+    if (!busy_ && conn_.Ready()) PrepareRead();  // preparing or anchoring failed (or no listener yet): try again
     return;
   }
   uint64_t now = uv_now(loop_);

@@ -5,24 +5,59 @@ namespace evstream::realtime {
 void OutboxCursor::Anchor(int64_t last_id, const std::map<int64_t, uint64_t>& missing, uint64_t next_xid) {
   after_ = last_id;
   gaps_.clear();
+  // Own rows were handed out already: never a gap (the tail may have looked before their commit).
   for (const auto& [id, nx] : missing)
-    if (id <= last_id && id > 0) gaps_[id] = nx ? nx : next_xid;
+    if (id <= last_id && id > 0 && !own_.count(id)) gaps_[id] = nx ? nx : next_xid;
+  own_.erase(own_.begin(), own_.upper_bound(last_id));
   Bound();
+  SkipOwn();
 }
 
 bool OutboxCursor::Accept(int64_t id, uint64_t next_xid) {
   if (id <= after_) return gaps_.erase(id) > 0;
-  // Ids between the last one read and this one: not committed yet, or never will be. Only the
-  // highest max_gaps can be kept; a jump that large gives up the rest at once.
+  // Ids between the last one read and this one: not committed yet, or never will be — unless
+  // they are own rows (handed out already). Only the highest max_gaps can be kept; a jump that
+  // large gives up the rest at once.
   int64_t from = after_ + 1;
+  auto own_end = own_.lower_bound(id);
   if (id - from > static_cast<int64_t>(max_gaps_)) {
     given_up_ += static_cast<uint64_t>(id - from - static_cast<int64_t>(max_gaps_));
     from = id - static_cast<int64_t>(max_gaps_);
   }
-  for (int64_t g = from; g < id; g++) gaps_.emplace(g, next_xid);
+  auto own_it = own_.lower_bound(from);
+  for (int64_t g = from; g < id; g++) {
+    if (own_it != own_end && *own_it == g) {
+      ++own_it;
+      continue;
+    }
+    gaps_.emplace(g, next_xid);
+  }
+  own_.erase(own_.begin(), own_end);
+  bool fresh = own_.erase(id) == 0;
   after_ = id;
   Bound();
+  SkipOwn();
+  return fresh;
+}
+
+bool OutboxCursor::AcceptOwn(int64_t id) {
+  if (id <= after_) return gaps_.erase(id) > 0;  // a gap: the read has not had it yet
+  if (own_.count(id)) return false;
+  if (id == after_ + 1) {
+    after_ = id;
+    SkipOwn();
+    return true;
+  }
+  if (own_.size() >= max_gaps_) return false;
+  own_.insert(id);
   return true;
+}
+
+void OutboxCursor::SkipOwn() {
+  while (!own_.empty() && *own_.begin() <= after_ + 1) {
+    if (*own_.begin() == after_ + 1) after_++;
+    own_.erase(own_.begin());
+  }
 }
 
 void OutboxCursor::Finish(uint64_t horizon, bool complete, int64_t last_id) {

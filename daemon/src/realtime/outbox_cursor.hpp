@@ -6,10 +6,17 @@
 // the gap end: if the row is not there it never will be, and the gap is closed. So every row is
 // handed out once — none skipped however late it commits, none twice — and memory stays bounded
 // (at most max_gaps open gaps; beyond that the oldest are given up and counted).
+//
+// Own rows: the instance that published a batch learns the rows' ids (and payloads) when its
+// statement returns, after the commit, and hands them out at once (AcceptOwn) without waiting
+// for a read. The cursor remembers those ids: a later read skips them, they never become gaps,
+// and a run of them right above `after` moves `after` on (nobody else can hold an id between
+// them). Whichever of the read and the hand-off sees an id first hands it out; the other skips it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 
 namespace evstream::realtime {
@@ -27,6 +34,10 @@ class OutboxCursor {
   // that the read covered (all of it when it was not cut by its limit, else ids up to
   // `last_id`) are closed.
   void Finish(uint64_t horizon, bool complete, int64_t last_id);
+  // A row this instance wrote, known from its own publish (committed): true when it is new
+  // (deliver it now), false when a read already handed it out (or its gap was given up), or when
+  // max_gaps own rows already wait above `after` (a read will hand this one out).
+  bool AcceptOwn(int64_t id);
 
   int64_t after() const { return after_; }
   size_t gap_count() const { return gaps_.size(); }
@@ -35,12 +46,15 @@ class OutboxCursor {
   // Every id at or below this was handed out, closed or given up.
   int64_t Watermark() const { return gaps_.empty() ? after_ : gaps_.begin()->first - 1; }
   uint64_t given_up() const { return given_up_; }
+  size_t own_count() const { return own_.size(); }
 
  private:
   void Bound();
+  void SkipOwn();  // moves `after` over own ids right above it
   size_t max_gaps_;
   int64_t after_ = 0;
   std::map<int64_t, uint64_t> gaps_;  // id -> next transaction id when first missed
+  std::set<int64_t> own_;             // own ids above `after`, already handed out
   uint64_t given_up_ = 0;
 };
 

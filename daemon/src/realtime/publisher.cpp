@@ -1,5 +1,7 @@
 #include "realtime/publisher.hpp"
 
+#include <cerrno>
+#include <cstdlib>
 
 #include "core/guard.hpp"
 #include "core/json_out.hpp"
@@ -7,16 +9,18 @@
 
 namespace evstream::realtime {
 namespace {
-// One row per item, in order: the ephemeralId evstream.publish returned.
-const char* const kPublishSql = "SELECT id::text FROM evstream._publish_each($1::jsonb) AS id";
+// One row per item, in order: the ephemeralId, the outbox row's id and its payload.
+const char* const kPublishSql = "SELECT ephemeral_id::text, outbox_id, payload FROM evstream._publish_batch($1::jsonb)";
+// Prepared once per connection: no parse and plan per round trip.
+const char* const kPublishStatement = "evstream_publish_batch";
 
-// The ids of a successful answer, or false when it does not hold exactly `n` of them.
-bool Ids(const feed::QueryResult& r, size_t n, std::vector<std::string>* out) {
-  if (!r.ok() || r.rows() != static_cast<int>(n)) return false;
-  for (int i = 0; i < r.rows(); i++) {
-    if (r.null(i, 0)) return false;
-    out->emplace_back(r.value(i, 0));
-  }
+bool ParseId(const char* s, int64_t* out) {
+  if (s == nullptr || *s == '\0') return false;
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v <= 0) return false;
+  *out = v;
   return true;
 }
 }  // namespace
@@ -46,15 +50,47 @@ std::string EphemeralPayload(const Publication& p, const std::string& ephemeral_
   return core::DumpJson(j);
 }
 
-Publisher::Publisher(uv_loop_t* loop, feed::PgPool* pool, core::Metrics* metrics, int coalesce_ms)
-    : loop_(loop), pool_(pool), metrics_(metrics), coalesce_ms_(coalesce_ms) {
+Publisher::Publisher(uv_loop_t* loop, const std::string& conninfo, const std::string& pg_options,
+                     core::Metrics* metrics, int coalesce_ms)
+    : loop_(loop), conn_(loop, conninfo, "publish"), metrics_(metrics), coalesce_ms_(coalesce_ms) {
+  conn_.SetOptions(pg_options);
   if (uv_timer_init(loop_, timer_.get()) == 0) timer_.MarkInitialised();
   timer_->data = this;
+  conn_.on_connected = [this] {
+    core::Guard("publish connected", [&] {
+      if (on_writer) on_writer(conn_.BackendPid());
+      prepared_ = false;
+      in_flight_ = true;  // nothing goes out before the statement is prepared
+      bool sent = conn_.Prepare(kPublishStatement, kPublishSql, [this](feed::QueryResult& r) {
+        core::Guard("publish prepared", [&] {
+          in_flight_ = false;
+          prepared_ = r.ok();
+          if (!r.ok() && !r.sqlstate.empty())
+            core::LogWarn("preparing the publish statement failed; sending it unprepared",
+                          {{"error", r.error}, {"sqlstate", r.sqlstate}});
+          if (!closed_) Flush();
+        }, [&] { Recover(); });
+      });
+      if (!sent) in_flight_ = false;
+    }, [&] { Recover(); });
+  };
+  conn_.on_disconnected = [this](const std::string&) {
+    core::Guard("publish disconnected", [&] {
+      prepared_ = false;
+      if (on_writer) on_writer(0);
+    });
+  };
 }
+
+void Publisher::Start() { conn_.Start(); }
 
 void Publisher::Close() {
   closed_ = true;
+  on_rows = nullptr;
+  on_writer = nullptr;
+  on_lost = nullptr;
   if (timer_.initialised()) uv_timer_stop(timer_.get());
+  conn_.Close();
 }
 
 void Publisher::Publish(Publication p, Done done) {
@@ -77,8 +113,64 @@ void Publisher::Publish(Publication p, Done done) {
 
 void Publisher::Flush() {
   uv_timer_stop(timer_.get());
-  if (in_flight_ || coalescer_.empty()) return;
-  Send(coalescer_.TakeAll());
+  if (in_flight_ || coalescer_.empty() || closed_) return;
+  switch (conn_.state()) {
+    case feed::PgConnection::State::Ready:
+      Send(coalescer_.TakeAll());
+      return;
+    case feed::PgConnection::State::Disconnected:
+    case feed::PgConnection::State::Closed:
+      FailWaiting("database unavailable");  // fail fast, as the pool does while the database is down
+      return;
+    default:
+      return;  // connecting: sent once connected
+  }
+}
+
+void Publisher::FailWaiting(const std::string& why) {
+  coalescer_.TakeAll();
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  feed::QueryResult err;
+  err.error = why;
+  for (auto& [ticket, done] : waiting) core::Guard("publish answer", [&] { done(&err, "", 0); });
+}
+
+void Publisher::Query(const std::string& items, feed::PgConnection::Callback cb) {
+  auto done = [this, cb](feed::QueryResult& r) {
+    // No answer (the connection went): the statement may have committed before it went.
+    if (!r.ok() && r.sqlstate.empty() && on_lost) core::Guard("publish lost", [&] { on_lost(); });
+    cb(r);
+  };
+  bool sent = prepared_ ? conn_.SendPrepared(kPublishStatement, {items}, done) : conn_.Send(kPublishSql, {items}, done);
+  if (!sent) {
+    feed::QueryResult err;
+    err.error = "database unavailable";
+    cb(err);
+  }
+}
+
+bool Publisher::Rows(const feed::QueryResult& r, const std::vector<Publication>& batch, size_t from, size_t n,
+                     std::vector<std::string>* ids) {
+  if (!r.ok() || r.rows() != static_cast<int>(n) || r.columns() != 3) return false;
+  std::vector<OutboxRow> rows;
+  rows.reserve(n);
+  for (size_t i = 0; i < n; i++) {
+    int row = static_cast<int>(i);
+    OutboxRow o;
+    if (r.null(row, 0) || r.null(row, 2) || !ParseId(r.value(row, 1), &o.id)) return false;
+    ids->emplace_back(r.value(row, 0));
+    const Publication& p = batch[from + i];
+    o.kind = OutboxRow::Kind::Event;
+    o.channel = p.channel;
+    o.type = p.type;
+    o.entity = p.entity;
+    o.entity_id = p.id;
+    o.payload = r.value(row, 2);
+    rows.push_back(std::move(o));
+  }
+  if (on_rows) core::Guard("publish rows", [&] { on_rows(rows); });
+  return true;
 }
 
 // One statement for the batch. If it fails (one bad event fails the transaction), each event is
@@ -86,10 +178,10 @@ void Publisher::Flush() {
 void Publisher::Send(std::vector<Publication> batch) {
   in_flight_ = true;
   auto shared = std::make_shared<std::vector<Publication>>(std::move(batch));
-  pool_->Query(kPublishSql, {PublishItems(*shared, 0, shared->size())}, [this, shared](feed::QueryResult& r) {
+  Query(PublishItems(*shared, 0, shared->size()), [this, shared](feed::QueryResult& r) {
     core::Guard("publish result", [&] {
       std::vector<std::string> ids;
-      if (Ids(r, shared->size(), &ids)) {
+      if (Rows(r, *shared, 0, shared->size(), &ids)) {
         for (size_t i = 0; i < shared->size(); i++) Finish((*shared)[i], nullptr, ids[i]);
         metrics_->ephemeral_published += shared->size();
       } else if (!r.ok() && shared->size() > 1 && !r.sqlstate.empty()) {
@@ -104,13 +196,14 @@ void Publisher::Send(std::vector<Publication> batch) {
             return;
           }
           auto next = weak_next.lock();
-          pool_->Query(kPublishSql, {PublishItems(*singles, i, 1)}, [this, singles, next, i](feed::QueryResult& r1) {
+          Query(PublishItems(*singles, i, 1), [this, singles, next, i](feed::QueryResult& r1) {
             core::Guard("publish result", [&] {
               std::vector<std::string> one;
-              if (Ids(r1, 1, &one)) {
+              if (Rows(r1, *singles, i, 1, &one)) {
                 metrics_->ephemeral_published++;
                 Finish((*singles)[i], nullptr, one[0]);
               } else {
+                if (r1.ok() && on_lost) on_lost();  // committed, but the answer was unusable
                 Finish((*singles)[i], &r1, "");
               }
               (*next)(i + 1);
@@ -120,6 +213,7 @@ void Publisher::Send(std::vector<Publication> batch) {
         (*next)(0);
         return;
       } else {
+        if (r.ok() && on_lost) on_lost();  // committed, but the answer was unusable: read the rows
         for (const auto& p : *shared) Finish(p, &r, "");
       }
       in_flight_ = false;

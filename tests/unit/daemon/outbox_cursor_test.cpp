@@ -72,3 +72,78 @@ TEST(OutboxCursor, gaps_are_bounded_and_the_oldest_given_up) {
   EXPECT_TRUE(c.Accept(9, 3));
   EXPECT_EQ(c.Watermark(), 7);
 }
+
+// Own rows (the publisher's answer, after its commit) are handed out at once; whichever of the
+// hand-off and a read sees an id first hands it out, never both.
+TEST(OutboxCursor, own_rows_right_above_the_cursor_move_it_on_without_a_read) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  EXPECT_TRUE(c.AcceptOwn(11));
+  EXPECT_TRUE(c.AcceptOwn(12));
+  EXPECT_EQ(c.after(), 12);
+  EXPECT_EQ(c.own_count(), 0u);
+  EXPECT_FALSE(c.AcceptOwn(12));
+  EXPECT_FALSE(c.Accept(12, 100));  // a read that still returns it skips it
+  EXPECT_EQ(c.Watermark(), 12);
+}
+
+TEST(OutboxCursor, an_own_row_above_a_foreign_id_is_skipped_by_the_read_and_never_a_gap) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  EXPECT_TRUE(c.AcceptOwn(13));  // 11, 12: another writer's
+  EXPECT_EQ(c.after(), 10);
+  EXPECT_EQ(c.own_count(), 1u);
+  EXPECT_TRUE(c.Accept(11, 100));
+  EXPECT_FALSE(c.Accept(13, 100));  // handed out already
+  EXPECT_EQ(c.GapsLiteral(), "{12}");
+  EXPECT_TRUE(c.Accept(14, 100));
+  EXPECT_EQ(c.GapsLiteral(), "{12}");  // 13 did not become a gap
+  EXPECT_EQ(c.own_count(), 0u);
+  EXPECT_TRUE(c.Accept(12, 110));
+  EXPECT_EQ(c.gap_count(), 0u);
+}
+
+TEST(OutboxCursor, an_own_row_the_read_passed_before_its_commit_was_visible_is_handed_out_once) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  // the read's snapshot missed own row 11 (committing); it saw 12 (another writer's)
+  EXPECT_TRUE(c.Accept(12, 100));
+  EXPECT_EQ(c.GapsLiteral(), "{11}");
+  EXPECT_TRUE(c.AcceptOwn(11));   // the publish answer arrives: the gap is handed out here
+  EXPECT_EQ(c.gap_count(), 0u);
+  EXPECT_FALSE(c.Accept(11, 100));  // and the next read skips it
+  EXPECT_FALSE(c.AcceptOwn(11));
+}
+
+TEST(OutboxCursor, a_read_that_handed_out_an_own_row_first_wins) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  EXPECT_TRUE(c.Accept(11, 100));  // another writer's doorbell: the read sees the own row first
+  EXPECT_FALSE(c.AcceptOwn(11));   // the answer arrives later: not again
+}
+
+TEST(OutboxCursor, own_rows_are_never_gaps_after_a_re_anchor) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  EXPECT_TRUE(c.AcceptOwn(15));
+  EXPECT_TRUE(c.AcceptOwn(20));
+  // reconnect: the tail (maybe taken before 15 was visible) lists 15 as missing
+  c.Anchor(18, {{15, 0}, {16, 0}}, 200);
+  EXPECT_EQ(c.GapsLiteral(), "{16}");
+  EXPECT_EQ(c.own_count(), 1u);   // 20 is still ahead
+  EXPECT_TRUE(c.Accept(19, 200));
+  EXPECT_EQ(c.after(), 20);       // 19 read, then own 20 right above it
+  EXPECT_FALSE(c.Accept(20, 200));
+}
+
+TEST(OutboxCursor, own_rows_ahead_of_the_reader_stay_bounded) {
+  OutboxCursor c(3);
+  c.Anchor(0, {}, 1);
+  EXPECT_TRUE(c.AcceptOwn(2));
+  EXPECT_TRUE(c.AcceptOwn(3));
+  EXPECT_TRUE(c.AcceptOwn(4));
+  EXPECT_FALSE(c.AcceptOwn(5));  // full: left to a read
+  EXPECT_TRUE(c.Accept(1, 1));   // 1 read: 2..4 were own, the cursor moves over them
+  EXPECT_EQ(c.after(), 4);
+  EXPECT_TRUE(c.Accept(5, 1));   // the read hands out 5
+}
