@@ -302,3 +302,60 @@ test('SIGHUP reloads the certificate: an open HTTP/2 stream stays, new handshake
     await stopDaemon(d);
   }
 });
+
+// One request on a node:http2 session; resolves { status, headers, body } or { error }.
+function h2Request(session, headers, body) {
+  return new Promise((resolve) => {
+    const r = session.request(headers);
+    let data = '';
+    let res = {};
+    r.setEncoding('utf8');
+    r.on('response', (h) => { res = { status: h[':status'], headers: h }; });
+    r.on('data', (c) => { data += c; });
+    r.on('end', () => resolve({ ...res, body: data }));
+    r.on('error', (e) => resolve({ ...res, error: e.code ?? e.message }));
+    if (body !== undefined) r.end(body);
+    else r.end();
+  });
+}
+
+test('over HTTP/2 as over HTTP/1.1: CORS preflight, 413 for a large body, 431 for huge headers, 401 without a token; a broken connection leaves the daemon up', async () => {
+  const d = await startDaemon({ args: ['--cors-origin', 'http://app.example', '--max-body-bytes', '4096'] });
+  const session = http2.connect(d.url);
+  session.on('error', () => {});
+  try {
+    const pre = await h2Request(session, { ':method': 'OPTIONS', ':path': '/api/events', origin: 'http://app.example',
+      'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers['access-control-allow-origin'], 'http://app.example');
+
+    const big = await h2Request(session, { ':method': 'POST', ':path': '/api/events', authorization: `Bearer ${jwt}`,
+      'content-type': 'application/json' }, JSON.stringify({ channel, data: 'x'.repeat(10000) }));
+    assert.equal(big.status, 413, JSON.stringify(big));
+
+    const noToken = await h2Request(session, { ':path': `/api/events?channel=${channel}` });
+    assert.equal(noToken.status, 401);
+
+    const huge = await h2Request(session, { ':path': '/healthz', ...Object.fromEntries(
+      Array.from({ length: 20 }, (_, i) => [`x-filler-${i}`, 'y'.repeat(4000)])) });
+    assert.ok(huge.status === 431 || huge.error, JSON.stringify(huge));
+
+    // The same connection still serves.
+    assert.equal((await h2Request(session, { ':path': '/healthz' })).status, 200);
+  } finally {
+    session.destroy();
+  }
+  // Garbage after the client preface: that connection closes; the daemon serves the next one.
+  const net = await import('node:net');
+  await new Promise((resolve) => {
+    const sock = net.connect(d.port, '127.0.0.1', () => {
+      sock.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+      sock.write(Buffer.alloc(64, 0xff));
+    });
+    sock.on('data', () => {});
+    sock.on('close', resolve);
+    sock.on('error', () => {});
+  });
+  assert.equal((await curl(['--http2-prior-knowledge', `${d.url}/healthz`])).status, 'HTTP/2 200');
+  assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+});
