@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fan-out benchmark: the same native load client against evstreamd, a Node http server (fed
-# by HTTP POST, and by pg LISTEN/NOTIFY) and Nchan, in one run.
+# by HTTP POST, and by pg LISTEN/NOTIFY) and Nchan, in one run. evstreamd also over HTTP/2
+# (h2c, prior knowledge): `evstreamd-h2x10` puts every subscriber on 10 connections (conns/10
+# streams each), `evstreamd-h2` gives each subscriber a connection of its own (1 stream each).
 #  latency:    CONNS subscribers x RATE events/s for SECONDS (the rate is lowered so that
 #              subscribers x rate <= LATENCY_BUDGET deliveries/s: a latency run must not saturate
 #              the 2 cores that server, client and publisher share): p50/p99/p99.9
@@ -12,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
-SERVERS="${SERVERS:-evstreamd node node-pg nchan}"
+SERVERS="${SERVERS:-evstreamd evstreamd-h2x10 evstreamd-h2 node node-pg nchan}"
 CONNS="${CONNS:-100 1000}"
 RATE="${RATE:-100}"
 SECONDS_PER_RUN="${SECONDS:-10}"
@@ -23,7 +25,7 @@ build="${EVSTREAM_BUILD:-build}"
 work=$(mktemp -d /tmp/evstream-fanout.XXXXXX)
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-g++ -std=c++17 -O2 -o "$work/fanout-client" bench/fanout/loadclient.cpp -luv
+g++ -std=c++17 -O2 -o "$work/fanout-client" bench/fanout/loadclient.cpp -luv -lnghttp2
 [ -x "$build/daemon/evstreamd" ] || { echo "build evstreamd first (make test or cmake --build $build)"; exit 1; }
 
 scripts/pg start >/dev/null
@@ -39,10 +41,10 @@ port_evstreamd=8190 port_node=8191 port_nchan=8192
 server_pid=""
 start_server() {  # start_server KIND -> sets server_pid, sub_path, pub_target, pub_url, headers
   case "$1" in
-    evstreamd)
+    evstreamd|evstreamd-h2x10|evstreamd-h2)
       "$build/daemon/evstreamd" --listen "127.0.0.1:$port_evstreamd" --jwt-secret "$secret" \
         --heartbeat 30 --max-queue-bytes 8388608 --max-connections-per-address 100000 \
-        --max-connections-per-sub 100000 --log-level warn --web-root "$work" 2>"$work/evstreamd.log" &
+        --max-connections-per-sub 100000 --h2-max-concurrent-streams 1000 --log-level warn --web-root "$work" 2>"$work/evstreamd.log" &
       server_pid=$!; port=$port_evstreamd
       sub_path="/api/events/stream?channel=project:bench"; pub_target=sql; pub_url=""
       headers=(--header "Authorization: Bearer $token") ;;
@@ -82,7 +84,12 @@ run() {
   local wpid; wpid=$(worker_pid "$kind")
   local rss0; rss0=$(rss_kib "$wpid")
   rm -f "$work/ready"
-  "$work/fanout-client" --port "$port" --path "$sub_path" "${headers[@]}" --connections "$conns" \
+  local shape=(--connections "$conns")
+  case "$kind" in
+    evstreamd-h2x10) shape=(--h2 1 --connections 10 --streams $((conns / 10))) ;;
+    evstreamd-h2) shape=(--h2 1 --connections "$conns" --streams 1) ;;
+  esac
+  "$work/fanout-client" --port "$port" --path "$sub_path" "${headers[@]}" "${shape[@]}" \
     --events "$count" --timeout $((60 + count / 20)) --ready-file "$work/ready" >"$work/client.json" &
   local cpid=$!
   for _ in $(seq 1 1200); do [ -f "$work/ready" ] && break; kill -0 $cpid 2>/dev/null || break; sleep 0.05; done

@@ -46,6 +46,7 @@ void HandleSignal(uv_signal_t* h, int signum) {
     if (rt->stopping || !rt->app) return;
     LogInfo("SIGHUP received; reloading keys");
     rt->app->ReloadKeys();
+    rt->app->ReloadTls();
     return;
   }
   if (rt->stopping) return;
@@ -118,6 +119,7 @@ int main(int argc, char** argv) {
     uv_signal_start(h, OnSignal, sig);
   }
   LogInfo("listening", {{"address", cfg.listen_host}, {"port", rt.app->Port()},
+                        {"tls", !cfg.tls_cert_file.empty()},
                         {"web_root", cfg.web_root}, {"version", EVSTREAMD_VERSION}});
 
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -33,6 +33,7 @@ http::ServerOptions ServerFrom(const core::Config& c) {
   o.header_timeout_ms = c.header_timeout_ms;
   o.body_timeout_ms = c.body_timeout_ms;
   o.idle_timeout_ms = c.idle_timeout_ms;
+  o.h2_max_concurrent_streams = static_cast<uint32_t>(c.h2_max_concurrent_streams);
   for (const auto& p : c.trusted_proxies) {
     std::string unused;
     o.trusted_proxies.Add(p, &unused);  // checked when the flag was parsed
@@ -87,9 +88,27 @@ App::App(uv_loop_t* loop, const core::Config& cfg)
               &metrics_) {
   std::string error;
   if (!LoadStatic(&error)) throw std::runtime_error(error);
+  if (!cfg_.tls_cert_file.empty()) {
+    auto tls = http::TlsContext::Load(cfg_.tls_cert_file, cfg_.tls_key_file, &error);
+    if (!tls) throw std::runtime_error(error);
+    server_.SetTls(std::move(tls));
+  }
   BuildRoutes();
   if (uv_timer_init(loop_, stats_fold_timer_.get()) == 0) stats_fold_timer_.MarkInitialised();
   stats_fold_timer_->data = this;
+}
+
+bool App::ReloadTls() {
+  if (cfg_.tls_cert_file.empty()) return true;
+  std::string error;
+  auto tls = http::TlsContext::Load(cfg_.tls_cert_file, cfg_.tls_key_file, &error);
+  if (!tls) {
+    core::LogError("certificate reload failed; the previous certificate stays in use", {{"error", error}});
+    return false;
+  }
+  server_.SetTls(std::move(tls));
+  core::LogInfo("certificate reloaded", {{"cert", cfg_.tls_cert_file}, {"connections", server_.ConnectionCount()}});
+  return true;
 }
 
 bool App::LoadStatic(std::string* error) {

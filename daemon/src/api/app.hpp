@@ -37,6 +37,9 @@ class App {
   // SIGHUP: re-reads the key files and swaps the verifier's keys; open streams stay. On any
   // error (unreadable file, weak key) the old keys stay and the error is logged.
   bool ReloadKeys();
+  // SIGHUP too: re-reads --tls-cert/--tls-key; new handshakes use them, open connections keep
+  // theirs. On error the old certificate stays and the error is logged.
+  bool ReloadTls();
   int Port() const { return server_.BoundPort(); }
 
  private:

@@ -231,6 +231,16 @@ const std::vector<Option>& Options() {
          }
          return true;
        }},
+      {"tls-cert", "EVSTREAM_TLS_CERT", "FILE",
+       "PEM certificate (chain) for TLS: the listener then speaks only TLS, HTTP/2 (ALPN h2) or "
+       "HTTP/1.1; re-read with --tls-key on SIGHUP (open streams stay)",
+       StrField(&Config::tls_cert_file)},
+      {"tls-key", "EVSTREAM_TLS_KEY", "FILE", "PEM private key of --tls-cert",
+       StrField(&Config::tls_key_file)},
+      {"h2-max-concurrent-streams", "EVSTREAM_H2_MAX_CONCURRENT_STREAMS", "N",
+       "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one HTTP/2 connection may hold open "
+       "(default 100)",
+       IntField(&Config::h2_max_concurrent_streams, 1, 100000)},
       {"log-level", "EVSTREAM_LOG_LEVEL", "LEVEL", "debug, info, warn or error (default info)",
        [](Config* c, const std::string& v, std::string* err) {
          if (v != "debug" && v != "info" && v != "warn" && v != "error") {
@@ -359,6 +369,10 @@ bool LoadKeyFiles(Config* cfg, std::string* error) {
 }
 
 bool LoadFiles(Config* cfg, std::string* error) {
+  if (cfg->tls_cert_file.empty() != cfg->tls_key_file.empty()) {
+    *error = "--tls-cert and --tls-key: give both or neither";
+    return false;
+  }
   if (!cfg->jwt_secret.empty() && !cfg->jwt_secret_file.empty()) {
     *error = "--jwt-secret and --jwt-secret-file: give one of them";
     return false;

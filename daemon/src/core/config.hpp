@@ -57,6 +57,9 @@ struct Config {
   // Peers whose X-Forwarded-For / X-Real-IP are believed (addresses or CIDR blocks).
   std::vector<std::string> trusted_proxies;
   std::string log_level = "info";
+  std::string tls_cert_file;               // PEM certificate chain: the listener speaks TLS (re-read on SIGHUP)
+  std::string tls_key_file;                // its PEM private key
+  int h2_max_concurrent_streams = 100;     // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
 };
 
 enum class ParseOutcome { Run, Help, Version, Error };

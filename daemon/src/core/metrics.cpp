@@ -11,6 +11,8 @@ std::string Metrics::Render() const {
       << name << ' ' << value << '\n';
   };
   metric("evstream_http_connections", "gauge", "Open HTTP connections.", http_connections);
+  metric("evstream_h2_connections", "gauge", "Open connections speaking HTTP/2 (h2 or h2c).", h2_connections);
+  metric("evstream_h2_streams", "gauge", "Open HTTP/2 streams.", h2_streams);
   metric("evstream_sse_connections", "gauge", "Open Server-Sent Events streams.", sse_clients);
   metric("evstream_http_requests_total", "counter", "HTTP requests parsed.", http_requests);
   metric("evstream_events_read_total", "counter", "Events read from the log by the live feed.",

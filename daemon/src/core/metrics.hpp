@@ -7,6 +7,8 @@ namespace evstream::core {
 
 struct Metrics {
   int64_t http_connections = 0;       // open TCP connections
+  int64_t h2_connections = 0;         // of them, carrying HTTP/2
+  int64_t h2_streams = 0;             // open HTTP/2 streams
   int64_t sse_clients = 0;            // open event streams
   uint64_t http_requests = 0;
   uint64_t events_read = 0;           // events read from the log by the feed

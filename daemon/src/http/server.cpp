@@ -1,5 +1,6 @@
 #include "http/server.hpp"
 
+#include <cstring>
 #include <vector>
 
 #include "core/guard.hpp"
@@ -17,7 +18,7 @@ struct Connection::WriteReq {
 
 namespace {
 constexpr size_t kMaxBufsPerWrite = 1024;
-}
+}  // namespace
 
 Connection::Connection(Server* server, uint64_t id)
     : server_(server), id_(id), parser_(server->options().max_body_bytes) {
@@ -37,6 +38,19 @@ void Connection::ArmTimer(int ms) {
 // Header, body or idle timeout (or the drain timeout of a closing connection). A request that
 // has begun gets 408; an idle keep-alive connection just closes.
 void Connection::OnTimer() {
+  if (proto_ == Protocol::H2) {
+    // The carrier: idle with no stream (say GOAWAY and give the client the drain time to
+    // notice), or that drain time is over.
+    if (h2_->GoawaySent() || close_after_flush_) {
+      Close();
+      return;
+    }
+    if (h2_->StreamCount() > 0) return;
+    h2_->Goaway();
+    ArmTimer(server_->options().drain_timeout_ms);
+    MaybeFinishH2();
+    return;
+  }
   if (state_ == State::ReadingRequest && !close_after_flush_ && got_bytes_ && !discard_input_) {
     core::LogInfo("request timeout", {{"conn", id_}, {"peer", peer_}, {"stage", body_timer_ ? "body" : "headers"}});
     server_->metrics_->request_timeouts++;
@@ -111,6 +125,7 @@ void Connection::Begin(uv_stream_t* server_stream) {
   }
   client_address_ = address_;
   uv_tcp_nodelay(&tcp_, 1);
+  if (server_->tls_) tls_ = std::make_unique<TlsConn>(server_->tls_);
   // Over the per-address limit: read the request (bounded by the timeouts and the unread-bytes
   // budget), answer 429 and close. A trusted proxy's connections are counted per request, under
   // the client address it names (CountAddress in HandleParse).
@@ -152,9 +167,97 @@ void Connection::OnRead(ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   if (nread == 0) return;
+  size_t n = static_cast<size_t>(nread);
+  if (!tls_) {
+    OnPlain(buf->base, n);
+    return;
+  }
+  std::string plain;
+  bool was_done = tls_->HandshakeDone();
+  if (!tls_->Receive(buf->base, n, &plain)) {
+    core::LogDebug("tls: closing", {{"conn", id_}, {"peer", peer_}, {"handshake", tls_->HandshakeDone()}});
+    Close();
+    return;
+  }
+  if (!was_done && tls_->HandshakeDone() && tls_->Alpn() == "h2") BecomeH2();
+  if (!plain.empty() && state_ != State::Closing) OnPlain(plain.data(), plain.size());
+  if (state_ != State::Closing && tls_->PendingOut() > 0) Flush();
+}
+
+// Plaintext from the client. The first bytes of a connection decide its protocol: the HTTP/2
+// client preface (prior knowledge, h2c) makes it an HTTP/2 carrier; anything else is HTTP/1.1.
+void Connection::OnPlain(const char* data, size_t n) {
+  if (proto_ == Protocol::H2) {
+    if (!h2_->Receive(data, n)) {
+      core::LogDebug("h2: connection error", {{"conn", id_}, {"peer", peer_}});
+      Close();
+      return;
+    }
+    h2_->Pump();
+    return;
+  }
+  if (proto_ == Protocol::Sniffing) {
+    sniff_.append(data, n);
+    size_t cmp = std::min(sniff_.size(), kH2PrefaceLen);
+    if (std::memcmp(sniff_.data(), kH2Preface, cmp) == 0) {
+      if (sniff_.size() < kH2PrefaceLen) return;  // could still be the preface
+      std::string all = std::move(sniff_);
+      sniff_.clear();
+      BecomeH2();
+      if (state_ != State::Closing) OnPlain(all.data(), all.size());
+      return;
+    }
+    proto_ = Protocol::Http1;
+    std::string all = std::move(sniff_);
+    sniff_.clear();
+    OnHttp1(all.data(), all.size());
+    return;
+  }
+  OnHttp1(data, n);
+}
+
+// This connection carries HTTP/2 from now on: its reads feed the session, the session's
+// output is its queue. The header timeout no longer applies; the idle timeout runs while no
+// stream is open.
+void Connection::BecomeH2() {
+  proto_ = Protocol::H2;
+  h2_ = std::make_unique<H2Session>(this);
+  if (!h2_->Start(server_->opts_.h2_max_concurrent_streams)) {
+    core::LogWarn("h2: cannot start a session", {{"conn", id_}});
+    Close();
+    return;
+  }
+  server_->metrics_->h2_connections++;
+  ArmTimer(server_->options().idle_timeout_ms);
+  h2_->Pump();
+}
+
+void Connection::ShutdownH2() {
+  if (state_ == State::Closing || !h2_) return;
+  h2_->Goaway();
+  h2_->ForEachStream([](const ConnectionPtr& s) {
+    if (s->state() == State::Streaming)
+      s->CloseAfterFlush();  // END_STREAM after what is queued (bounded by the drain timeout)
+    else
+      s->Close();
+  });
+  if (state_ == State::Closing) return;
+  ArmTimer(server_->options().drain_timeout_ms);
+  h2_->Pump();
+}
+
+void Connection::MaybeFinishH2() {
+  if (state_ == State::Closing || !h2_ || in_flight_ || !queue_.empty() || shutting_down_) return;
+  if (tls_ && tls_->PendingOut() > 0) return;
+  if (h2_->Finished() || (h2_->GoawaySent() && h2_->StreamCount() == 0)) {
+    close_after_flush_ = true;
+    Shutdown();
+  }
+}
+
+void Connection::OnHttp1(const char* data, size_t n) {
   if (state_ != State::ReadingRequest) return;  // a streaming client has nothing more to say
   if (discard_input_) return;
-  size_t n = static_cast<size_t>(nread);
   if (server_->pending_bytes_ + n > server_->opts_.max_pending_bytes) {
     // The budget for bytes held in incomplete requests is spent: shed this request.
     server_->metrics_->shed++;
@@ -172,7 +275,7 @@ void Connection::OnRead(ssize_t nread, const uv_buf_t* buf) {
     got_bytes_ = true;
     ArmTimer(server_->options().header_timeout_ms);
   }
-  auto st = parser_.Feed(buf->base, n);
+  auto st = parser_.Feed(data, n);
   if (st == RequestParser::Status::NeedMore && parser_.HeadersDone() && !body_timer_) {
     body_timer_ = true;
     ArmTimer(server_->options().body_timeout_ms);
@@ -200,6 +303,12 @@ void Connection::HandleParse(RequestParser::Status st) {
     return;
   }
   keep_alive_ = parser_.request().keep_alive && !server_->closed_;
+  Dispatch();
+}
+
+// The common tail of a complete request, HTTP/1.1 or HTTP/2: per-address limits, text checks,
+// the handler.
+void Connection::Dispatch() {
   // Each request on a proxy's keep-alive connection may come from another client: the
   // connection counts for the address of the request it serves now.
   client_address_ = ClientAddress(address_, server_->options().trusted_proxies, parser_.request());
@@ -229,6 +338,21 @@ void Connection::HandleParse(RequestParser::Status st) {
 
 void Connection::Respond(const Response& r) {
   if (state_ != State::Handling) return;
+  if (proto_ == Protocol::H2Stream) {
+    if (!carrier_) return;
+    state_ = State::Streaming;
+    close_after_flush_ = true;  // END_STREAM once the body is out
+    if (timer_.initialised()) uv_timer_stop(timer_.get());
+    bool body = !r.head_only && !r.body.empty();
+    if (body) {
+      queue_.push_back(std::make_shared<const std::string>(r.body));
+      queued_bytes_ += r.body.size();
+    }
+    Headers h = r.headers;
+    if (r.status != 204 && r.status != 304) h.emplace_back("content-length", std::to_string(r.body.size()));
+    carrier_->h2_->SubmitResponse(this, r.status, h, body);
+    return;
+  }
   Enqueue(std::make_shared<const std::string>(Serialize(r, keep_alive_)));
   if (!keep_alive_) {
     CloseAfterFlush();
@@ -244,6 +368,16 @@ void Connection::Respond(const Response& r) {
 
 void Connection::StartStream(const std::string& head) {
   if (state_ != State::Handling) return;
+  if (proto_ == Protocol::H2Stream) {
+    if (!carrier_) return;
+    state_ = State::Streaming;
+    if (timer_.initialised()) uv_timer_stop(timer_.get());
+    int status = 200;
+    Headers h;
+    ParseHead(head, &status, &h);
+    carrier_->h2_->SubmitResponse(this, status, h, true);
+    return;
+  }
   state_ = State::Streaming;
   Enqueue(std::make_shared<const std::string>(head));
   StartReading();  // only to notice the client leaving
@@ -267,8 +401,14 @@ void Connection::DropSlowClient() {
   server_->metrics_->slow_client_drops++;
   core::LogWarn("dropping slow client",
                 {{"conn", id_}, {"peer", peer_}, {"client", client_address_}, {"queued_bytes", queued_bytes_}});
+  // An HTTP/2 stream keeps the frame its data provider has begun: frames stay whole.
+  Frame begun = proto_ == Protocol::H2Stream && sent_offset_ > 0 && !queue_.empty() ? queue_.front() : nullptr;
   queue_.clear();
   queued_bytes_ = 0;
+  if (begun) {
+    queued_bytes_ = begun->size();
+    queue_.push_back(std::move(begun));
+  }
   if (overflow_frame_) Enqueue(overflow_frame_);
   CloseAfterFlush();
 }
@@ -280,18 +420,54 @@ void Connection::Enqueue(Frame f) {
   if (!hold_) Flush();
 }
 
+void Connection::FlushStream() {
+  if (state_ == State::Closing || !carrier_) return;
+  if (hold_) release_ = true;
+  if (deferred_) {
+    deferred_ = false;
+    carrier_->h2_->Resume(stream_id_);
+  }
+  carrier_->h2_->Pump();
+}
+
 void Connection::Flush() {
-  if (in_flight_ || queue_.empty() || state_ == State::Closing) return;
+  if (proto_ == Protocol::H2Stream) {
+    FlushStream();
+    return;
+  }
+  if (in_flight_ || state_ == State::Closing) return;
+  if (queue_.empty() && !(tls_ && tls_->PendingOut() > 0)) return;
   auto* w = new WriteReq;
   w->req.data = this;
+  size_t plain = 0;
   while (!queue_.empty() && w->frames.size() < kMaxBufsPerWrite) {
     Frame f = std::move(queue_.front());
     queue_.pop_front();
-    w->bytes += f->size();
+    plain += f->size();
     w->bufs.push_back(uv_buf_init(const_cast<char*>(f->data()), static_cast<unsigned>(f->size())));
     w->frames.push_back(std::move(f));
   }
-  queued_bytes_ -= w->bytes;
+  queued_bytes_ -= plain;
+  w->bytes = plain;
+  if (tls_) {
+    // The plaintext goes through TLS; one buffer of ciphertext goes out.
+    for (const Frame& f : w->frames)
+      if (!tls_->Encrypt(f->data(), f->size())) {
+        delete w;
+        Close();
+        return;
+      }
+    w->frames.clear();
+    w->bufs.clear();
+    auto out = std::make_shared<const std::string>(tls_->TakeOut());
+    if (out->empty()) {
+      delete w;
+      return;
+    }
+    w->bytes = out->size();
+    w->bufs.push_back(uv_buf_init(const_cast<char*>(out->data()), static_cast<unsigned>(out->size())));
+    w->frames.push_back(std::move(out));
+  }
   int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), w->bufs.data(),
                     static_cast<unsigned>(w->bufs.size()), [](uv_write_t* req, int status) {
                       auto* w = reinterpret_cast<WriteReq*>(req);
@@ -316,7 +492,17 @@ void Connection::OnWriteDone(WriteReq* w, int status) {
     Close();
     return;
   }
-  if (!queue_.empty() && (!hold_ || close_after_flush_)) {
+  if (proto_ == Protocol::H2) {
+    h2_->Pump();
+    if (state_ == State::Closing || in_flight_) return;
+    if (!queue_.empty() || (tls_ && tls_->PendingOut() > 0)) {
+      Flush();
+      return;
+    }
+    MaybeFinishH2();
+    return;
+  }
+  if ((!queue_.empty() && (!hold_ || close_after_flush_)) || (tls_ && tls_->PendingOut() > 0)) {
     Flush();
     return;
   }
@@ -329,9 +515,17 @@ void Connection::OnWriteDone(WriteReq* w, int status) {
 
 void Connection::CloseAfterFlush() {
   if (state_ == State::Closing || close_after_flush_) return;
+  if (proto_ == Protocol::H2) {
+    ShutdownH2();
+    return;
+  }
   close_after_flush_ = true;
   hold_ = false;
   ArmTimer(server_->options().drain_timeout_ms);
+  if (proto_ == Protocol::H2Stream) {
+    FlushStream();  // the data provider ends the stream once the queue is out
+    return;
+  }
   if (!in_flight_ && queue_.empty())
     Shutdown();
   else
@@ -339,6 +533,17 @@ void Connection::CloseAfterFlush() {
 }
 
 void Connection::Shutdown() {
+  if (state_ == State::Closing || shutting_down_) return;
+  if (tls_ && !tls_closed_ && tls_->HandshakeDone()) {
+    tls_closed_ = true;
+    tls_->CloseNotify();
+    if (tls_->PendingOut() > 0 && !in_flight_) {
+      close_after_flush_ = true;
+      Flush();  // OnWriteDone comes back here once the alert is out
+      return;
+    }
+  }
+  shutting_down_ = true;
   auto* req = new uv_shutdown_t;
   req->data = this;
   int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), [](uv_shutdown_t* req, int) {
@@ -366,6 +571,17 @@ void Connection::Close() {
   if (timer_.initialised()) uv_timer_stop(timer_.get());
   queue_.clear();
   queued_bytes_ = 0;
+  if (proto_ == Protocol::H2Stream) {
+    // Forget this stream, then reset it unless nghttp2 already closed it (OnClosed may drop
+    // the last reference to *this).
+    Connection* carrier = carrier_;
+    int32_t id = stream_id_;
+    bool reset = !h2_closed_ && carrier && !carrier->closing();
+    OnClosed();
+    if (reset) carrier->h2_->Reset(id);
+    return;
+  }
+  if (h2_) h2_->ForEachStream([](const ConnectionPtr& s) { s->Close(); });
   if (!tcp_open_) {
     OnClosed();
     return;
@@ -391,11 +607,20 @@ void Connection::OnClosed() {
   ReleasePending();
   UncountAddress();
   if (!sub_.empty() && --server_->per_sub_[sub_] <= 0) server_->per_sub_.erase(sub_);
-  server_->metrics_->http_connections--;
+  if (proto_ == Protocol::H2Stream)
+    server_->metrics_->h2_streams--;
+  else
+    server_->metrics_->http_connections--;
+  if (proto_ == Protocol::H2) server_->metrics_->h2_connections--;
   auto cb = std::move(on_close);
   on_close = nullptr;
   if (cb) core::Guard("http close", [&] { cb(); });
   core::Guard("http close", [&] { attachment.reset(); });
+  if (proto_ == Protocol::H2Stream) {
+    Connection* carrier = std::exchange(carrier_, nullptr);
+    if (carrier && carrier->h2_) carrier->h2_->Forget(stream_id_);  // may destroy *this
+    return;
+  }
   server_->Forget(this);  // may destroy *this
 }
 
@@ -463,7 +688,9 @@ void Server::Close() {
   std::vector<ConnectionPtr> all;
   for (auto& [p, c] : conns_) all.push_back(c);
   for (auto& c : all) {
-    if (c->state() == Connection::State::Streaming)
+    if (c->protocol() == Connection::Protocol::H2)
+      c->ShutdownH2();  // GOAWAY; open streams end; then the connection closes
+    else if (c->state() == Connection::State::Streaming)
       c->CloseAfterFlush();  // FIN after what is already queued (bounded by the drain timeout)
     else
       c->Close();

@@ -14,8 +14,10 @@
 #include "core/metrics.hpp"
 #include "core/uv_handle.hpp"
 #include "http/client_address.hpp"
+#include "http/h2.hpp"
 #include "http/request.hpp"
 #include "http/response.hpp"
+#include "http/tls.hpp"
 
 namespace evstream::http {
 
@@ -38,11 +40,17 @@ struct ServerOptions {
   int drain_timeout_ms = 5000;    // for the final write of a dropped or closing client
   int retry_after_seconds = 1;    // in 429 and 503 answers
   ProxyList trusted_proxies;      // peers whose X-Forwarded-For / X-Real-IP count
+  uint32_t h2_max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS
 };
 
+// One client connection, or one HTTP/2 stream of one (Protocol::H2Stream): the handler sees
+// the same type either way. A TCP connection begins in Sniffing (after the TLS handshake, when
+// TLS is on): ALPN h2 or the HTTP/2 client preface makes it the carrier of an H2Session
+// (Protocol::H2); anything else is HTTP/1.1 as before.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   enum class State { ReadingRequest, Handling, Streaming, Closing };
+  enum class Protocol { Sniffing, Http1, H2, H2Stream };
 
   Connection(Server* server, uint64_t id);
   ~Connection();
@@ -50,6 +58,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closing() const { return state_ == State::Closing; }
   uint64_t id() const { return id_; }
   std::string peer() const { return peer_; }
+  Protocol protocol() const { return proto_; }
   const std::string& address() const { return address_; }  // the client's IP, without the port
   // The client's IP for the current request: the socket's, or the one a trusted proxy names.
   const std::string& client_address() const { return client_address_; }
@@ -84,13 +93,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   friend class Server;
+  friend class H2Session;
   struct WriteReq;
   void Begin(uv_stream_t* server_stream);
   bool CountAddress(const std::string& address);
   void UncountAddress();
   void StartReading();
   void OnRead(ssize_t nread, const uv_buf_t* buf);
+  void OnPlain(const char* data, size_t n);  // bytes after TLS (or straight from the socket)
+  void OnHttp1(const char* data, size_t n);
+  void BecomeH2();
+  void ShutdownH2();    // carrier: GOAWAY, open streams end, then close
+  void MaybeFinishH2();  // carrier: close once nothing is left to say
   void HandleParse(RequestParser::Status st);
+  void Dispatch();      // a complete request (HTTP/1.1 or one HTTP/2 stream) to the handler
+  void FlushStream();   // H2Stream: let the data provider take what is queued
   void Enqueue(Frame f);
   void OnWriteDone(WriteReq* req, int status);
   void Shutdown();
@@ -128,6 +145,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
   size_t queued_bytes_ = 0;
   WriteReq* in_flight_ = nullptr;
   Frame overflow_frame_;
+  bool shutting_down_ = false;  // uv_shutdown requested
+
+  Protocol proto_ = Protocol::Sniffing;
+  std::string sniff_;             // first bytes, until they are or are not the HTTP/2 preface
+  std::unique_ptr<TlsConn> tls_;  // TLS on this socket
+  bool tls_closed_ = false;       // close_notify queued
+  std::unique_ptr<H2Session> h2_;  // carrier: the HTTP/2 session
+  // H2Stream: the carrier (valid until this stream closes), the stream id, how much of the
+  // front queued frame the data provider already took, and flags of the provider.
+  Connection* carrier_ = nullptr;
+  int32_t stream_id_ = 0;
+  size_t sent_offset_ = 0;
+  bool deferred_ = false;   // the provider returned NGHTTP2_ERR_DEFERRED
+  bool release_ = false;    // Flush() while held: the provider may send what is queued
+  bool h2_closed_ = false;  // nghttp2 closed the stream (no RST_STREAM needed)
+  int h2_error_status_ = 0;  // 413/431/503 found while the request arrived
+  size_t h2_header_bytes_ = 0;
 };
 
 class Server {
@@ -143,9 +177,13 @@ class Server {
   uv_loop_t* loop() const { return loop_; }
   const ServerOptions& options() const { return opts_; }
   core::Metrics* metrics() const { return metrics_; }
+  // TLS for connections accepted from now on (nullptr: cleartext). Open connections keep theirs.
+  void SetTls(std::shared_ptr<TlsContext> tls) { tls_ = std::move(tls); }
+  bool tls() const { return tls_ != nullptr; }
 
  private:
   friend class Connection;
+  friend class H2Session;
   void OnConnection(int status);
   void Forget(Connection* c);
   std::unordered_map<std::string, int> per_address_;
@@ -160,6 +198,7 @@ class Server {
   std::unordered_map<Connection*, ConnectionPtr> conns_;
   uint64_t next_id_ = 1;
   bool closed_ = false;
+  std::shared_ptr<TlsContext> tls_;
   char read_buf_[64 * 1024];
 };
 
