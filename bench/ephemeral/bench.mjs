@@ -216,6 +216,9 @@ async function withDaemon(binary, fn) {
   const d = await startDaemon({ args: binary ? baseArgs : daemonArgs, binary });
   try {
     return await fn(d);
+  } catch (e) {
+    console.error(d.logs.map((l) => JSON.stringify(l)).filter((l) => /warn|error/i.test(l)).slice(0, 30).join('\n'));
+    throw e;
   } finally {
     await stopDaemon(d);
   }
