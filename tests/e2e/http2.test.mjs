@@ -208,6 +208,11 @@ test('node:http2, 40 streams on one connection: one never read does not stall th
     });
     assert.match(metrics, /^evstream_h2_streams (4[01])$/m, 'the 40 streams (and this one) share the connection');
     assert.match(metrics, /^evstream_h2_connections 1$/m);
+    // The never-read stream passed its queue bound (flow control held its DATA back): it lags
+    // (catches up from the log later) or was dropped; the others never did.
+    const lagging = Number(/^evstream_lagging_total (\d+)$/m.exec(metrics)[1]);
+    const drops = Number(/^evstream_slow_client_drops_total (\d+)$/m.exec(metrics)[1]);
+    assert.equal(lagging + drops, 1, `lagging ${lagging}, drops ${drops}`);
 
     // Read now: the slow stream catches up (from its queue and the log), or was told to resume.
     slow.req.on('data', slow.onData);
