@@ -208,6 +208,11 @@ test('node:http2, 40 streams on one connection: one never read does not stall th
     });
     assert.match(metrics, /^evstream_h2_streams (4[01])$/m, 'the 40 streams (and this one) share the connection');
     assert.match(metrics, /^evstream_h2_connections 1$/m);
+    // The never-read stream passed its queue bound (flow control held its DATA back): it lags
+    // (catches up from the log later) or was dropped; the others never did.
+    const lagging = Number(/^evstream_lagging_total (\d+)$/m.exec(metrics)[1]);
+    const drops = Number(/^evstream_slow_client_drops_total (\d+)$/m.exec(metrics)[1]);
+    assert.equal(lagging + drops, 1, `lagging ${lagging}, drops ${drops}`);
 
     // Read now: the slow stream catches up (from its queue and the log), or was told to resume.
     slow.req.on('data', slow.onData);
@@ -358,4 +363,25 @@ test('over HTTP/2 as over HTTP/1.1: CORS preflight, 413 for a large body, 431 fo
   });
   assert.equal((await curl(['--http2-prior-knowledge', `${d.url}/healthz`])).status, 'HTTP/2 200');
   assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+});
+
+test('per-address limit over HTTP/2: a connection past --max-connections-per-address gets 429 and GOAWAY', async () => {
+  const d = await startDaemon({ args: ['--max-connections-per-address', '1'] });
+  const first = http2.connect(d.url);
+  const second = http2.connect(d.url);
+  first.on('error', () => {});
+  second.on('error', () => {});
+  try {
+    assert.equal((await h2Request(first, { ':path': '/healthz' })).status, 200);
+    const goaway = new Promise((resolve) => second.once('goaway', resolve));
+    const r = await h2Request(second, { ':path': '/healthz' });
+    assert.equal(r.status, 429);
+    assert.equal(r.headers['retry-after'], '1');
+    assert.equal(await goaway, http2.constants.NGHTTP2_NO_ERROR);
+    assert.equal((await h2Request(first, { ':path': '/healthz' })).status, 200, 'the first connection goes on');
+  } finally {
+    first.destroy();
+    second.destroy();
+    assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
 });

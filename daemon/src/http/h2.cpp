@@ -73,7 +73,8 @@ bool H2Session::Start(uint32_t max_concurrent_streams) {
     nghttp2_session_callbacks_del(cbs);
     return false;
   }
-  // Streams opened past the limit before the client has seen our SETTINGS are refused too.
+  // Our HPACK encoder's table stays at the default 4 KiB whatever the client allows: bounded
+  // memory per connection.
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
   int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
   nghttp2_session_callbacks_del(cbs);

@@ -322,6 +322,9 @@ void Connection::Dispatch() {
                                std::to_string(server_->opts_.max_connections_per_address) + ")");
     r.headers.emplace_back("Retry-After", RetryAfter());
     Respond(r);
+    // An HTTP/2 connection over its address's limit ends (GOAWAY) once this answer is out, as an
+    // HTTP/1.1 one closes; a trusted proxy's connection stays for its other clients.
+    if (proto_ == Protocol::H2Stream && carrier_ && carrier_->refuse_status_ == 429) carrier_->ShutdownH2();
     return;
   }
   // Bytes that must be text (path, query parameters, the headers we read as text) are refused
