@@ -73,6 +73,7 @@ Outbox::Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics)
   conn_.on_disconnected = [this](const std::string&) {
     busy_ = false;
     anchored_ = false;
+    cursor_.Unanchor();
     prepared_ = false;
     uv_timer_stop(recheck_timer_.get());
     uv_timer_stop(read_timer_.get());
@@ -98,6 +99,7 @@ void Outbox::Close() {
 
 void Outbox::OnConnected() {
   anchored_ = false;
+  cursor_.Unanchor();
   doorbell_pending_ = false;
   PrepareRead();
 }

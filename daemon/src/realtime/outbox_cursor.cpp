@@ -4,6 +4,7 @@ namespace evstream::realtime {
 
 void OutboxCursor::Anchor(int64_t last_id, const std::map<int64_t, uint64_t>& missing, uint64_t next_xid) {
   after_ = last_id;
+  anchored_ = true;
   gaps_.clear();
   // Own rows were handed out already: never a gap (the tail may have looked before their commit).
   for (const auto& [id, nx] : missing)
@@ -41,8 +42,17 @@ bool OutboxCursor::Accept(int64_t id, uint64_t next_xid) {
 }
 
 bool OutboxCursor::AcceptOwn(int64_t id) {
-  if (id <= after_) return gaps_.erase(id) > 0;  // a gap: the read has not had it yet
   if (own_.count(id)) return false;
+  if (!anchored_) {
+    // The next anchor's tail may list this id missing or end below it: only record it (own_ is
+    // what Anchor filters `missing` through and skips above `last_id`), move nothing.
+    if (id <= after_ && gaps_.count(id) == 0) return false;  // handed out or given up already
+    if (own_.size() >= max_gaps_) return false;
+    gaps_.erase(id);
+    own_.insert(id);
+    return true;
+  }
+  if (id <= after_) return gaps_.erase(id) > 0;  // a gap: the read has not had it yet
   if (id == after_ + 1) {
     after_ = id;
     SkipOwn();
@@ -52,6 +62,8 @@ bool OutboxCursor::AcceptOwn(int64_t id) {
   own_.insert(id);
   return true;
 }
+
+void OutboxCursor::Unanchor() { anchored_ = false; }
 
 void OutboxCursor::SkipOwn() {
   while (!own_.empty() && *own_.begin() <= after_ + 1) {

@@ -12,6 +12,9 @@
 // for a read. The cursor remembers those ids: a later read skips them, they never become gaps,
 // and a run of them right above `after` moves `after` on (nobody else can hold an id between
 // them). Whichever of the read and the hand-off sees an id first hands it out; the other skips it.
+// While the reader is not anchored (its connection was lost, the new tail not yet known), own
+// ids are only recorded in that set, `after` and the gaps stay as they are: the tail may have
+// been taken before such a row was visible, and Anchor keeps them out of its gaps and skips them.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -38,6 +41,9 @@ class OutboxCursor {
   // (deliver it now), false when a read already handed it out (or its gap was given up), or when
   // max_gaps own rows already wait above `after` (a read will hand this one out).
   bool AcceptOwn(int64_t id);
+  // The reader lost its position (its connection): until the next Anchor, ids handed out by
+  // AcceptOwn are only recorded, so that the new anchor's tail never makes them gaps or reads.
+  void Unanchor();
 
   int64_t after() const { return after_; }
   size_t gap_count() const { return gaps_.size(); }
@@ -54,7 +60,8 @@ class OutboxCursor {
   size_t max_gaps_;
   int64_t after_ = 0;
   std::map<int64_t, uint64_t> gaps_;  // id -> next transaction id when first missed
-  std::set<int64_t> own_;             // own ids above `after`, already handed out
+  std::set<int64_t> own_;             // own ids above `after` (or, unanchored, any), handed out
+  bool anchored_ = false;
   uint64_t given_up_ = 0;
 };
 

@@ -147,3 +147,38 @@ TEST(OutboxCursor, own_rows_ahead_of_the_reader_stay_bounded) {
   EXPECT_EQ(c.after(), 4);
   EXPECT_TRUE(c.Accept(5, 1));   // the read hands out 5
 }
+
+// While the reader re-anchors (its connection was lost), own rows are still handed out; the new
+// anchor's tail may have been taken before they were visible (listing them missing) or may end
+// below them. Either way a read must not hand them out a second time.
+TEST(OutboxCursor, an_own_row_right_above_the_cursor_while_re_anchoring_is_never_a_gap) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  c.Unanchor();                   // the outbox connection is lost
+  EXPECT_TRUE(c.AcceptOwn(11));   // the answer arrives before the tail's result
+  c.Anchor(12, {{11, 0}}, 200);   // the tail's snapshot: 12 committed, 11 not yet
+  EXPECT_EQ(c.gap_count(), 0u);
+  EXPECT_FALSE(c.Accept(11, 200));
+  EXPECT_EQ(c.after(), 12);
+}
+
+TEST(OutboxCursor, an_old_gap_handed_out_while_re_anchoring_is_never_a_gap_again) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  EXPECT_TRUE(c.Accept(12, 100));  // 11 missing
+  c.Unanchor();
+  EXPECT_TRUE(c.AcceptOwn(11));
+  c.Anchor(13, {{11, 0}}, 200);
+  EXPECT_EQ(c.gap_count(), 0u);
+  EXPECT_FALSE(c.Accept(11, 200));
+}
+
+TEST(OutboxCursor, an_own_row_above_a_tail_taken_before_it_is_not_read_again) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  c.Unanchor();
+  EXPECT_TRUE(c.AcceptOwn(11));
+  c.Anchor(10, {}, 200);           // the tail ended below 11
+  EXPECT_FALSE(c.Accept(11, 200));
+  EXPECT_EQ(c.after(), 11);
+}
