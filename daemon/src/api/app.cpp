@@ -143,7 +143,7 @@ int App::Start() {
   // the publisher's commits need no read here (other instances read those rows).
   publisher_.on_rows = [this](const std::vector<realtime::OutboxRow>& rows) { outbox_.HandOwn(rows); };
   publisher_.on_writer = [this](int pid) { outbox_.SetOwnWriter(pid); };
-  publisher_.on_lost = [this] { outbox_.ReadLater(); };
+  publisher_.on_lost = [this] { outbox_.LostOwn(); };
   feed_.Start();
   outbox_.Start();
   presence_.Start();

@@ -177,6 +177,7 @@ void Outbox::Read() {
   last_read_ms_ = uv_now(loop_);
   metrics_->outbox_reads++;
   read_after_ = cursor_.after();
+  cursor_.BeginRead();
   bool sent = conn_.SendPrepared(kReadStatement, {std::to_string(read_after_), cursor_.GapsLiteral(),
                                                   std::to_string(opts_.batch_size)},
                                  [this](feed::QueryResult& r) {
@@ -225,6 +226,7 @@ void Outbox::OnRows(feed::QueryResult& r) {
   // returned: each open gap was covered by this read.
   bool complete = fresh < opts_.batch_size;
   cursor_.Finish(horizon, true, last_id);
+  cursor_.EndRead(complete);
   metrics_->outbox_gaps = static_cast<int64_t>(cursor_.gap_count());
   metrics_->outbox_gaps_given_up = cursor_.given_up();
   if (!complete) {
@@ -256,7 +258,8 @@ void Outbox::HandOwn(const std::vector<OutboxRow>& rows) {
   bool read = false;
   for (const OutboxRow& row : rows) {
     if (!cursor_.AcceptOwn(row.id)) {
-      if (row.id > cursor_.after()) read = true;  // not handed out: a read must take it
+      // Not handed out: a read must take it (held back: a read must take the earlier ones).
+      if (row.id > cursor_.after() || cursor_.held()) read = true;
       continue;
     }
     metrics_->outbox_rows_own++;

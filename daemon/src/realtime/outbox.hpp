@@ -75,6 +75,11 @@ class Outbox {
   // on_row now. A row the cursor cannot take (too many own rows ahead of the reader) is left to
   // a read, which is started.
   void HandOwn(const std::vector<OutboxRow>& rows);
+  // An own answer was lost (its rows may have committed): later own rows wait for a read.
+  void LostOwn() {
+    cursor_.LostOwn();
+    ReadLater();
+  }
   // The backend pid of the publisher's connection (0: none): its doorbells need no read.
   void SetOwnWriter(int pid) { own_writer_pid_ = pid; }
   // A read soon (e.g. the publisher lost a statement's answer: its rows may have committed).

@@ -1,5 +1,7 @@
 #include "realtime/outbox_cursor.hpp"
 
+#include <algorithm>
+
 namespace evstream::realtime {
 
 void OutboxCursor::Anchor(int64_t last_id, const std::map<int64_t, uint64_t>& missing, uint64_t next_xid) {
@@ -43,11 +45,15 @@ bool OutboxCursor::Accept(int64_t id, uint64_t next_xid) {
 
 bool OutboxCursor::AcceptOwn(int64_t id) {
   if (own_.count(id)) return false;
+  // Earlier own rows (a lost answer's, refused ones) are left to the reads, which hand rows out in
+  // id order: this one follows them there. Own batches run one at a time, so a later answer's ids
+  // are all above an earlier batch's.
+  if (held()) return id <= after_ && gaps_.count(id) == 0 ? false : Refuse(id);
   if (!anchored_) {
     // The next anchor's tail may list this id missing or end below it: only record it (own_ is
     // what Anchor filters `missing` through and skips above `last_id`), move nothing.
     if (id <= after_ && gaps_.count(id) == 0) return false;  // handed out or given up already
-    if (own_.size() >= max_gaps_) return false;
+    if (own_.size() >= max_gaps_) return Refuse(id);
     gaps_.erase(id);
     own_.insert(id);
     return true;
@@ -58,12 +64,32 @@ bool OutboxCursor::AcceptOwn(int64_t id) {
     SkipOwn();
     return true;
   }
-  if (own_.size() >= max_gaps_) return false;
+  if (own_.size() >= max_gaps_) return Refuse(id);
   own_.insert(id);
   return true;
 }
 
 void OutboxCursor::Unanchor() { anchored_ = false; }
+
+void OutboxCursor::LostOwn() {
+  lost_ = true;
+  lost_at_read_ = reads_;  // a read already sent may have looked before those rows committed
+}
+
+void OutboxCursor::BeginRead() { reads_++; }
+
+// A complete read sent after the loss saw every row the lost batch committed (the answer comes
+// after the commit) and handed them out, in id order.
+void OutboxCursor::EndRead(bool complete) {
+  if (lost_ && complete && reads_ > lost_at_read_) lost_ = false;
+}
+
+bool OutboxCursor::held() const { return lost_ || Watermark() < refused_upto_; }
+
+bool OutboxCursor::Refuse(int64_t id) {
+  refused_upto_ = std::max(refused_upto_, id);
+  return false;
+}
 
 void OutboxCursor::SkipOwn() {
   while (!own_.empty() && *own_.begin() <= after_ + 1) {

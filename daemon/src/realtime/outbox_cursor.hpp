@@ -39,11 +39,21 @@ class OutboxCursor {
   void Finish(uint64_t horizon, bool complete, int64_t last_id);
   // A row this instance wrote, known from its own publish (committed): true when it is new
   // (deliver it now), false when a read already handed it out (or its gap was given up), or when
-  // max_gaps own rows already wait above `after` (a read will hand this one out).
+  // max_gaps own rows already wait above `after`, or own rows are held (see LostOwn): a read
+  // will hand this one out.
   bool AcceptOwn(int64_t id);
   // The reader lost its position (its connection): until the next Anchor, ids handed out by
   // AcceptOwn are only recorded, so that the new anchor's tail never makes them gaps or reads.
   void Unanchor();
+  // Own rows are held back (AcceptOwn refuses them, a read hands them out in id order) from a lost
+  // answer (its rows may have committed, ids unknown) until a complete read sent after it has
+  // been handled, and from a refused own row until the watermark reaches it: a stream's own
+  // events never overtake each other.
+  void LostOwn();
+  // A read was sent / its result handled (`complete`: not cut by its limit).
+  void BeginRead();
+  void EndRead(bool complete);
+  bool held() const;
 
   int64_t after() const { return after_; }
   size_t gap_count() const { return gaps_.size(); }
@@ -57,11 +67,15 @@ class OutboxCursor {
  private:
   void Bound();
   void SkipOwn();  // moves `after` over own ids right above it
+  bool Refuse(int64_t id);  // an own row left to the reads: later ones wait for it (false)
   size_t max_gaps_;
   int64_t after_ = 0;
   std::map<int64_t, uint64_t> gaps_;  // id -> next transaction id when first missed
   std::set<int64_t> own_;             // own ids above `after` (or, unanchored, any), handed out
   bool anchored_ = false;
+  bool lost_ = false;         // an own answer was lost: own rows wait for a read sent after it
+  uint64_t reads_ = 0, lost_at_read_ = 0;
+  int64_t refused_upto_ = 0;  // own rows wait until the watermark reaches this refused id
   uint64_t given_up_ = 0;
 };
 

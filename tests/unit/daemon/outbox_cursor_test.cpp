@@ -182,3 +182,54 @@ TEST(OutboxCursor, an_own_row_above_a_tail_taken_before_it_is_not_read_again) {
   EXPECT_FALSE(c.Accept(11, 200));
   EXPECT_EQ(c.after(), 11);
 }
+
+// A stream's own events must not overtake each other: after an answer is lost (its rows may have
+// committed, ids unknown but below every later batch's) or an own row was refused, later answers
+// are not handed out until reads have delivered the earlier rows.
+TEST(OutboxCursor, after_a_lost_answer_own_rows_wait_for_a_read_begun_after_it) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  c.BeginRead();                  // a read in flight, its snapshot before batch 1's commit
+  c.LostOwn();                    // batch 1 (11, 12) committed, its answer lost
+  c.EndRead(true);                // that read saw nothing
+  EXPECT_FALSE(c.AcceptOwn(13));  // batch 2's answer: not before 11 and 12
+  EXPECT_TRUE(c.held());
+  c.BeginRead();
+  EXPECT_TRUE(c.Accept(11, 100));
+  EXPECT_TRUE(c.Accept(12, 100));
+  EXPECT_TRUE(c.Accept(13, 100));
+  c.Finish(100, true, 13);
+  c.EndRead(true);
+  EXPECT_FALSE(c.held());
+  EXPECT_TRUE(c.AcceptOwn(14));
+}
+
+TEST(OutboxCursor, a_read_cut_by_its_limit_does_not_end_the_hold) {
+  OutboxCursor c;
+  c.Anchor(10, {}, 100);
+  c.LostOwn();
+  c.BeginRead();
+  EXPECT_TRUE(c.Accept(11, 100));
+  c.EndRead(false);
+  EXPECT_FALSE(c.AcceptOwn(20));
+}
+
+TEST(OutboxCursor, after_a_refused_own_row_later_ones_wait_until_it_was_read) {
+  OutboxCursor c(2);
+  c.Anchor(0, {}, 1);
+  EXPECT_TRUE(c.AcceptOwn(2));
+  EXPECT_TRUE(c.AcceptOwn(3));
+  EXPECT_FALSE(c.AcceptOwn(4));  // full: left to a read
+  c.BeginRead();
+  EXPECT_TRUE(c.Accept(1, 1));   // a read whose snapshot predates 4: the cursor moves over 2, 3
+  c.Finish(1, true, 3);
+  c.EndRead(true);
+  EXPECT_EQ(c.after(), 3);
+  EXPECT_FALSE(c.AcceptOwn(5));  // not before 4
+  c.BeginRead();
+  EXPECT_TRUE(c.Accept(4, 1));
+  EXPECT_TRUE(c.Accept(5, 1));
+  c.Finish(1, true, 5);
+  c.EndRead(true);
+  EXPECT_TRUE(c.AcceptOwn(6));
+}
