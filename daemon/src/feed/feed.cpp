@@ -116,11 +116,19 @@ void Feed::OnConnected() {
   ListenDoorbell();
 }
 
+// A LISTEN that failed while the connection stays up (an error of the statement) would leave the
+// feed unpositioned and the outbox never anchored until some later reconnect: drop the connection
+// (reconnect with backoff, which listens again). After a lost connection this does nothing.
+void Feed::ListenFailed(const QueryResult& r) {
+  conn_.Reset("LISTEN failed: " + r.error);
+}
+
 void Feed::ListenDoorbell() {
   conn_.Send(std::string("LISTEN ") + kDoorbellChannel, {}, Guarded("feed listen", [this](QueryResult& r) {
     if (!r.ok()) {
       core::LogWarn("LISTEN failed", {{"channel", kDoorbellChannel}, {"error", r.error}});
       busy_ = false;
+      ListenFailed(r);
       return;
     }
     ListenEphemeral();
@@ -128,12 +136,14 @@ void Feed::ListenDoorbell() {
 }
 
 // The outbox reader's doorbell, on this connection too (one listening backend per instance).
-// A failure is handled as the log's LISTEN failing (logged; the reconnect listens again).
+// A failure is handled as the log's LISTEN failing (logged; the connection is dropped and the
+// reconnect listens again).
 void Feed::ListenEphemeral() {
   conn_.Send(std::string("LISTEN ") + kEphemeralDoorbellChannel, {}, Guarded("feed listen", [this](QueryResult& r) {
     if (!r.ok()) {
       core::LogWarn("LISTEN failed", {{"channel", kEphemeralDoorbellChannel}, {"error", r.error}});
       busy_ = false;
+      ListenFailed(r);
       return;
     }
     listening_ = true;

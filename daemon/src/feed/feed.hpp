@@ -60,6 +60,7 @@ class Feed {
   void OnConnected();
   void ListenDoorbell();
   void ListenEphemeral();
+  void ListenFailed(const QueryResult& r);
   void FindTail();
   void Read();
   void OnRows(QueryResult& r);
