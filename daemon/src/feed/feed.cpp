@@ -119,8 +119,8 @@ void Feed::OnConnected() {
 // A LISTEN that failed while the connection stays up (an error of the statement) would leave the
 // feed unpositioned and the outbox never anchored until some later reconnect: drop the connection
 // (reconnect with backoff, which listens again). After a lost connection this does nothing.
-void Feed::ListenFailed(const QueryResult& r) {
-  conn_.Reset("LISTEN failed: " + r.error);
+void Feed::ListenFailed(const QueryResult& r) {  // also: the end of the log could not be read
+  conn_.Reset("feed setup failed (LISTEN or the end of the log): " + r.error);
 }
 
 void Feed::ListenDoorbell() {
@@ -160,6 +160,9 @@ void Feed::FindTail() {
     if (!r.ok()) {
       core::LogWarn("reading the end of the log failed", {{"error", r.error}});
       busy_ = false;
+      // Unpositioned, the feed would never read (the poll reads only from a position): drop the
+      // connection, the reconnect (with backoff) listens and looks for the end again.
+      ListenFailed(r);
       return;
     }
     if (r.rows() == 1) cursor_ = {r.Uint64(0, 1), r.Int64(0, 0)};
