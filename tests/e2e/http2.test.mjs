@@ -385,3 +385,56 @@ test('per-address limit over HTTP/2: a connection past --max-connections-per-add
     assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
   }
 });
+
+// Ephemeral events and presence, over each transport: an open stream makes its user a member
+// of the channel (GET /api/presence lists it), POST /api/publish answers 202 and its event
+// reaches the stream with the token's identity and no id, and a forbidden channel is 403.
+async function publishAndPresence(base, mode, proto) {
+  const s = curlStream(base, mode);
+  try {
+    await waitFor(() => s.frames.some((f) => f.event === 'connected'), { what: `connected (${mode})` });
+    let p;
+    await waitFor(async () => {
+      p = await curl([mode, '-H', `Authorization: Bearer ${jwt}`, `${base}/api/presence?channel=${channel}`]);
+      return p.status.startsWith(`${proto} 200`) && JSON.parse(p.body).members.some((m) => m.userId === 'h2-user');
+    }, { what: `h2-user present (${mode})` });
+
+    const note = `n-${mode}-${crypto.randomUUID()}`;
+    const r = await curl([mode, '-X', 'POST', '-H', `Authorization: Bearer ${jwt}`, '-H', 'Content-Type: application/json',
+      '--data', JSON.stringify({ channel, type: 'note.flash', data: { note } }), `${base}/api/publish`]);
+    assert.match(r.status, new RegExp(`^${proto} 202\\b`), r.body);
+    assert.equal(JSON.parse(r.body).published, true);
+    await waitFor(() => s.frames.some((f) => f.event === 'note.flash' && JSON.parse(f.data).data.note === note),
+      { what: `published event (${mode})` });
+    const flash = JSON.parse(s.frames.find((f) => f.event === 'note.flash' && JSON.parse(f.data).data.note === note).data);
+    assert.equal(flash.createdBy, 'user:h2-user');
+    assert.equal(flash.ephemeral, true);
+    assert.equal(s.frames.find((f) => f.event === 'note.flash').id, undefined, 'ephemeral frames carry no id');
+
+    const forbidden = await curl([mode, '-X', 'POST', '-H', `Authorization: Bearer ${jwt}`, '-H', 'Content-Type: application/json',
+      '--data', JSON.stringify({ channel: 'project:not-mine', type: 'note.flash', data: {} }), `${base}/api/publish`]);
+    assert.match(forbidden.status, new RegExp(`^${proto} 403\\b`), forbidden.body);
+  } finally {
+    s.close();
+  }
+}
+
+test('publish and presence over h2c and over HTTP/2 with TLS, as over HTTP/1.1', async () => {
+  const d = await startDaemon();
+  try {
+    await publishAndPresence(d.url, '--http2-prior-knowledge', 'HTTP/2');
+    await publishAndPresence(d.url, '--http1.1', 'HTTP/1.1');
+  } finally {
+    assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
+  const c = makeCert('tls-pub', 'localhost');
+  const t = await startDaemon({ args: ['--tls-cert', c.cert, '--tls-key', c.key], healthy: false });
+  const base = `https://127.0.0.1:${t.port}`;
+  try {
+    await waitFor(async () => (await curl(['--http2', `${base}/healthz`]).catch(() => null))?.status === 'HTTP/2 200',
+      { what: 'healthz over h2' });
+    await publishAndPresence(base, '--http2', 'HTTP/2');
+  } finally {
+    assert.deepEqual(await stopDaemon(t), { code: 0, signal: null });
+  }
+});
