@@ -15,7 +15,7 @@ import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { SseParser, makeToken, pgClient, postSql, startDaemon, stopDaemon, token, uniq, waitFor } from './lib/daemon.mjs';
+import { SseParser, makeToken, pgClient, postSql, request, startDaemon, stopDaemon, token, uniq, waitFor } from './lib/daemon.mjs';
 
 let db, dir;
 const project = uniq('h2p');
@@ -382,6 +382,39 @@ test('per-address limit over HTTP/2: a connection past --max-connections-per-add
   } finally {
     first.destroy();
     second.destroy();
+    assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
+});
+
+const metric = (body, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)[1]);
+
+test('an answer held by HTTP/2 flow control (the client never opens its window) is reset after the drain time', async () => {
+  const d = await startDaemon();
+  const session = http2.connect(d.url, { settings: { initialWindowSize: 0 } });
+  session.on('error', () => {});
+  try {
+    const streams = Array.from({ length: 20 }, () => {
+      const r = session.request({ ':path': '/healthz' });
+      const s = { status: null, rst: null, data: 0 };
+      r.on('response', (h) => { s.status = h[':status']; });
+      r.on('data', (c) => { s.data += c.length; });
+      r.on('close', () => { s.rst = r.rstCode; });
+      r.on('error', () => {});
+      r.end();
+      return s;
+    });
+    await waitFor(() => streams.every((s) => s.status === 200), { what: 'the answers\' headers' });
+    assert.ok(metric((await request(d, '/metrics')).body, 'evstream_h2_streams') >= 1, 'held while the window is shut');
+    // Not a byte of the bodies can go; after the drain time each stream is reset and forgotten.
+    await waitFor(() => streams.every((s) => s.rst !== null), { timeout: 20000, what: 'RST_STREAM of the held streams' });
+    for (const s of streams) {
+      assert.equal(s.rst, http2.constants.NGHTTP2_CANCEL);
+      assert.equal(s.data, 0);
+    }
+    await waitFor(async () => metric((await request(d, '/metrics')).body, 'evstream_h2_streams') === 0,
+      { what: 'no HTTP/2 stream left' });
+  } finally {
+    session.destroy();
     assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
   }
 });

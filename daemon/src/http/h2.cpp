@@ -372,6 +372,8 @@ ssize_t H2Session::OnDataRead(nghttp2_session*, int32_t stream_id, uint8_t* buf,
       s->sent_offset_ = 0;
     }
   }
+  // A closing stream that moves on gets its drain time again; one that does not is reset.
+  if (n > 0 && s->close_after_flush_) s->ArmTimer(s->server_->options().drain_timeout_ms);
   if (s->queue_.empty()) {
     s->release_ = false;
     if (s->close_after_flush_) {
