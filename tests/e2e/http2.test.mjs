@@ -228,7 +228,8 @@ test('node:http2, 40 streams on one connection: one never read does not stall th
 });
 
 test('h2load: 400 concurrent streams on 4 connections (h2c), each ends with its token', async () => {
-  const d = await startDaemon({ args: ['--h2-max-concurrent-streams', '100', '--max-connections-per-sub', '1000'] });
+  const d = await startDaemon({ args: ['--h2-max-concurrent-streams', '100', '--max-connections-per-sub', '1000',
+    '--max-connections-per-address', '1000'] });  // each stream counts for its address
   try {
     // A token that expires in 4 s: every stream gets event: reauth and ends, so each completes.
     const short = makeToken({ sub: 'h2load', projects: [project], exp: Math.floor(Date.now() / 1000) + 4 });
@@ -365,23 +366,42 @@ test('over HTTP/2 as over HTTP/1.1: CORS preflight, 413 for a large body, 431 fo
   assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
 });
 
-test('per-address limit over HTTP/2: a connection past --max-connections-per-address gets 429 and GOAWAY', async () => {
-  const d = await startDaemon({ args: ['--max-connections-per-address', '1'] });
+test('per-address limit over HTTP/2: each stream counts like a connection; a connection past --max-connections-per-address gets 429 and GOAWAY', async () => {
+  const d = await startDaemon({ args: ['--max-connections-per-address', '3'] });
   const first = http2.connect(d.url);
-  const second = http2.connect(d.url);
   first.on('error', () => {});
-  second.on('error', () => {});
+  let second;
+  const openStream = (session) => new Promise((resolve) => {
+    const r = session.request({ ':path': `/api/events/stream?channel=${channel}`, authorization: `Bearer ${jwt}`,
+      accept: 'text/event-stream' });
+    r.on('response', (h) => resolve({ r, status: h[':status'] }));
+    r.on('data', () => {});
+    r.on('error', () => {});
+    r.end();
+  });
   try {
-    assert.equal((await h2Request(first, { ':path': '/healthz' })).status, 200);
+    const a = await openStream(first);  // the connection and this stream: 2
+    assert.equal(a.status, 200);
+    const b = await openStream(first);  // 3
+    assert.equal(b.status, 200);
+    const over = await h2Request(first, { ':path': '/healthz' });  // 4: refused, the connection goes on
+    assert.equal(over.status, 429);
+    assert.equal(over.headers['retry-after'], '1');
+
+    second = http2.connect(d.url);  // a connection past the limit: 429 and GOAWAY
+    second.on('error', () => {});
     const goaway = new Promise((resolve) => second.once('goaway', resolve));
     const r = await h2Request(second, { ':path': '/healthz' });
     assert.equal(r.status, 429);
-    assert.equal(r.headers['retry-after'], '1');
     assert.equal(await goaway, http2.constants.NGHTTP2_NO_ERROR);
-    assert.equal((await h2Request(first, { ':path': '/healthz' })).status, 200, 'the first connection goes on');
+    second.destroy();
+
+    b.r.close();  // a stream less: the first connection is served again
+    await waitFor(async () => (await h2Request(first, { ':path': '/healthz' })).status === 200, { what: 'a 200 after a stream closed' });
+    a.r.close();
   } finally {
     first.destroy();
-    second.destroy();
+    second?.destroy();
     assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
   }
 });

@@ -199,6 +199,13 @@ int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void
   core::Guard("h2 begin headers", [&] {
     Connection* c = self->carrier_;
     Server* server = c->server_;
+    // A stream counts like a connection: for --max-connections (past it: REFUSED_STREAM, the
+    // client may retry) and for --max-connections-per-address (past it: 429, the connection
+    // goes on). A trusted proxy's streams count under the client each names (Dispatch).
+    if (static_cast<int64_t>(server->conns_.size()) + server->metrics_->h2_streams >= server->opts_.max_connections) {
+      nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+      return;
+    }
     auto s = std::make_shared<Connection>(server, server->next_id_++);
     s->proto_ = Connection::Protocol::H2Stream;
     s->carrier_ = c;
@@ -208,6 +215,8 @@ int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void
     s->client_address_ = c->address_;
     s->refuse_status_ = c->refuse_status_;
     s->got_bytes_ = true;
+    if (!s->address_.empty() && !server->opts_.trusted_proxies.Contains(s->address_) && !s->CountAddress(s->address_))
+      s->refuse_status_ = 429;
     s->ArmTimer(server->options().header_timeout_ms);
     self->streams_[frame->hd.stream_id] = std::move(s);
     server->metrics_->h2_streams++;

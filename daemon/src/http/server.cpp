@@ -678,7 +678,7 @@ void Server::OnConnection(int status) {
     conn->Close();
     return;
   }
-  if (static_cast<int>(conns_.size()) > opts_.max_connections) {
+  if (static_cast<int64_t>(conns_.size()) + metrics_->h2_streams > opts_.max_connections) {
     core::LogWarn("too many connections; refusing one", {{"limit", opts_.max_connections}});
     conn->Close();
     return;
