@@ -439,6 +439,52 @@ test('an answer held by HTTP/2 flow control (the client never opens its window) 
   }
 });
 
+// Raw HTTP/2 frames (9-byte header + payload).
+function h2Frame(type, flags, id, payload) {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(id, 5);
+  return Buffer.concat([h, payload]);
+}
+
+test('rapid reset: 3000 streams opened and reset at once get GOAWAY ENHANCE_YOUR_CALM; the daemon stays up', async () => {
+  const d = await startDaemon();
+  const pid = d.child.pid;
+  const net = await import('node:net');
+  // HPACK: :method GET, :scheme http, :path /, :authority localhost.
+  const block = Buffer.from([0x82, 0x86, 0x84, 0x01, 9, ...Buffer.from('localhost')]);
+  const cancel = Buffer.alloc(4);
+  cancel.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
+  const parts = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), h2Frame(4, 0, 0, Buffer.alloc(0))];
+  for (let i = 0; i < 3000; i++) {
+    const id = 2 * i + 1;
+    parts.push(h2Frame(1, 0x5, id, block), h2Frame(3, 0, id, cancel));  // HEADERS END_STREAM|END_HEADERS, RST_STREAM
+  }
+  const goaway = await new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    let code = null;
+    const sock = net.connect(d.port, '127.0.0.1', () => sock.write(Buffer.concat(parts)));
+    sock.on('data', (c) => {
+      buf = Buffer.concat([buf, c]);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        if (buf[3] === 7 && code === null) code = buf.readUInt32BE(13);
+        buf = buf.subarray(9 + len);
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => resolve(code));
+  });
+  assert.equal(goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  assert.equal(d.exited, null);
+  assert.equal(d.child.pid, pid);
+  assert.equal((await curl(['--http2-prior-knowledge', `${d.url}/healthz`])).status, 'HTTP/2 200');
+  assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+});
+
 // Ephemeral events and presence, over each transport: an open stream makes its user a member
 // of the channel (GET /api/presence lists it), POST /api/publish answers 202 and its event
 // reaches the stream with the token's identity and no id, and a forbidden channel is 403.

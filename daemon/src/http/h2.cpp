@@ -1,6 +1,7 @@
 #include "http/h2.hpp"
 
 #include <cctype>
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -17,6 +18,14 @@ constexpr size_t kMaxHeaderBytes = 64 * 1024;  // a request's header list (names
 constexpr size_t kMaxHeaders = 100;            // as over HTTP/1.1
 constexpr size_t kMaxTarget = 16 * 1024;       // as over HTTP/1.1 (414 above)
 constexpr size_t kMaxPumpBytes = 256 * 1024;   // produced per write of the carrier
+// Streams a connection may open: a burst of kStreamBurst, then kStreamRate a second (a token
+// bucket). Past it (rapid reset, CVE-2023-44487, or any stream churn): GOAWAY
+// ENHANCE_YOUR_CALM and the connection closes. Far above what a browser or a proxy opens.
+constexpr double kStreamBurst = 1000;
+constexpr double kStreamRate = 100;
+// RST_STREAM frames from the client, also a token bucket (nghttp2 sends GOAWAY past it).
+constexpr uint64_t kResetBurst = 1000;
+constexpr uint64_t kResetRate = 33;
 
 std::string Lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -76,6 +85,8 @@ bool H2Session::Start(uint32_t max_concurrent_streams) {
   // Our HPACK encoder's table stays at the default 4 KiB whatever the client allows: bounded
   // memory per connection.
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+  nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetRate);
+  tokens_ = kStreamBurst;
   int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
   nghttp2_session_callbacks_del(cbs);
   nghttp2_option_del(opt);
@@ -195,10 +206,24 @@ void H2Session::Forget(int32_t stream_id) {
 int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
   H2Session* self = Self(ud);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (self->terminated_) return 0;  // the session ends: nghttp2 ignores what still comes
   int rv = 0;
   core::Guard("h2 begin headers", [&] {
     Connection* c = self->carrier_;
     Server* server = c->server_;
+    double now = static_cast<double>(uv_now(server->loop()));
+    if (self->tokens_at_ == 0) self->tokens_at_ = now;
+    self->tokens_ = std::min(kStreamBurst, self->tokens_ + (now - self->tokens_at_) * kStreamRate / 1000);
+    self->tokens_at_ = now;
+    if (self->tokens_ < 1) {
+      core::LogWarn("h2: too many streams opened; closing the connection",
+                    {{"conn", c->id_}, {"peer", c->peer_}});
+      self->terminated_ = true;
+      self->goaway_ = true;
+      nghttp2_session_terminate_session(self->session_, NGHTTP2_ENHANCE_YOUR_CALM);
+      return;  // the stream is not ours: its frames are ignored, the session ends after GOAWAY
+    }
+    self->tokens_ -= 1;
     // A stream counts like a connection: for --max-connections (past it: REFUSED_STREAM, the
     // client may retry) and for --max-connections-per-address (past it: 429, the connection
     // goes on). A trusted proxy's streams count under the client each names (Dispatch).

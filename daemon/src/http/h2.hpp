@@ -85,6 +85,9 @@ class H2Session {
   int busy_ = 0;           // inside nghttp2 (recv or send): pumping waits
   bool pump_wanted_ = false;
   bool goaway_ = false;
+  bool terminated_ = false;  // GOAWAY with an error: no new stream is ours
+  double tokens_ = 0;     // streams that may still be opened now (Start fills the bucket)
+  double tokens_at_ = 0;  // when tokens_ was last refilled (uv_now, ms)
 };
 
 }  // namespace evstream::http
