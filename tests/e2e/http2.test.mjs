@@ -439,6 +439,31 @@ test('an answer held by HTTP/2 flow control (the client never opens its window) 
   }
 });
 
+test('an early answer (413 on the declared length) ends the stream both ways: RST_STREAM NO_ERROR after it', async () => {
+  const d = await startDaemon({ args: ['--max-body-bytes', '4096'] });
+  const session = http2.connect(d.url);
+  session.on('error', () => {});
+  try {
+    const r = session.request({ ':method': 'POST', ':path': '/api/events', authorization: `Bearer ${jwt}`,
+      'content-type': 'application/json', 'content-length': '100000' });
+    const s = { status: null, rst: null, body: '' };
+    r.setEncoding('utf8');
+    r.on('response', (h) => { s.status = h[':status']; });
+    r.on('data', (c) => { s.body += c; });
+    r.on('close', () => { s.rst = r.rstCode; });
+    r.on('error', () => {});
+    r.write('x'.repeat(1000));  // the body has begun and never ends
+    await waitFor(() => s.rst !== null, { what: 'the stream closed' });
+    assert.equal(s.status, 413);
+    assert.equal(JSON.parse(s.body).error, 'body_too_large');
+    assert.equal(s.rst, http2.constants.NGHTTP2_NO_ERROR);
+    assert.equal((await h2Request(session, { ':path': '/healthz' })).status, 200, 'the connection goes on');
+  } finally {
+    session.destroy();
+    assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
+});
+
 // Raw HTTP/2 frames (9-byte header + payload).
 function h2Frame(type, flags, id, payload) {
   const h = Buffer.alloc(9);

@@ -77,6 +77,7 @@ bool H2Session::Start(uint32_t max_concurrent_streams) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, OnFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, OnDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, OnStreamClose);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, OnFrameSend);
   nghttp2_option* opt = nullptr;
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cbs);
@@ -372,6 +373,19 @@ void H2Session::Dispatch(Connection* s) {
   if (!s->sniff_.empty() && !r.Header("host")) r.headers.emplace_back("host", s->sniff_);
   s->sniff_.clear();
   s->Dispatch();
+}
+
+// Our answer ended its stream while the client was still sending (an early 413/431/503/408,
+// or a handler that answers before the body is in): RST_STREAM NO_ERROR tells it to stop
+// (RFC 9113 8.1) and closes the stream now, rather than holding it half open.
+int H2Session::OnFrameSend(nghttp2_session* session, const nghttp2_frame* frame, void* ud) {
+  if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  if (!Self(ud)->Find(frame->hd.stream_id)) return 0;
+  if (nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id) == 0)
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  return 0;
 }
 
 int H2Session::OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t, void* ud) {

@@ -73,6 +73,7 @@ class H2Session {
   static int OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud);
   static int OnDataChunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data, size_t len,
                          void* ud);
+  static int OnFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* ud);
   static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* ud);
   static ssize_t OnDataRead(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
                             uint32_t* data_flags, nghttp2_data_source* source, void* ud);
