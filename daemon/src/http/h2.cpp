@@ -155,6 +155,11 @@ void H2Session::Goaway() {
   Pump();
 }
 
+ConnectionPtr H2Session::FindPtr(int32_t stream_id) const {
+  auto it = streams_.find(stream_id);
+  return it == streams_.end() ? nullptr : it->second;
+}
+
 Connection* H2Session::Find(int32_t stream_id) const {
   auto it = streams_.find(stream_id);
   return it == streams_.end() ? nullptr : it->second.get();
@@ -283,7 +288,7 @@ int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint
 int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data, size_t len,
                            void* ud) {
   H2Session* self = Self(ud);
-  Connection* s = self->Find(stream_id);
+  ConnectionPtr s = self->FindPtr(stream_id);  // held: Dispatch may erase it from the map
   if (!s || s->state_ != Connection::State::ReadingRequest) return 0;
   core::Guard("h2 data", [&] {
     Server* server = s->server_;
@@ -299,7 +304,7 @@ int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const u
       server->pending_bytes_ += len;
       server->metrics_->pending_bytes = static_cast<int64_t>(server->pending_bytes_);
     }
-    if (s->h2_error_status_) self->Dispatch(s);  // answer now; the rest of the body is ignored
+    if (s->h2_error_status_) self->Dispatch(s.get());  // answer now; the rest of the body is ignored
   }, [&] { s->Fail(); });
   return 0;
 }
@@ -307,11 +312,11 @@ int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const u
 int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
   H2Session* self = Self(ud);
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
-  Connection* s = self->Find(frame->hd.stream_id);
+  ConnectionPtr s = self->FindPtr(frame->hd.stream_id);  // held: the handler may close and erase it
   if (!s || s->state_ != Connection::State::ReadingRequest) return 0;
   core::Guard("h2 request", [&] {
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-      self->Dispatch(s);
+      self->Dispatch(s.get());
     } else if (frame->hd.type == NGHTTP2_HEADERS) {
       // Headers in, body to come: the body timeout runs (as over HTTP/1.1). A declared length
       // over the limit is refused at once.
@@ -322,12 +327,12 @@ int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* u
         if (ok) n = std::strtoull(cl->c_str(), nullptr, 10);
         if (ok && n > s->server_->options().max_body_bytes) s->h2_error_status_ = 413;
         if (s->h2_error_status_) {
-          self->Dispatch(s);
+          self->Dispatch(s.get());
           return;
         }
       }
       if (s->h2_error_status_) {
-        self->Dispatch(s);
+        self->Dispatch(s.get());
         return;
       }
       s->body_timer_ = true;

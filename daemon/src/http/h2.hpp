@@ -78,6 +78,7 @@ class H2Session {
   static ssize_t OnDataRead(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
                             uint32_t* data_flags, nghttp2_data_source* source, void* ud);
   Connection* Find(int32_t stream_id) const;
+  std::shared_ptr<Connection> FindPtr(int32_t stream_id) const;
   void Dispatch(Connection* s);
 
   Connection* carrier_;
