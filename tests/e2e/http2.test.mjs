@@ -15,7 +15,7 @@ import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { SseParser, makeToken, pgClient, postSql, startDaemon, stopDaemon, token, uniq, waitFor } from './lib/daemon.mjs';
+import { SseParser, makeToken, pgClient, postSql, request, startDaemon, stopDaemon, token, uniq, waitFor } from './lib/daemon.mjs';
 
 let db, dir;
 const project = uniq('h2p');
@@ -228,7 +228,8 @@ test('node:http2, 40 streams on one connection: one never read does not stall th
 });
 
 test('h2load: 400 concurrent streams on 4 connections (h2c), each ends with its token', async () => {
-  const d = await startDaemon({ args: ['--h2-max-concurrent-streams', '100', '--max-connections-per-sub', '1000'] });
+  const d = await startDaemon({ args: ['--h2-max-concurrent-streams', '100', '--max-connections-per-sub', '1000',
+    '--max-connections-per-address', '1000'] });  // each stream counts for its address
   try {
     // A token that expires in 4 s: every stream gets event: reauth and ends, so each completes.
     const short = makeToken({ sub: 'h2load', projects: [project], exp: Math.floor(Date.now() / 1000) + 4 });
@@ -365,23 +366,199 @@ test('over HTTP/2 as over HTTP/1.1: CORS preflight, 413 for a large body, 431 fo
   assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
 });
 
-test('per-address limit over HTTP/2: a connection past --max-connections-per-address gets 429 and GOAWAY', async () => {
-  const d = await startDaemon({ args: ['--max-connections-per-address', '1'] });
+test('per-address limit over HTTP/2: each stream counts like a connection; a connection past --max-connections-per-address gets 429 and GOAWAY', async () => {
+  const d = await startDaemon({ args: ['--max-connections-per-address', '3'] });
   const first = http2.connect(d.url);
-  const second = http2.connect(d.url);
   first.on('error', () => {});
-  second.on('error', () => {});
+  let second;
+  const openStream = (session) => new Promise((resolve) => {
+    const r = session.request({ ':path': `/api/events/stream?channel=${channel}`, authorization: `Bearer ${jwt}`,
+      accept: 'text/event-stream' });
+    r.on('response', (h) => resolve({ r, status: h[':status'] }));
+    r.on('data', () => {});
+    r.on('error', () => {});
+    r.end();
+  });
   try {
-    assert.equal((await h2Request(first, { ':path': '/healthz' })).status, 200);
+    const a = await openStream(first);  // the connection and this stream: 2
+    assert.equal(a.status, 200);
+    const b = await openStream(first);  // 3
+    assert.equal(b.status, 200);
+    const over = await h2Request(first, { ':path': '/healthz' });  // 4: refused, the connection goes on
+    assert.equal(over.status, 429);
+    assert.equal(over.headers['retry-after'], '1');
+
+    second = http2.connect(d.url);  // a connection past the limit: 429 and GOAWAY
+    second.on('error', () => {});
     const goaway = new Promise((resolve) => second.once('goaway', resolve));
     const r = await h2Request(second, { ':path': '/healthz' });
     assert.equal(r.status, 429);
-    assert.equal(r.headers['retry-after'], '1');
     assert.equal(await goaway, http2.constants.NGHTTP2_NO_ERROR);
-    assert.equal((await h2Request(first, { ':path': '/healthz' })).status, 200, 'the first connection goes on');
+    second.destroy();
+
+    b.r.close();  // a stream less: the first connection is served again
+    await waitFor(async () => (await h2Request(first, { ':path': '/healthz' })).status === 200, { what: 'a 200 after a stream closed' });
+    a.r.close();
   } finally {
     first.destroy();
-    second.destroy();
+    second?.destroy();
     assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
+});
+
+const metric = (body, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)[1]);
+
+test('an answer held by HTTP/2 flow control (the client never opens its window) is reset after the drain time', async () => {
+  const d = await startDaemon();
+  const session = http2.connect(d.url, { settings: { initialWindowSize: 0 } });
+  session.on('error', () => {});
+  try {
+    const streams = Array.from({ length: 20 }, () => {
+      const r = session.request({ ':path': '/healthz' });
+      const s = { status: null, rst: null, data: 0 };
+      r.on('response', (h) => { s.status = h[':status']; });
+      r.on('data', (c) => { s.data += c.length; });
+      r.on('close', () => { s.rst = r.rstCode; });
+      r.on('error', () => {});
+      r.end();
+      return s;
+    });
+    await waitFor(() => streams.every((s) => s.status === 200), { what: 'the answers\' headers' });
+    assert.ok(metric((await request(d, '/metrics')).body, 'evstream_h2_streams') >= 1, 'held while the window is shut');
+    // Not a byte of the bodies can go; after the drain time each stream is reset and forgotten.
+    await waitFor(() => streams.every((s) => s.rst !== null), { timeout: 20000, what: 'RST_STREAM of the held streams' });
+    for (const s of streams) {
+      assert.equal(s.rst, http2.constants.NGHTTP2_CANCEL);
+      assert.equal(s.data, 0);
+    }
+    await waitFor(async () => metric((await request(d, '/metrics')).body, 'evstream_h2_streams') === 0,
+      { what: 'no HTTP/2 stream left' });
+  } finally {
+    session.destroy();
+    assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
+});
+
+test('an early answer (413 on the declared length) ends the stream both ways: RST_STREAM NO_ERROR after it', async () => {
+  const d = await startDaemon({ args: ['--max-body-bytes', '4096'] });
+  const session = http2.connect(d.url);
+  session.on('error', () => {});
+  try {
+    const r = session.request({ ':method': 'POST', ':path': '/api/events', authorization: `Bearer ${jwt}`,
+      'content-type': 'application/json', 'content-length': '100000' });
+    const s = { status: null, rst: null, body: '' };
+    r.setEncoding('utf8');
+    r.on('response', (h) => { s.status = h[':status']; });
+    r.on('data', (c) => { s.body += c; });
+    r.on('close', () => { s.rst = r.rstCode; });
+    r.on('error', () => {});
+    r.write('x'.repeat(1000));  // the body has begun and never ends
+    await waitFor(() => s.rst !== null, { what: 'the stream closed' });
+    assert.equal(s.status, 413);
+    assert.equal(JSON.parse(s.body).error, 'body_too_large');
+    assert.equal(s.rst, http2.constants.NGHTTP2_NO_ERROR);
+    assert.equal((await h2Request(session, { ':path': '/healthz' })).status, 200, 'the connection goes on');
+  } finally {
+    session.destroy();
+    assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
+});
+
+// Raw HTTP/2 frames (9-byte header + payload).
+function h2Frame(type, flags, id, payload) {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(id, 5);
+  return Buffer.concat([h, payload]);
+}
+
+test('rapid reset: 3000 streams opened and reset at once get GOAWAY ENHANCE_YOUR_CALM; the daemon stays up', async () => {
+  const d = await startDaemon();
+  const pid = d.child.pid;
+  const net = await import('node:net');
+  // HPACK: :method GET, :scheme http, :path /, :authority localhost.
+  const block = Buffer.from([0x82, 0x86, 0x84, 0x01, 9, ...Buffer.from('localhost')]);
+  const cancel = Buffer.alloc(4);
+  cancel.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
+  const parts = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), h2Frame(4, 0, 0, Buffer.alloc(0))];
+  for (let i = 0; i < 3000; i++) {
+    const id = 2 * i + 1;
+    parts.push(h2Frame(1, 0x5, id, block), h2Frame(3, 0, id, cancel));  // HEADERS END_STREAM|END_HEADERS, RST_STREAM
+  }
+  const goaway = await new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    let code = null;
+    const sock = net.connect(d.port, '127.0.0.1', () => sock.write(Buffer.concat(parts)));
+    sock.on('data', (c) => {
+      buf = Buffer.concat([buf, c]);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        if (buf[3] === 7 && code === null) code = buf.readUInt32BE(13);
+        buf = buf.subarray(9 + len);
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => resolve(code));
+  });
+  assert.equal(goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  assert.equal(d.exited, null);
+  assert.equal(d.child.pid, pid);
+  assert.equal((await curl(['--http2-prior-knowledge', `${d.url}/healthz`])).status, 'HTTP/2 200');
+  assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+});
+
+// Ephemeral events and presence, over each transport: an open stream makes its user a member
+// of the channel (GET /api/presence lists it), POST /api/publish answers 202 and its event
+// reaches the stream with the token's identity and no id, and a forbidden channel is 403.
+async function publishAndPresence(base, mode, proto) {
+  const s = curlStream(base, mode);
+  try {
+    await waitFor(() => s.frames.some((f) => f.event === 'connected'), { what: `connected (${mode})` });
+    let p;
+    await waitFor(async () => {
+      p = await curl([mode, '-H', `Authorization: Bearer ${jwt}`, `${base}/api/presence?channel=${channel}`]);
+      return p.status.startsWith(`${proto} 200`) && JSON.parse(p.body).members.some((m) => m.userId === 'h2-user');
+    }, { what: `h2-user present (${mode})` });
+
+    const note = `n-${mode}-${crypto.randomUUID()}`;
+    const r = await curl([mode, '-X', 'POST', '-H', `Authorization: Bearer ${jwt}`, '-H', 'Content-Type: application/json',
+      '--data', JSON.stringify({ channel, type: 'note.flash', data: { note } }), `${base}/api/publish`]);
+    assert.match(r.status, new RegExp(`^${proto} 202\\b`), r.body);
+    assert.equal(JSON.parse(r.body).published, true);
+    await waitFor(() => s.frames.some((f) => f.event === 'note.flash' && JSON.parse(f.data).data.note === note),
+      { what: `published event (${mode})` });
+    const flash = JSON.parse(s.frames.find((f) => f.event === 'note.flash' && JSON.parse(f.data).data.note === note).data);
+    assert.equal(flash.createdBy, 'user:h2-user');
+    assert.equal(flash.ephemeral, true);
+    assert.equal(s.frames.find((f) => f.event === 'note.flash').id, undefined, 'ephemeral frames carry no id');
+
+    const forbidden = await curl([mode, '-X', 'POST', '-H', `Authorization: Bearer ${jwt}`, '-H', 'Content-Type: application/json',
+      '--data', JSON.stringify({ channel: 'project:not-mine', type: 'note.flash', data: {} }), `${base}/api/publish`]);
+    assert.match(forbidden.status, new RegExp(`^${proto} 403\\b`), forbidden.body);
+  } finally {
+    s.close();
+  }
+}
+
+test('publish and presence over h2c and over HTTP/2 with TLS, as over HTTP/1.1', async () => {
+  const d = await startDaemon();
+  try {
+    await publishAndPresence(d.url, '--http2-prior-knowledge', 'HTTP/2');
+    await publishAndPresence(d.url, '--http1.1', 'HTTP/1.1');
+  } finally {
+    assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
+  const c = makeCert('tls-pub', 'localhost');
+  const t = await startDaemon({ args: ['--tls-cert', c.cert, '--tls-key', c.key], healthy: false });
+  const base = `https://127.0.0.1:${t.port}`;
+  try {
+    await waitFor(async () => (await curl(['--http2', `${base}/healthz`]).catch(() => null))?.status === 'HTTP/2 200',
+      { what: 'healthz over h2' });
+    await publishAndPresence(base, '--http2', 'HTTP/2');
+  } finally {
+    assert.deepEqual(await stopDaemon(t), { code: 0, signal: null });
   }
 });

@@ -1,6 +1,7 @@
 #include "http/h2.hpp"
 
 #include <cctype>
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -17,6 +18,14 @@ constexpr size_t kMaxHeaderBytes = 64 * 1024;  // a request's header list (names
 constexpr size_t kMaxHeaders = 100;            // as over HTTP/1.1
 constexpr size_t kMaxTarget = 16 * 1024;       // as over HTTP/1.1 (414 above)
 constexpr size_t kMaxPumpBytes = 256 * 1024;   // produced per write of the carrier
+// Streams a connection may open: a burst of kStreamBurst, then kStreamRate a second (a token
+// bucket). Past it (rapid reset, CVE-2023-44487, or any stream churn): GOAWAY
+// ENHANCE_YOUR_CALM and the connection closes. Far above what a browser or a proxy opens.
+constexpr double kStreamBurst = 1000;
+constexpr double kStreamRate = 100;
+// RST_STREAM frames from the client, also a token bucket (nghttp2 sends GOAWAY past it).
+constexpr uint64_t kResetBurst = 1000;
+constexpr uint64_t kResetRate = 33;
 
 std::string Lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -68,6 +77,7 @@ bool H2Session::Start(uint32_t max_concurrent_streams) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, OnFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, OnDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, OnStreamClose);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, OnFrameSend);
   nghttp2_option* opt = nullptr;
   if (nghttp2_option_new(&opt) != 0) {
     nghttp2_session_callbacks_del(cbs);
@@ -76,6 +86,8 @@ bool H2Session::Start(uint32_t max_concurrent_streams) {
   // Our HPACK encoder's table stays at the default 4 KiB whatever the client allows: bounded
   // memory per connection.
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+  nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetRate);
+  tokens_ = kStreamBurst;
   int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
   nghttp2_session_callbacks_del(cbs);
   nghttp2_option_del(opt);
@@ -143,6 +155,11 @@ void H2Session::Goaway() {
   Pump();
 }
 
+ConnectionPtr H2Session::FindPtr(int32_t stream_id) const {
+  auto it = streams_.find(stream_id);
+  return it == streams_.end() ? nullptr : it->second;
+}
+
 Connection* H2Session::Find(int32_t stream_id) const {
   auto it = streams_.find(stream_id);
   return it == streams_.end() ? nullptr : it->second.get();
@@ -195,10 +212,31 @@ void H2Session::Forget(int32_t stream_id) {
 int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
   H2Session* self = Self(ud);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (self->terminated_) return 0;  // the session ends: nghttp2 ignores what still comes
   int rv = 0;
   core::Guard("h2 begin headers", [&] {
     Connection* c = self->carrier_;
     Server* server = c->server_;
+    double now = static_cast<double>(uv_now(server->loop()));
+    if (self->tokens_at_ == 0) self->tokens_at_ = now;
+    self->tokens_ = std::min(kStreamBurst, self->tokens_ + (now - self->tokens_at_) * kStreamRate / 1000);
+    self->tokens_at_ = now;
+    if (self->tokens_ < 1) {
+      core::LogWarn("h2: too many streams opened; closing the connection",
+                    {{"conn", c->id_}, {"peer", c->peer_}});
+      self->terminated_ = true;
+      self->goaway_ = true;
+      nghttp2_session_terminate_session(self->session_, NGHTTP2_ENHANCE_YOUR_CALM);
+      return;  // the stream is not ours: its frames are ignored, the session ends after GOAWAY
+    }
+    self->tokens_ -= 1;
+    // A stream counts like a connection: for --max-connections (past it: REFUSED_STREAM, the
+    // client may retry) and for --max-connections-per-address (past it: 429, the connection
+    // goes on). A trusted proxy's streams count under the client each names (Dispatch).
+    if (static_cast<int64_t>(server->conns_.size()) + server->metrics_->h2_streams >= server->opts_.max_connections) {
+      nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+      return;
+    }
     auto s = std::make_shared<Connection>(server, server->next_id_++);
     s->proto_ = Connection::Protocol::H2Stream;
     s->carrier_ = c;
@@ -208,6 +246,8 @@ int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void
     s->client_address_ = c->address_;
     s->refuse_status_ = c->refuse_status_;
     s->got_bytes_ = true;
+    if (!s->address_.empty() && !server->opts_.trusted_proxies.Contains(s->address_) && !s->CountAddress(s->address_))
+      s->refuse_status_ = 429;
     s->ArmTimer(server->options().header_timeout_ms);
     self->streams_[frame->hd.stream_id] = std::move(s);
     server->metrics_->h2_streams++;
@@ -248,7 +288,7 @@ int H2Session::OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint
 int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data, size_t len,
                            void* ud) {
   H2Session* self = Self(ud);
-  Connection* s = self->Find(stream_id);
+  ConnectionPtr s = self->FindPtr(stream_id);  // held: Dispatch may erase it from the map
   if (!s || s->state_ != Connection::State::ReadingRequest) return 0;
   core::Guard("h2 data", [&] {
     Server* server = s->server_;
@@ -264,7 +304,7 @@ int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const u
       server->pending_bytes_ += len;
       server->metrics_->pending_bytes = static_cast<int64_t>(server->pending_bytes_);
     }
-    if (s->h2_error_status_) self->Dispatch(s);  // answer now; the rest of the body is ignored
+    if (s->h2_error_status_) self->Dispatch(s.get());  // answer now; the rest of the body is ignored
   }, [&] { s->Fail(); });
   return 0;
 }
@@ -272,11 +312,11 @@ int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const u
 int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
   H2Session* self = Self(ud);
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
-  Connection* s = self->Find(frame->hd.stream_id);
+  ConnectionPtr s = self->FindPtr(frame->hd.stream_id);  // held: the handler may close and erase it
   if (!s || s->state_ != Connection::State::ReadingRequest) return 0;
   core::Guard("h2 request", [&] {
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-      self->Dispatch(s);
+      self->Dispatch(s.get());
     } else if (frame->hd.type == NGHTTP2_HEADERS) {
       // Headers in, body to come: the body timeout runs (as over HTTP/1.1). A declared length
       // over the limit is refused at once.
@@ -287,12 +327,12 @@ int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* u
         if (ok) n = std::strtoull(cl->c_str(), nullptr, 10);
         if (ok && n > s->server_->options().max_body_bytes) s->h2_error_status_ = 413;
         if (s->h2_error_status_) {
-          self->Dispatch(s);
+          self->Dispatch(s.get());
           return;
         }
       }
       if (s->h2_error_status_) {
-        self->Dispatch(s);
+        self->Dispatch(s.get());
         return;
       }
       s->body_timer_ = true;
@@ -340,6 +380,19 @@ void H2Session::Dispatch(Connection* s) {
   s->Dispatch();
 }
 
+// Our answer ended its stream while the client was still sending (an early 413/431/503/408,
+// or a handler that answers before the body is in): RST_STREAM NO_ERROR tells it to stop
+// (RFC 9113 8.1) and closes the stream now, rather than holding it half open.
+int H2Session::OnFrameSend(nghttp2_session* session, const nghttp2_frame* frame, void* ud) {
+  if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+      !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  if (!Self(ud)->Find(frame->hd.stream_id)) return 0;
+  if (nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id) == 0)
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  return 0;
+}
+
 int H2Session::OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t, void* ud) {
   H2Session* self = Self(ud);
   auto it = self->streams_.find(stream_id);
@@ -372,6 +425,8 @@ ssize_t H2Session::OnDataRead(nghttp2_session*, int32_t stream_id, uint8_t* buf,
       s->sent_offset_ = 0;
     }
   }
+  // A closing stream that moves on gets its drain time again; one that does not is reset.
+  if (n > 0 && s->close_after_flush_) s->ArmTimer(s->server_->options().drain_timeout_ms);
   if (s->queue_.empty()) {
     s->release_ = false;
     if (s->close_after_flush_) {

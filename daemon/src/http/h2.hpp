@@ -73,10 +73,12 @@ class H2Session {
   static int OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud);
   static int OnDataChunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data, size_t len,
                          void* ud);
+  static int OnFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* ud);
   static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* ud);
   static ssize_t OnDataRead(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
                             uint32_t* data_flags, nghttp2_data_source* source, void* ud);
   Connection* Find(int32_t stream_id) const;
+  std::shared_ptr<Connection> FindPtr(int32_t stream_id) const;
   void Dispatch(Connection* s);
 
   Connection* carrier_;
@@ -85,6 +87,9 @@ class H2Session {
   int busy_ = 0;           // inside nghttp2 (recv or send): pumping waits
   bool pump_wanted_ = false;
   bool goaway_ = false;
+  bool terminated_ = false;  // GOAWAY with an error: no new stream is ours
+  double tokens_ = 0;     // streams that may still be opened now (Start fills the bucket)
+  double tokens_at_ = 0;  // when tokens_ was last refilled (uv_now, ms)
 };
 
 }  // namespace evstream::http

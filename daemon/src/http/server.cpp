@@ -345,7 +345,10 @@ void Connection::Respond(const Response& r) {
     if (!carrier_) return;
     state_ = State::Streaming;
     close_after_flush_ = true;  // END_STREAM once the body is out
-    if (timer_.initialised()) uv_timer_stop(timer_.get());
+    // The answer may wait on flow control (a client that never opens its window): the drain
+    // timeout bounds it (re-armed whenever the data provider makes progress), then RST_STREAM.
+    ArmTimer(server_->options().drain_timeout_ms);
+    std::string().swap(parser_.request().body);  // the handler is done with the request body
     bool body = !r.head_only && !r.body.empty();
     if (body) {
       queue_.push_back(std::make_shared<const std::string>(r.body));
@@ -375,6 +378,7 @@ void Connection::StartStream(const std::string& head) {
     if (!carrier_) return;
     state_ = State::Streaming;
     if (timer_.initialised()) uv_timer_stop(timer_.get());
+    std::string().swap(parser_.request().body);
     int status = 200;
     Headers h;
     ParseHead(head, &status, &h);
@@ -674,7 +678,7 @@ void Server::OnConnection(int status) {
     conn->Close();
     return;
   }
-  if (static_cast<int>(conns_.size()) > opts_.max_connections) {
+  if (static_cast<int64_t>(conns_.size()) + metrics_->h2_streams > opts_.max_connections) {
     core::LogWarn("too many connections; refusing one", {{"limit", opts_.max_connections}});
     conn->Close();
     return;
