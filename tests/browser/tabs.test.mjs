@@ -70,7 +70,7 @@ function postFrom(tab, id) {
 
 // The probe positions in the log's gap-free order (the order the stream delivers).
 async function logOrder() {
-  const { rows } = await db.query("SELECT position FROM evstream.events WHERE aggregate_type = 'probe' ORDER BY tx, position");
+  const { rows } = await db.query("SELECT position FROM evstream.events WHERE aggregate_type = 'probe' ORDER BY order_key, position");
   return rows.map((r) => Number(r.position));
 }
 

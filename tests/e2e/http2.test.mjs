@@ -192,10 +192,16 @@ test('node:http2, 40 streams on one connection: one never read does not stall th
     assert.ok(fast.every((s) => s.status === 200));
     await waitFor(() => slow.status === 200, { what: 'the slow stream answered' });
 
-    // 40 events of ~8 KiB: ~320 KiB per stream, far past the slow stream's 64 KiB window.
+    // 40 events of ~8 KiB: ~320 KiB per stream, far past the slow stream's 64 KiB window. One at
+    // a time, each once every read stream has it: a read stream then never holds more than one
+    // event queued (the feed may hand a burst of 40 to every queue in one batch, and a burst past
+    // --max-queue-bytes makes any stream lag, read or not), while the slow one piles them all up.
     const big = 'x'.repeat(8000);
-    const positions = await postSql(db, channel, 40, { type: 'probe', id: 'big', eventType: 'probe.big', data: { big } });
-    await waitFor(() => fast.every((s) => s.events().length >= 40), { timeout: 30000, what: 'every read stream got all 40' });
+    const positions = [];
+    for (let i = 0; i < 40; i++) {
+      positions.push(...await postSql(db, channel, 1, { type: 'probe', id: 'big', eventType: 'probe.big', data: { i, big } }));
+      await waitFor(() => fast.every((s) => s.events().length > i), { timeout: 30000, what: `every read stream got event ${i + 1} of 40` });
+    }
     for (const s of fast) assert.deepEqual(s.events().map((f) => Number(f.id)), positions);
     assert.equal(slow.bytes, 0, 'the slow stream was never read');
     assert.equal(slow.req.state.localWindowSize !== undefined, true);
