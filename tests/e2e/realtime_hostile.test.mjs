@@ -95,9 +95,13 @@ test('forged NOTIFY payloads on every channel: nothing delivered, no presence fa
   }
   // and two more presence messages from the other instance on each (its heartbeats): a forged
   // "state" heard on any channel would have been applied by then
-  const seen = await Promise.all([a, b].map((d) => metric(d, 'evstream_presence_messages_total')));
+  // (a read that finds no number is retried: NaN + 2 would make the wait below never true)
+  const seen = await Promise.all([a, b].map((d) => waitFor(async () => {
+    const v = await metric(d, 'evstream_presence_messages_total');
+    return Number.isFinite(v) ? [v] : null;
+  }, { what: 'the presence message count' }).then(([v]) => v)));
   await waitFor(async () => (await metric(a, 'evstream_presence_messages_total')) >= seen[0] + 2
-    && (await metric(b, 'evstream_presence_messages_total')) >= seen[1] + 2, { what: 'two heartbeats' });
+    && (await metric(b, 'evstream_presence_messages_total')) >= seen[1] + 2, { timeout: 30000, what: 'two heartbeats' });
   for (const s of streams) {
     const types = s.events.map((e) => e.event);
     assert.deepEqual(types.filter((t) => !['connected', 'heartbeat', 'presence', 'note.real'].includes(t)), [], 'nothing forged delivered');
