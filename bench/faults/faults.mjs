@@ -92,7 +92,7 @@ function connect(s) {
       if (ev === 'reset') { stats.resets++; s.errors.push(`reset at ${s.lastId}`); }
       if (ev === 'connected' && s.firstId === null) s.firstId = Number(id ?? 0);
       if (ev === 'connected') s.connected = true;
-      if (ev === 'fault.tick') { s.got.push(Number(id)); s.last = Number(id); }
+      if (ev === 'fault.tick') { s.got.push(Number(id)); s.seen.add(Number(id)); }
       if (id !== undefined) s.lastId = Number(id);
     }
   });
@@ -105,7 +105,7 @@ function connect(s) {
   });
 }
 for (let i = 0; i < cfg.subs; i++) {
-  const s = { i, k: i % cfg.channels, firstId: null, lastId: null, last: 0, got: [], errors: [], connected: false, onSecond: false, stopped: false };
+  const s = { i, k: i % cfg.channels, firstId: null, lastId: null, got: [], seen: new Set(), checked: 0, errors: [], connected: false, onSecond: false, stopped: false };
   s.port = () => (s.onSecond && d2 && !d2.exited ? d2.port : port1);
   subs.push(s);
   connect(s);
@@ -116,7 +116,10 @@ log(`${cfg.subs} subscribers on ${cfg.channels} channels, daemon pid ${d1.child.
 
 // ---- writers: paced, each write retried with its idempotency key until acknowledged
 const acked = new Map();        // key -> position
-const lastAcked = new Map();    // channel index -> highest acknowledged position
+// channel index -> acknowledged positions, in the order acknowledged. Several writers post on
+// one channel, so positions commit out of order: a stream delivers in (order_key, position)
+// order, and "has it all" is a set question, never "the highest position seen".
+const ackedOn = Array.from({ length: cfg.channels }, () => []);
 const wstats = { writes: 0, errors: 0, retries: 0 };
 const givenUp = new Set();      // keys whose writer saw only errors (may be in the log at most once)
 let writing = true;
@@ -141,7 +144,7 @@ async function writer(w) {
              '{}', $5)).position`, [chan(k), `a${k}`, w, n, key]);
         const p = Number(r.rows[0].position);
         acked.set(key, { p, k });
-        if (p > (lastAcked.get(k) ?? 0)) lastAcked.set(k, p);
+        ackedOn[k].push(p);
         wstats.writes++;
         break;
       } catch (e) {
@@ -212,7 +215,7 @@ const faults = {
     d2 = await startDaemon({ args: daemonArgs });
     const moved = subs.filter((s) => s.i % Math.round(1 / cfg.move) === 0);
     for (const s of moved) { s.onSecond = true; s.sock.destroy(); }
-    await waitFor(() => moved.every((s) => s.connected && s.sock.remotePort === d2.port), { timeout: 30000, what: 'subscribers on the second daemon' });
+    await waitFor(() => moved.every((s) => s.connected && s.sock.remotePort === d2.port), { timeout: 60000, what: 'subscribers on the second daemon' });
     await sleep(cfg.steadyS * 1000);
     for (const s of moved) s.onSecond = false;
     const ex = await stopDaemon(d2);
@@ -221,13 +224,20 @@ const faults = {
   },
 };
 
+// Whether subscriber s has received the first n positions of list (a set check; s.checked keeps
+// how far it got, so each poll only looks at what is new).
+function hasFirst(s, list, n) {
+  while (s.checked < n && s.seen.has(list[s.checked])) s.checked++;
+  return s.checked >= n;
+}
+
 // Waits until a write made after now is acknowledged, then until every subscriber has every
 // event acknowledged so far on its channel. Returns the time that took, in ms from `from`.
 async function recovered(from) {
   const before = wstats.writes;
   await waitFor(() => wstats.writes > before + cfg.writers, { timeout: cfg.recoverTimeoutS * 1000, interval: 20, what: 'writes after the fault' });
-  const target = new Map(lastAcked);
-  await waitFor(() => subs.every((s) => s.last >= (target.get(s.k) ?? 0)),
+  const target = ackedOn.map((a) => a.length);
+  await waitFor(() => subs.every((s) => hasFirst(s, ackedOn[s.k], target[s.k])),
     { timeout: cfg.recoverTimeoutS * 1000, interval: 20, what: 'every subscriber caught up after the fault' });
   return Date.now() - from;
 }
@@ -262,7 +272,7 @@ writing = false;
 await writersDone;
 log(`writers stopped: ${wstats.writes} writes, ${wstats.errors} errors seen and retried`);
 const logRows = await admin((db) => db.query(
-  `SELECT position, channel, idempotency_key FROM evstream.events WHERE channel LIKE $1 ORDER BY position`, [`project:faults-${run}-%`]).then((r) => r.rows));
+  `SELECT position, channel, idempotency_key FROM evstream.events WHERE channel LIKE $1 ORDER BY order_key, position`, [`project:faults-${run}-%`]).then((r) => r.rows));
 const perChannel = Array.from({ length: cfg.channels }, () => []);
 const keyCount = new Map();
 for (const r of logRows) {
@@ -278,14 +288,16 @@ for (const [key, { p }] of acked) if (posByKey.get(key) !== p) writeProblems++;
 if (logRows.length - [...givenUp].filter((k) => keyCount.has(k)).length !== acked.size) failures.push(`the log holds ${logRows.length} events, the writers had ${acked.size} acknowledged`);
 if (writeProblems) failures.push(`${writeProblems} writes not in the log exactly once at their acknowledged position`);
 
-const tails = perChannel.map((a) => (a.length ? a[a.length - 1] : 0));
+// perChannel is in the log's delivery order (order_key, position): what each stream must get.
+for (const s of subs) s.checked = 0;
+const wanted = subs.map((s) => perChannel[s.k].filter((p) => p > s.firstId));
 try {
-  await waitFor(() => subs.every((s) => s.last >= tails[s.k]), { timeout: 60000, interval: 100, what: 'subscribers drained' });
+  await waitFor(() => subs.every((s) => hasFirst(s, wanted[s.i], wanted[s.i].length)), { timeout: 120000, interval: 100, what: 'subscribers drained' });
 } catch (e) { failures.push(e.message); }
 for (const s of subs) { s.stopped = true; s.sock.destroy(); }
 let bad = 0;
 for (const s of subs) {
-  const exp = perChannel[s.k].filter((p) => p > s.firstId);
+  const exp = wanted[s.i];
   const ok = s.errors.length === 0 && s.got.length === exp.length && s.got.every((p, i) => p === exp[i]);
   if (!ok) {
     bad++;

@@ -28,6 +28,7 @@ import net from 'node:net';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { BINARY, request, startDaemon, stopDaemon, token, waitFor } from '../../tests/e2e/lib/daemon.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -137,13 +138,53 @@ function verify(s) {
       if (ch.pos.length && p < ch.pos[ch.pos.length - 1]) { s.errors.push(`stranger position ${p}`); s.recv.shift(); continue; }
       return;  // its POST is still in flight
     }
-    if (s.next < 0) s.next = lowerBound(ch.pos, s.connectedId + 1);
+    if (s.next < 0) {
+      // The stream starts after the feed's cursor in (order_key, position) order, which the
+      // connected frame names by its position only: with several writers, an event of this channel
+      // with a higher position may be behind the cursor already (committed first), or one with a
+      // lower position ahead of it. Which event is due first is settled against the log at the
+      // end (firstDue); from here on, every event of the channel must follow, once, in order.
+      s.firstIdx = i;
+      s.next = i;
+    }
     if (i !== s.next) s.errors.push(`expected ${ch.pos[s.next]} got ${p}`);
     s.next = i + 1;
     s.verified++;
     s.recv.shift();
   }
 }
+// The delivery order's keys of the run's events and of the streams' start positions, from the log.
+const keyOf = new Map();   // position -> order_key (BigInt)
+async function loadKeys(starts) {
+  const db = new pg.Client();
+  await db.connect();
+  try {
+    const { rows } = await db.query(
+      'SELECT position, order_key FROM evstream.events WHERE channel LIKE $1 OR position = ANY($2::bigint[])',
+      [`project:soak-${run}-%`, starts]);
+    for (const r of rows) keyOf.set(Number(r.position), BigInt(r.order_key));
+  } finally {
+    await db.end();
+  }
+}
+// The index (in its channel's posts) of the first event due to s: the first one after its start
+// (the connected frame's position) in (order_key, position) order. One writer posts on a channel,
+// one post after another, so a channel's posts are in that order already.
+function firstDue(s) {
+  const ch = posted[s.k];
+  const start = s.connectedId;
+  const startKey = keyOf.get(start);
+  if (startKey === undefined) return lowerBound(ch.pos, start + 1);   // 0: an empty log
+  const after = (p) => { const k = keyOf.get(p); return k > startKey || (k === startKey && p > start); };
+  let lo = 0; let hi = ch.pos.length;
+  while (lo < hi) { const m = (lo + hi) >> 1; if (!after(ch.pos[m])) lo = m + 1; else hi = m; }
+  return lo;
+}
+const dueOf = (s) => {
+  if (s.due === undefined && keyOf.has(s.connectedId)) s.due = firstDue(s);
+  return s.due ?? lowerBound(posted[s.k].pos, (s.connectedId ?? 0) + 1);
+};
+
 function lowerBound(a, x) {
   let lo = 0; let hi = a.length;
   while (lo < hi) { const m = (lo + hi) >> 1; if (a[m] < x) lo = m + 1; else hi = m; }
@@ -159,7 +200,14 @@ async function sample() {
   const fds = alive ? fs.readdirSync(`/proc/${pid}/fd`).length : 0;
   let queue = -1; let sse = -1;
   try {
-    const m = (await request(d, '/metrics')).body;
+    // a transient connection error (a loaded machine) is retried: one lost sample is no finding
+    let m;
+    for (let i = 0; ; i++) {
+      try { m = (await request(d, '/metrics')).body; break; } catch (e) {
+        if (i >= 10 || d.exited) throw e;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
     // pool jobs waiting for a connection (evstream_db_queued; evstream_pool_queue_depth before it)
     queue = Number((/^evstream_db_queued (\S+)$/m.exec(m) ?? /^evstream_pool_queue_depth (\S+)$/m.exec(m))?.[1] ?? -1);
     sse = Number(/^evstream_sse_connections (\S+)$/m.exec(m)?.[1] ?? -1);
@@ -236,14 +284,23 @@ await writer;
 log('posting stopped; waiting for every open stream to receive every event');
 
 // ---- 3. drain: every open subscriber reaches the end of its channel
+await loadKeys([...subs, ...done].map((s) => s.connectedId ?? 0));
 // got(s): the index (in its channel's posts) of the next event it is due
-const got = (s) => (s.next < 0 ? lowerBound(posted[s.k].pos, (s.connectedId ?? 0) + 1) : s.next);
+const got = (s) => (s.next < 0 ? dueOf(s) : s.next);
 const caughtUp = (s) => { verify(s); return s.connectedId !== null && !s.recv.length && got(s) === posted[s.k].pos.length; };
 try {
   await waitFor(() => [...subs].every(caughtUp), { timeout: 60000, interval: 200, what: 'every open stream caught up' });
 } catch (e) { log(e.message); }
 clearInterval(verifier);
 for (const s of done) verify(s);
+// streams that connected during the drain: their start keys too
+const missingStarts = [...subs, ...done].filter((s) => s.connectedId !== null && !keyOf.has(s.connectedId)).map((s) => s.connectedId);
+if (missingStarts.length) await loadKeys(missingStarts);
+for (const s of [...subs, ...done]) {
+  if (s.connectedId === null || s.firstIdx === undefined) continue;
+  const due = dueOf(s);
+  if (s.firstIdx !== due) s.errors.push(`first event ${posted[s.k].pos[s.firstIdx]}, due ${posted[s.k].pos[due]} (start ${s.connectedId})`);
+}
 
 // ---- 4. verdict
 const failures = [];
@@ -264,7 +321,7 @@ for (const s of [...subs, ...done]) {
     continue;
   }
   const ch = posted[s.k];
-  const first = lowerBound(ch.pos, s.connectedId + 1);
+  const first = dueOf(s);
   if (s.open) {
     if (!caughtUp(s)) missingOpen++;
   } else if (s.closedAt && cfg.closeGraceS > 0) {

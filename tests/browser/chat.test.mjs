@@ -27,7 +27,9 @@ before(async () => {
   await db.query('CREATE EXTENSION evstream');
   await db.query(fs.readFileSync('web/demo/schema.sql', 'utf8'));
   const env = { PGDATABASE: DB };
-  daemon = await startDaemon({ args: ['--web-root', 'web', '--presence-leave-grace-ms', '200', '--typing-ttl-ms', '3000'], env });
+  // A typing ttl far longer than a slow page needs to see the indicator (with 3 s, a page slowed
+  // down on a loaded machine could miss it between set and expiry); sending clears it anyway.
+  daemon = await startDaemon({ args: ['--web-root', 'web', '--presence-leave-grace-ms', '200', '--typing-ttl-ms', '10000'], env });
   worker = spawn(process.execPath, ['web/demo/worker.mjs'], {
     env: { ...process.env, ...env, DEMO_STEP_MS: '30', DEMO_TOKEN_MS: '25' }, stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -64,26 +66,26 @@ test('two users: online list, typing, a stored message, and a streamed AI reply 
   const bob = await open('bob');
   for (const { page } of [alice, bob])
     await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="online-user"]')].map((e) => e.textContent).join() === 'alice,bob',
-      null, { timeout: 10000 });
+      null, { timeout: 30000 });
 
   // alice types: bob sees it
   await alice.page.fill('[data-testid="chat-input"]', 'How are');
   await alice.page.type('[data-testid="chat-input"]', ' you?');
-  await bob.page.waitForFunction(() => document.querySelector('[data-testid="typing"]').textContent === 'alice is typing…', null, { timeout: 10000 });
+  await bob.page.waitForFunction(() => document.querySelector('[data-testid="typing"]').textContent === 'alice is typing…', null, { timeout: 30000 });
   assert.equal(await alice.page.textContent('[data-testid="typing"]'), '', 'no indicator for oneself');
 
   // alice sends: the message is stored and shown on both pages, the indicator goes away
   await alice.page.click('[data-testid="chat-send"]');
   for (const { page } of [alice, bob])
     await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="chat-message"]')].some((m) => m.querySelector('.text').textContent === 'How are you?'),
-      null, { timeout: 10000 });
-  await bob.page.waitForFunction(() => document.querySelector('[data-testid="typing"]').textContent === '', null, { timeout: 10000 });
+      null, { timeout: 30000 });
+  await bob.page.waitForFunction(() => document.querySelector('[data-testid="typing"]').textContent === '', null, { timeout: 30000 });
   const stored = await db.query(`SELECT created_by, data->>'text' AS text FROM evstream.events WHERE event_type = 'chat.message'`);
   assert.deepEqual(stored.rows, [{ created_by: 'user:alice', text: 'How are you?' }]);
 
   // the demo AI's answer: many chunks, then the stored ai_chat event replaces the preview
   for (const { page } of [alice, bob])
-    await page.waitForFunction(() => document.querySelector('[data-testid="chat-answer"]')?.dataset.state === 'final', null, { timeout: 20000 });
+    await page.waitForFunction(() => document.querySelector('[data-testid="chat-answer"]')?.dataset.state === 'final', null, { timeout: 60000 });
   const finalText = (await db.query(`SELECT data->>'text' AS text, id FROM evstream.events WHERE event_type = 'ai_chat'`)).rows[0];
   for (const { page } of [alice, bob]) {
     const shown = await page.$eval('[data-testid="chat-answer"]', (el) => ({ text: el.textContent, eventId: el.dataset.eventId }));
@@ -101,7 +103,7 @@ test('two users: online list, typing, a stored message, and a streamed AI reply 
   // bob leaves: alice's online list drops him
   await bob.context.close();
   await alice.page.waitForFunction(() => [...document.querySelectorAll('[data-testid="online-user"]')].map((e) => e.textContent).join() === 'alice',
-    null, { timeout: 10000 });
+    null, { timeout: 30000 });
   assert.deepEqual(await onlineOf(alice.page), ['alice']);
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);

@@ -107,7 +107,7 @@ test('submit a job and watch it run live; recover after the daemon loses its dat
       '{"title": "Posted during the outage"}', display => '{"role": "user", "content": "Posted during the outage"}')`);
 
   await waitFor(async () => (await submissionState(page, 'Posted during the outage'))?.status === 'completed',
-    { timeout: 20000, what: 'the job posted during the outage to complete on the page' });
+    { timeout: 60000, what: 'the job posted during the outage to complete on the page' });
   assert.equal(loads, 1, 'no page reload happened');
   assert.equal(await page.getAttribute('[data-testid="connection"]', 'data-state'), 'open');
   await page.click('[data-testid="submission"][data-id="job_sql"]');

@@ -44,6 +44,14 @@ async function streams() {
   return Number(m[1]);
 }
 
+// The suite's daemon serves only this file's tabs: each test starts once the streams of the
+// previous test's (closed) browser context are gone on the server, which may take a while on a
+// loaded machine, so its baseline is 0 and never a count of streams still closing.
+async function noStreams() {
+  await waitFor(async () => (await streams()) === 0, { timeout: 30000, what: 'no server stream left from an earlier test' });
+  return 0;
+}
+
 // A demo tab with a recorder of every stored "probe" event its client's subscribers see.
 async function openTab(context, jwt, { share = true } = {}) {
   const page = await context.newPage();
@@ -91,12 +99,12 @@ async function assertExactly(tabs, since, what) {
 test('10 tabs share one stream, all receive an event posted from an 11th and all can POST; the leader closes and nothing is lost or repeated', async () => {
   const context = await browser.newContext();
   const jwt = token({ sub: 'tabs-user', projects: ['demo', 'other'] });
-  const before = await streams();
+  const before = await noStreams();
   const tabs = await Promise.all(Array.from({ length: 10 }, () => openTab(context, jwt)));
   const roles = await Promise.all(tabs.map(roleOf));
   assert.equal(roles.filter((r) => r === 'leader').length, 1, `one leader: ${roles}`);
   assert.equal(roles.filter((r) => r === 'follower').length, 9);
-  await waitFor(async () => (await streams()) === before + 1, { what: 'one server stream for 10 tabs' });
+  await waitFor(async () => (await streams()) === before + 1, { timeout: 30000, what: 'one server stream for 10 tabs' });
 
   // An 11th tab posts; every tab (and the 11th) receives the event once.
   const eleventh = await openTab(context, jwt);
@@ -104,7 +112,8 @@ test('10 tabs share one stream, all receive an event posted from an 11th and all
   for (const tab of [...tabs, eleventh]) {
     await waitFor(async () => (await probesOf(tab)).includes(position), { what: 'the 11th tab\'s event in every tab' });
   }
-  assert.equal(await streams(), before + 1, 'still one server stream for 11 tabs');
+  // (the stream count settles: it must come back to, and stay at, one stream for the 11 tabs)
+  await waitFor(async () => (await streams()) === before + 1, { timeout: 30000, what: 'still one server stream for 11 tabs' });
 
   // All 10 tabs POST at once: all succeed, every tab gets all 10 exactly once.
   const already = (await logOrder()).length;
@@ -130,18 +139,18 @@ test('10 tabs share one stream, all receive an event posted from an 11th and all
     await assertExactly(live, from, `leader closed (round ${round})`);
     const after = await Promise.all(live.map(roleOf));
     assert.equal(after.filter((r) => r === 'leader').length, 1, `a new leader: ${after}`);
-    await waitFor(async () => (await streams()) === before + 1, { what: 'one server stream after the takeover' });
+    await waitFor(async () => (await streams()) === before + 1, { timeout: 30000, what: 'one server stream after the takeover' });
   }
   for (const tab of live) assert.equal(await tab.page.evaluate(() => window.evstreamClient.connectionState), 'open');
   for (const tab of [...tabs, eleventh]) assert.deepEqual(tab.errors, []);
   await context.close();
-  await waitFor(async () => (await streams()) === before, { what: 'the stream closed with the last tab' });
+  await waitFor(async () => (await streams()) === before, { timeout: 30000, what: 'the stream closed with the last tab' });
 });
 
 test('a tab sees only what its own client asked for; other users do not share', async () => {
   const context = await browser.newContext();
   const jwt = token({ sub: 'tabs-filter', projects: ['demo', 'other'] });
-  const before = await streams();
+  const before = await noStreams();
   const a = await openTab(context, jwt);
   const b = await openTab(context, jwt);
   assert.deepEqual([await roleOf(a), await roleOf(b)].sort(), ['follower', 'leader']);
@@ -168,24 +177,28 @@ test('a tab sees only what its own client asked for; other users do not share', 
     const channels = await tab.page.evaluate(() => window.probes.length);
     assert.equal(channels, 2, 'the demo clients saw no project:other event');
   }
-  assert.equal(await streams(), before + 1, 'the two tabs and three clients still use one stream');
+  // The leader's stream was reopened for the union of channels: the old one may still be closing
+  // on the server, so wait for the count to settle at one (two streams would never settle there).
+  await waitFor(async () => (await streams()) === before + 1, { timeout: 30000, what: 'the two tabs and three clients still use one stream' });
 
   // Another user in the same browser gets a stream of their own.
   const c = await openTab(context, token({ sub: 'someone-else', projects: ['demo'] }));
   assert.equal(await roleOf(c), 'leader');
-  await waitFor(async () => (await streams()) === before + 2, { what: 'a second stream for the second user' });
+  await waitFor(async () => (await streams()) === before + 2, { timeout: 30000, what: 'a second stream for the second user' });
   await context.close();
+  await waitFor(async () => (await streams()) === before, { timeout: 30000, what: 'the streams closed with the context' });
 });
 
 test('share: false (#share=0) gives each tab its own stream', async () => {
   const context = await browser.newContext();
   const jwt = token({ sub: 'tabs-own', projects: ['demo'] });
-  const before = await streams();
+  const before = await noStreams();
   const tabs = await Promise.all(Array.from({ length: 3 }, () => openTab(context, jwt, { share: false })));
   assert.deepEqual(await Promise.all(tabs.map(roleOf)), ['single', 'single', 'single']);
-  await waitFor(async () => (await streams()) === before + 3, { what: 'three streams for three tabs' });
+  await waitFor(async () => (await streams()) === before + 3, { timeout: 30000, what: 'three streams for three tabs' });
   const from = (await logOrder()).length;
   await postFrom(tabs[0], 'own');
   await assertExactly(tabs, from, 'opt-out');
   await context.close();
+  await waitFor(async () => (await streams()) === before, { timeout: 30000, what: 'the streams closed with the context' });
 });

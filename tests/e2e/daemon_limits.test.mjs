@@ -214,7 +214,7 @@ describe('fair limits', () => {
       try {
         // Served meanwhile, several times, while the slow client is still connected.
         for (let i = 0; i < 5; i++) assert.equal((await request(d, '/healthz')).status, 200);
-        await waitFor(() => slow.closed, { timeout: 5000, what: 'slow client cut' });
+        await waitFor(() => slow.closed, { timeout: 30000, what: 'slow client cut' });
       } finally {
         clearInterval(drip);
       }
@@ -241,7 +241,7 @@ describe('fair limits', () => {
       const drip = setInterval(() => { if (sent < body.length - 1) slow.write(body[sent++]); }, 50);
       try {
         for (let i = 0; i < 5; i++) assert.equal((await request(d, '/healthz')).status, 200);
-        await waitFor(() => slow.closed, { timeout: 5000, what: 'slow body cut' });
+        await waitFor(() => slow.closed, { timeout: 30000, what: 'slow body cut' });
       } finally {
         clearInterval(drip);
       }
@@ -292,8 +292,9 @@ describe('fair limits', () => {
   test("a pool flood from one token: another token's POST is answered before the flood drains; the flood gets 503 past its bound", { timeout: 60000 }, async () => {
     const FLOOD = 300;
     const d = await startDaemon({
+      // (no stats folding: its timer's pool job would be a third party in the queue counts below)
       args: ['--db-pool', '2', '--db-queue-per-client', '100', '--max-connections-per-address', '2000',
-        '--max-connections-per-sub', '2000'],
+        '--max-connections-per-sub', '2000', '--stats-fold-ms', '0'],
     });
     const pid = d.child.pid;
     const p = uniq('p');
@@ -309,13 +310,35 @@ describe('fair limits', () => {
       req.on('error', (e) => resolve({ status: 0, error: e.message }));
       req.end(JSON.stringify(event(`project:${p}`)));
     });
+    // The flood is held, not raced: another session holds a SHARE lock on the events table, so the
+    // pool's two connections block on the flood's first two INSERTs and nothing can drain until
+    // the lock goes. The queue then fills to exactly its per-client bound, the rest of the flood
+    // is refused, the other token's POST queues behind it, and only then is the lock released.
+    const QUEUE = 100;
+    const queued = async () => metric((await request(d, '/metrics')).body, 'evstream_db_queued');
+    const locker = pgClient();
+    await locker.connect();
+    let locked = false;
     try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE evstream.events IN SHARE MODE');
+      locked = true;
       const flooder = token({ sub: 'flood', projects: [p] });
       let stored = 0;  // the flood's writes answered 201 so far
-      const flood = Array.from({ length: FLOOD }, () => post(flooder).then((r) => { if (r.status === 201) stored++; return r; }));
-      await waitFor(async () => metric((await request(d, '/metrics')).body, 'evstream_db_queued') >= 20,
-        { interval: 2, what: 'the flood queued in the pool' });
-      const other = await post(token({ sub: 'other', projects: [p] }));
+      let refused = 0;
+      const flood = Array.from({ length: FLOOD }, () => post(flooder).then((r) => {
+        if (r.status === 201) stored++;
+        if (r.status === 503) refused++;
+        return r;
+      }));
+      await waitFor(async () => refused === FLOOD - 2 - QUEUE && (await queued()) === QUEUE,
+        { timeout: 60000, interval: 50, what: `the flood: 2 blocked, ${QUEUE} queued, the rest refused` });
+      assert.equal(stored, 0, 'nothing of the flood could be stored while the lock is held');
+      const otherAnswer = post(token({ sub: 'other', projects: [p] }));
+      await waitFor(async () => (await queued()) === QUEUE + 1, { timeout: 30000, interval: 20, what: 'the other token queued behind the flood' });
+      await locker.query('ROLLBACK');
+      locked = false;
+      const other = await otherAnswer;
       const storedWhenAnswered = stored;
       assert.equal(other.status, 201, other.body);
       const results = await Promise.all(flood);
@@ -329,6 +352,8 @@ describe('fair limits', () => {
       assert.equal(ok + busy.length, FLOOD, JSON.stringify(results.find((r) => r.status !== 201 && r.status !== 503)));
       await assertSameDaemon(d, pid);
     } finally {
+      if (locked) await locker.query('ROLLBACK').catch(() => {});
+      await locker.end();
       agent.destroy();
       await stopDaemon(d);
     }
@@ -394,10 +419,12 @@ describe('fair limits', () => {
       assert.equal(r.status, 503, r.body);
       assert.equal(r.json.error, 'statement_timeout');
       assert.ok(r.headers['retry-after']);
-      assert.ok(Date.now() - started < 5000);
+      // far below the 30 s default a statement without a timeout would wait (and the lock is never released)
+      assert.ok(Date.now() - started < 20000, `answered after ${Date.now() - started} ms`);
       await locker.query('ROLLBACK');
       await assertSameDaemon(d, pid);
     } finally {
+      await locker.query('ROLLBACK').catch(() => {});
       await locker.end();
       await stopDaemon(d);
     }

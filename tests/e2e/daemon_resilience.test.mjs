@@ -32,7 +32,7 @@ describe('evstreamd resilience', () => {
         await waitFor(async () => (await request(d, '/healthz')).status === 200, { what: 'healthz back' });
         all.push(...await postSql(db, `project:${p}`, 5));
       }
-      await s.until((evs) => evs.some((e) => e.id === String(all.at(-1))), 15000, 'all events');
+      await s.until((evs) => evs.some((e) => e.id === String(all.at(-1))), 30000, 'all events');
       assert.deepEqual(s.positions(), all);
       assert.equal(s.ended, false, 'the client stayed connected');
       assert.ok(!d.logs.some((l) => l.raw), 'every log line is JSON');
@@ -96,7 +96,7 @@ describe('evstreamd resilience', () => {
       await older.query("SELECT evstream.post_event($1, 'thing', 'older', 'thing.happened')", [`project:${p}`]);
       const [third] = await postSql(db, `project:${p}`, 1);
       await older.query('ROLLBACK');
-      await s.until((evs) => evs.some((e) => e.id === String(third)), 5000, 'held-back event after rollback');
+      await s.until((evs) => evs.some((e) => e.id === String(third)), 30000, 'held-back event after rollback');
       s.close();
     } finally {
       await older.end();

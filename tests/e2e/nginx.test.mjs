@@ -116,17 +116,27 @@ before(async () => {
   fs.chmodSync(dir, 0o755);
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
     '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
-  const port = await freePort();
-  writeConfig(port);
-  base = `https://127.0.0.1:${port}`;
-  nginx = spawn(NGINX, ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-e', path.join(dir, 'error.log')],
-    { stdio: ['ignore', 'ignore', 'inherit'] });
-  nginx.exitCode = null;
-  nginx.on('exit', (code) => { nginx.exitCode = code; });
-  await waitFor(async () => {
-    if (nginx.exitCode !== null) throw new Error(`nginx exited: ${fs.readFileSync(path.join(dir, 'error.log'), 'utf8')}`);
-    return (await curl([`${base}/healthz`]).catch(() => null))?.status === 'HTTP/2 200';
-  }, { what: 'nginx to proxy /healthz over HTTP/2' });
+  // The free port is found by binding port 0 and closing it, so another process may take it
+  // before nginx binds it: nginx then exits with "Address already in use", and is started again
+  // on another port (a few times at most; any other exit fails at once).
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    writeConfig(port);
+    base = `https://127.0.0.1:${port}`;
+    fs.writeFileSync(path.join(dir, 'error.log'), '');
+    nginx = spawn(NGINX, ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-e', path.join(dir, 'error.log')],
+      { stdio: ['ignore', 'ignore', 'inherit'] });
+    nginx.exitCode = null;
+    const child = nginx;
+    child.on('exit', (code) => { child.exitCode = code; });
+    const up = await waitFor(async () => {
+      if (child.exitCode !== null) return 'exited';
+      return (await curl([`${base}/healthz`]).catch(() => null))?.status === 'HTTP/2 200' && 'up';
+    }, { timeout: 30000, what: 'nginx to proxy /healthz over HTTP/2' });
+    if (up === 'up') break;
+    const log = fs.readFileSync(path.join(dir, 'error.log'), 'utf8');
+    if (attempt >= 5 || !/Address already in use/.test(log)) throw new Error(`nginx exited: ${log}`);
+  }
 });
 
 after(async () => {
@@ -143,14 +153,14 @@ after(async () => {
 test('through nginx over HTTP/2: the stream is not buffered, idle streams live on, POST and resume work', async () => {
   const s = stream();
   try {
-    await waitFor(() => s.frames.some((f) => f.event === 'connected'), { what: 'connected through nginx' });
+    await waitFor(() => s.frames.some((f) => f.event === 'connected'), { timeout: 30000, what: 'connected through nginx' });
     assert.match(s.head, /^HTTP\/2 200/, 'HTTP/2 to the client');
     assert.match(s.head, /content-type: text\/event-stream/i);
     const start = s.frames.find((f) => f.event === 'connected').id;
 
     // Idle: heartbeats (--heartbeat 1) keep arriving and the stream stays open.
     const beats = () => s.frames.filter((f) => f.event === 'heartbeat').length;
-    await waitFor(() => beats() >= 3, { timeout: 15000, what: 'three heartbeats through nginx' });
+    await waitFor(() => beats() >= 3, { timeout: 30000, what: 'three heartbeats through nginx' });
     assert.equal(s.exited, null, 'the idle stream was not cut');
 
     // POST through nginx: 201 over HTTP/2; the stream shows the event while it stays open.

@@ -9,7 +9,9 @@ import pg from 'pg';
 export const BINARY = path.resolve(process.env.EVSTREAM_BUILD ?? 'build', 'daemon', 'evstreamd');
 export const SECRET = 'e2e-secret-0123456789abcdef-0123456789';  // >= 32 bytes (HS256 minimum)
 
-export async function waitFor(cond, { timeout = 10000, interval = 20, what = 'condition' } = {}) {
+// The default bounds (30 s) are only upper limits for a condition that is expected to hold: a
+// loaded CI machine running an ASan daemon can be several times slower than a desk.
+export async function waitFor(cond, { timeout = 30000, interval = 20, what = 'condition' } = {}) {
   const deadline = Date.now() + timeout;
   for (;;) {
     const v = await cond();
@@ -19,8 +21,23 @@ export async function waitFor(cond, { timeout = 10000, interval = 20, what = 'co
   }
 }
 
-// Starts evstreamd on a free port (--listen 127.0.0.1:0) and waits for /healthz 200.
-export async function startDaemon({ args = [], env = {}, healthy = true, port = 0, binary = BINARY } = {}) {
+// Starts evstreamd on a free port (--listen 127.0.0.1:0: the daemon binds the port itself, so no
+// other process can take it in between) and waits for /healthz 200. A given port (a restart on
+// the port of a daemon just stopped) may be held for a moment by someone else: on EADDRINUSE the
+// start is retried for up to 30 s.
+export async function startDaemon(opts = {}) {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try {
+      return await startDaemonOnce(opts);
+    } catch (e) {
+      if (!opts.port || !e.addressInUse || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function startDaemonOnce({ args = [], env = {}, healthy = true, port = 0, binary = BINARY } = {}) {
   const child = spawn(binary, ['--listen', `127.0.0.1:${port}`, '--jwt-secret', SECRET, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -42,7 +59,13 @@ export async function startDaemon({ args = [], env = {}, healthy = true, port = 
   });
   child.stdout.resume();
   await waitFor(() => d.exited || d.logs.find((l) => l.msg === 'listening'), { what: 'daemon listening' });
-  if (d.exited) throw new Error(`evstreamd exited early: ${JSON.stringify(d.logs)}`);
+  if (d.exited) {
+    // the last stderr lines (the exit can be seen before them)
+    await new Promise((r) => { if (child.stderr.readableEnded) r(); else { child.stderr.once('end', r); setTimeout(r, 2000); } });
+    const e = new Error(`evstreamd exited early: ${JSON.stringify(d.logs)}`);
+    e.addressInUse = d.logs.some((l) => l.msg === 'cannot listen' && l.error === 'EADDRINUSE');
+    throw e;
+  }
   d.port = d.logs.find((l) => l.msg === 'listening').port;
   d.url = `http://127.0.0.1:${d.port}`;
   if (healthy) {
@@ -92,7 +115,7 @@ export function request(d, pathname, { method = 'GET', headers = {}, body } = {}
       });
     });
     req.on('error', reject);
-    req.setTimeout(10000, () => req.destroy(new Error('request timeout')));
+    req.setTimeout(30000, () => req.destroy(new Error('request timeout')));
     if (body !== undefined) req.write(typeof body === 'string' ? body : JSON.stringify(body));
     req.end();
   });
@@ -165,7 +188,7 @@ export function openStream(d, { query = '', headers = {}, tokenValue, lastEventI
   });
   s.close = () => { s.req.destroy(); };
   // Resolves when pred(events) is truthy; rejects after timeout.
-  s.until = (pred, timeout = 10000, what = 'stream condition') => new Promise((resolve, reject) => {
+  s.until = (pred, timeout = 30000, what = 'stream condition') => new Promise((resolve, reject) => {
     const check = () => {
       const v = pred(s.events, s);
       if (v) { clearTimeout(timer); s.waiters.delete(check); resolve(v); }
@@ -185,7 +208,7 @@ export function openStream(d, { query = '', headers = {}, tokenValue, lastEventI
 
 export async function openReady(d, opts) {
   const s = await openStream(d, opts).ready;
-  if (s.status === 200) await s.until((evs) => evs.some((e) => e.event === 'connected'), 10000, 'connected');
+  if (s.status === 200) await s.until((evs) => evs.some((e) => e.event === 'connected'), 30000, 'connected');
   return s;
 }
 

@@ -20,7 +20,7 @@ export function unique(prefix) {
 }
 
 // Polls fn until it returns a truthy value, or fails after timeoutMs.
-export async function waitFor(fn, { timeoutMs = 10000, intervalMs = 10, what = 'condition' } = {}) {
+export async function waitFor(fn, { timeoutMs = 30000, intervalMs = 10, what = 'condition' } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await fn();
