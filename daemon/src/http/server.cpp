@@ -21,19 +21,25 @@ constexpr size_t kMaxBufsPerWrite = 1024;
 }  // namespace
 
 Connection::Connection(Server* server, uint64_t id)
-    : server_(server), id_(id), parser_(server->options().max_body_bytes) {
-  if (uv_timer_init(server_->loop(), timer_.get()) == 0) timer_.MarkInitialised();
-  timer_->data = this;
+    : server_(server), id_(id), parser_(server->options().max_body_bytes) {}
+
+Connection::~Connection() {
+  if (timer_ != 0) server_->wheel_.Stop(&timer_);
 }
 
-Connection::~Connection() = default;
+core::LoopWheel& Connection::wheel() { return server_->wheel_; }
 
 void Connection::ArmTimer(int ms) {
-  uv_timer_start(timer_.get(), [](uv_timer_t* t) {
-    auto* self = static_cast<Connection*>(t->data);
-    core::Guard("http timer", [&] { self->OnTimer(); }, [&] { self->Close(); });
-  }, ms, 0);
+  server_->wheel_.Stop(&timer_);
+  if (state_ == State::Closing) return;
+  timer_ = server_->wheel_.Start(static_cast<uint64_t>(ms), [this] {
+    timer_ = 0;
+    ConnectionPtr keep = shared_from_this();
+    core::Guard("http timer", [&] { OnTimer(); }, [&] { Close(); });
+  });
 }
+
+void Connection::StopTimer() { server_->wheel_.Stop(&timer_); }
 
 // Header, body or idle timeout (or the drain timeout of a closing connection). A request that
 // has begun gets 408; an idle keep-alive connection just closes.
@@ -292,7 +298,7 @@ void Connection::HandleParse(RequestParser::Status st) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
     reading_ = false;
   }
-  uv_timer_stop(timer_.get());
+  StopTimer();
   ReleasePending();
   body_timer_ = false;
   server_->metrics_->http_requests++;
@@ -377,7 +383,7 @@ void Connection::StartStream(const std::string& head) {
   if (proto_ == Protocol::H2Stream) {
     if (!carrier_) return;
     state_ = State::Streaming;
-    if (timer_.initialised()) uv_timer_stop(timer_.get());
+    StopTimer();
     std::string().swap(parser_.request().body);
     int status = 200;
     Headers h;
@@ -575,7 +581,7 @@ void Connection::Shutdown() {
 void Connection::Close() {
   if (state_ == State::Closing) return;
   state_ = State::Closing;
-  if (timer_.initialised()) uv_timer_stop(timer_.get());
+  StopTimer();
   queue_.clear();
   queued_bytes_ = 0;
   if (proto_ == Protocol::H2Stream) {
@@ -631,8 +637,10 @@ void Connection::OnClosed() {
   server_->Forget(this);  // may destroy *this
 }
 
+// The wheel's tick bounds how late a deadline fires (never early): 50 ms, and 4096 slots make
+// one revolution about 3.4 minutes (later deadlines wait their round in their slot).
 Server::Server(uv_loop_t* loop, ServerOptions opts, Handler handler, core::Metrics* metrics)
-    : loop_(loop), opts_(opts), handler_(std::move(handler)), metrics_(metrics) {}
+    : loop_(loop), opts_(opts), handler_(std::move(handler)), metrics_(metrics), wheel_(loop, 50, 4096) {}
 
 Server::~Server() = default;
 

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/metrics.hpp"
+#include "core/timer_wheel.hpp"
 #include "core/uv_handle.hpp"
 #include "http/client_address.hpp"
 #include "http/h2.hpp"
@@ -87,6 +88,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // guard): a request being handled gets 500 and the connection closes; otherwise it closes.
   void Fail();
 
+  // The server's timer wheel (deadlines of connections and of what they own).
+  core::LoopWheel& wheel();
+
   // Owned per-connection state (e.g. the SSE session); released when the connection closes.
   std::shared_ptr<void> attachment;
   std::function<void()> on_close;
@@ -112,7 +116,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnWriteDone(WriteReq* req, int status);
   void Shutdown();
   void OnClosed();
-  void ArmTimer(int ms);
+  void ArmTimer(int ms);  // (re)arms this connection's one deadline on the server's wheel
+  void StopTimer();
   void OnTimer();
   // Answers before the request is complete (408, 503) and closes; the rest of the request is
   // read and discarded until the client closes or the drain timeout, so the answer is not lost
@@ -125,7 +130,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   State state_ = State::ReadingRequest;
   uv_tcp_t tcp_;
   bool tcp_open_ = false;
-  core::UvHandle<uv_timer_t> timer_;
+  core::TimerWheel::Id timer_ = 0;  // header/body/idle/drain deadline on Server::wheel_ (0: none)
   RequestParser parser_;
   std::string peer_;
   std::string address_;         // the socket peer's IP, without the port
@@ -177,6 +182,8 @@ class Server {
   uv_loop_t* loop() const { return loop_; }
   const ServerOptions& options() const { return opts_; }
   core::Metrics* metrics() const { return metrics_; }
+  // Deadlines of every connection and stream (timeouts, token expiry): one wheel, one uv timer.
+  core::LoopWheel& wheel() { return wheel_; }
   // TLS for connections accepted from now on (nullptr: cleartext). Open connections keep theirs.
   void SetTls(std::shared_ptr<TlsContext> tls) { tls_ = std::move(tls); }
   bool tls() const { return tls_ != nullptr; }
@@ -194,6 +201,7 @@ class Server {
   ServerOptions opts_;
   Handler handler_;
   core::Metrics* metrics_;
+  core::LoopWheel wheel_;  // before conns_: outlives every connection
   core::UvHandle<uv_tcp_t> listener_;
   std::unordered_map<Connection*, ConnectionPtr> conns_;
   uint64_t next_id_ = 1;
