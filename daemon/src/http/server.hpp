@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "core/metrics.hpp"
 #include "core/timer_wheel.hpp"
@@ -113,7 +114,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Dispatch();      // a complete request (HTTP/1.1 or one HTTP/2 stream) to the handler
   void FlushStream();   // H2Stream: let the data provider take what is queued
   void Enqueue(Frame f);
+  void FlushDeferred();  // the server's check handle, once per loop turn (see Server::Defer)
+  bool TryWrite(std::vector<uv_buf_t>& bufs, size_t* written);
   void OnWriteDone(WriteReq* req, int status);
+  void AfterWrite();
   void Shutdown();
   void OnClosed();
   void ArmTimer(int ms);  // (re)arms this connection's one deadline on the server's wheel
@@ -149,6 +153,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<Frame> queue_;
   size_t queued_bytes_ = 0;
   WriteReq* in_flight_ = nullptr;
+  bool flush_pending_ = false;  // in the server's list of connections to flush this turn
   Frame overflow_frame_;
   bool shutting_down_ = false;  // uv_shutdown requested
 
@@ -193,6 +198,14 @@ class Server {
   friend class H2Session;
   void OnConnection(int status);
   void Forget(Connection* c);
+  // One write per connection per loop turn: a streaming connection's frames wait in its queue
+  // until the check handle (after the I/O callbacks of this turn) flushes it; an HTTP/2 carrier
+  // is pumped once for all its streams. The idle handle runs while some connection waits, so
+  // that the loop does not block in poll before the check (frames queued by a timer).
+  void Defer(Connection* c);
+  void OnCheck();
+  Connection::WriteReq* TakeWriteReq();
+  void GiveWriteReq(Connection::WriteReq* w);
   std::unordered_map<std::string, int> per_address_;
   std::unordered_map<std::string, int> per_sub_;
   size_t pending_bytes_ = 0;
@@ -204,6 +217,11 @@ class Server {
   core::LoopWheel wheel_;  // before conns_: outlives every connection
   core::UvHandle<uv_tcp_t> listener_;
   std::unordered_map<Connection*, ConnectionPtr> conns_;
+  core::UvHandle<uv_check_t> flush_check_;
+  core::UvHandle<uv_idle_t> flush_idle_;
+  bool idle_running_ = false;
+  std::vector<ConnectionPtr> dirty_, flushing_;  // swapped each turn: no allocation once grown
+  std::vector<Connection::WriteReq*> free_reqs_;  // write requests to reuse (bounded)
   uint64_t next_id_ = 1;
   bool closed_ = false;
   std::shared_ptr<TlsContext> tls_;
