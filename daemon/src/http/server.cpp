@@ -343,6 +343,9 @@ void Connection::Dispatch() {
                              {"method", parser_.request().method}, {"path", parser_.request().path}});
   auto self = shared_from_this();
   server_->handler_(self, parser_.request());
+  // An HTTP/1.1 stream reads no further request: its parsed request (headers, token, body) is
+  // freed now rather than held for the life of the stream.
+  if (proto_ == Protocol::Http1 && state_ == State::Streaming) parser_.ReleaseRequest();
 }
 
 void Connection::Respond(const Response& r) {

@@ -5,7 +5,6 @@
 #pragma once
 #include <uv.h>
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,6 +15,7 @@
 #include "core/timer_wheel.hpp"
 #include "core/uv_handle.hpp"
 #include "http/client_address.hpp"
+#include "http/frame_queue.hpp"
 #include "http/h2.hpp"
 #include "http/request.hpp"
 #include "http/response.hpp"
@@ -26,7 +26,6 @@ namespace evstream::http {
 class Server;
 class Connection;
 using ConnectionPtr = std::shared_ptr<Connection>;
-using Frame = std::shared_ptr<const std::string>;
 using Handler = std::function<void(const ConnectionPtr&, Request&)>;
 
 struct ServerOptions {
@@ -150,7 +149,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int refuse_status_ = 0;       // 429: over the per-address limit (answered once the request is in)
   size_t pending_ = 0;          // bytes of the current request counted in the server's budget
   std::string sub_;             // counted against this token sub
-  std::deque<Frame> queue_;
+  FrameQueue queue_;
   size_t queued_bytes_ = 0;
   WriteReq* in_flight_ = nullptr;
   bool flush_pending_ = false;  // in the server's list of connections to flush this turn
