@@ -9,7 +9,9 @@
 #              publish->receive, lost / duplicated-or-reordered, server CPU, RSS per connection
 #  throughput: THROUGHPUT_CONNS subscribers, BURST events published as fast as the publisher can;
 #              delivered events/s (events, not writes)
-# Settings: SERVERS, CONNS ("100 1000"), RATE (100), SECONDS (10), LATENCY_BUDGET (100000),
+# `evstreamd-base` is the same as `evstreamd` with the binary EVSTREAMD_BASE (a baseline build,
+# e.g. of main, beside this one in the same run: compare ratios, not absolute figures).
+# Settings: SERVERS, CONNS ("100 1000"), RATE (100), SECONDS (10), LATENCY_BUDGET (100000), FANOUT_PORT (8190: +1, +2),
 #           THROUGHPUT_CONNS (1000), BURST (3000). Results: bench/results/fanout.tsv
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,12 +39,14 @@ psql -X -q -c "CREATE EXTENSION evstream"
 secret="bench-secret-$(od -An -N16 -tx8 /dev/urandom | tr -d ' \n')"
 token=$(node scripts/jwt.mjs "$secret" '{"sub": "bench", "projects": ["bench"]}')
 
-port_evstreamd=8190 port_node=8191 port_nchan=8192
+port_evstreamd=${FANOUT_PORT:-8190} port_node=$((port_evstreamd + 1)) port_nchan=$((port_evstreamd + 2))
 server_pid=""
 start_server() {  # start_server KIND -> sets server_pid, sub_path, pub_target, pub_url, headers
   case "$1" in
-    evstreamd|evstreamd-h2x10|evstreamd-h2)
-      "$build/daemon/evstreamd" --listen "127.0.0.1:$port_evstreamd" --jwt-secret "$secret" \
+    evstreamd|evstreamd-base|evstreamd-h2x10|evstreamd-h2)
+      local bin="$build/daemon/evstreamd"
+      [ "$1" = evstreamd-base ] && bin="${EVSTREAMD_BASE:?set EVSTREAMD_BASE to the baseline evstreamd}"
+      "$bin" --listen "127.0.0.1:$port_evstreamd" --jwt-secret "$secret" \
         --heartbeat 30 --max-queue-bytes 8388608 --max-connections-per-address 100000 \
         --max-connections-per-sub 100000 --h2-max-concurrent-streams 1000 --log-level warn --web-root "$work" 2>"$work/evstreamd.log" &
       server_pid=$!; port=$port_evstreamd
@@ -108,13 +112,15 @@ run() {
     const p = JSON.parse(require("fs").readFileSync(process.argv[2]));
     const [kind, mode, conns, rss0, rss1, ticks, hz, secs] = process.argv.slice(3);
     const cpu = (Number(ticks) / Number(hz)) / Number(secs);
+    const usPerDelivery = c.received > 0 ? (Number(ticks) / Number(hz)) * 1e6 / c.received : 0;
     const perConn = (Number(rss1) - Number(rss0)) / Number(conns);
     console.log([kind, mode, conns, p.rate, c.received, c.expected, c.lost, c.duplicated_or_reordered,
-      c.failed, c.events_per_s, c.p50_ms, c.p99_ms, c.p999_ms, (cpu * 100).toFixed(0), perConn.toFixed(1)].join("\t"));
+      c.failed, c.events_per_s, c.p50_ms, c.p99_ms, c.p999_ms, (cpu * 100).toFixed(0), perConn.toFixed(1),
+      usPerDelivery.toFixed(2)].join("\t"));
   ' "$work/client.json" "$work/pub.json" "$kind" "$mode" "$conns" "$rss0" "$rss1" "$((t1 - t0))" "$hz" \
     "$(echo "$s1 - $s0" | bc)")
   printf '%s\t%s\t%s\n' "$stamp" "$commit" "$line" >>bench/results/fanout.tsv
-  echo "$line" | awk -F'\t' '{printf "%-10s %-10s conns=%-6s pub=%5s/s recv=%8s/%-8s lost=%s dup/reord=%s failed=%s  delivered=%7s ev/s  p50=%6sms p99=%6sms p99.9=%6sms  cpu=%3s%%  rss/conn=%6s KiB\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15}'
+  echo "$line" | awk -F'\t' '{printf "%-10s %-10s conns=%-6s pub=%5s/s recv=%8s/%-8s lost=%s dup/reord=%s failed=%s  delivered=%7s ev/s  p50=%6sms p99=%6sms p99.9=%6sms  cpu=%3s%%  rss/conn=%6s KiB  cpu/delivery=%s us\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16}'
 }
 
 echo "kind       mode       (native client; server and client share $(nproc) cores)"

@@ -251,7 +251,7 @@ int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void
     s->ArmTimer(server->options().header_timeout_ms);
     self->streams_[frame->hd.stream_id] = std::move(s);
     server->metrics_->h2_streams++;
-    if (!self->goaway_ && c->timer_.initialised()) uv_timer_stop(c->timer_.get());
+    if (!self->goaway_) c->StopTimer();
   }, [&] { rv = NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; });
   return rv;
 }
@@ -346,7 +346,7 @@ int H2Session::OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* u
 void H2Session::Dispatch(Connection* s) {
   if (s->state_ != Connection::State::ReadingRequest) return;
   ConnectionPtr keep = s->shared_from_this();
-  if (s->timer_.initialised()) uv_timer_stop(s->timer_.get());
+  s->StopTimer();
   s->state_ = Connection::State::Handling;
   s->ReleasePending();
   s->body_timer_ = false;

@@ -242,6 +242,11 @@ RequestParser::Status RequestParser::Feed(const char* data, size_t len) {
   return Run(data, len);
 }
 
+void RequestParser::ReleaseRequest() {
+  req_ = Request{};
+  std::string().swap(leftover_);
+}
+
 RequestParser::Status RequestParser::Next() {
   std::string buf = std::move(leftover_);
   leftover_.clear();

@@ -56,6 +56,8 @@ class RequestParser {
   bool HeadersDone() const { return headers_done_; }
   // True once per request that sent `Expect: 100-continue` and whose body we will accept.
   bool TakeExpectContinue() { return std::exchange(expect_continue_, false); }
+  // Frees the request and any bytes left over (the connection reads no further request).
+  void ReleaseRequest();
 
  private:
   static int OnMessageBegin(http_parser* p);

@@ -21,19 +21,25 @@ constexpr size_t kMaxBufsPerWrite = 1024;
 }  // namespace
 
 Connection::Connection(Server* server, uint64_t id)
-    : server_(server), id_(id), parser_(server->options().max_body_bytes) {
-  if (uv_timer_init(server_->loop(), timer_.get()) == 0) timer_.MarkInitialised();
-  timer_->data = this;
+    : server_(server), id_(id), parser_(server->options().max_body_bytes) {}
+
+Connection::~Connection() {
+  if (timer_ != 0) server_->wheel_.Stop(&timer_);
 }
 
-Connection::~Connection() = default;
+core::LoopWheel& Connection::wheel() { return server_->wheel_; }
 
 void Connection::ArmTimer(int ms) {
-  uv_timer_start(timer_.get(), [](uv_timer_t* t) {
-    auto* self = static_cast<Connection*>(t->data);
-    core::Guard("http timer", [&] { self->OnTimer(); }, [&] { self->Close(); });
-  }, ms, 0);
+  server_->wheel_.Stop(&timer_);
+  if (state_ == State::Closing) return;
+  timer_ = server_->wheel_.Start(static_cast<uint64_t>(ms), [this] {
+    timer_ = 0;
+    ConnectionPtr keep = shared_from_this();
+    core::Guard("http timer", [&] { OnTimer(); }, [&] { Close(); });
+  });
 }
+
+void Connection::StopTimer() { server_->wheel_.Stop(&timer_); }
 
 // Header, body or idle timeout (or the drain timeout of a closing connection). A request that
 // has begun gets 408; an idle keep-alive connection just closes.
@@ -292,7 +298,7 @@ void Connection::HandleParse(RequestParser::Status st) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
     reading_ = false;
   }
-  uv_timer_stop(timer_.get());
+  StopTimer();
   ReleasePending();
   body_timer_ = false;
   server_->metrics_->http_requests++;
@@ -337,6 +343,9 @@ void Connection::Dispatch() {
                              {"method", parser_.request().method}, {"path", parser_.request().path}});
   auto self = shared_from_this();
   server_->handler_(self, parser_.request());
+  // An HTTP/1.1 stream reads no further request: its parsed request (headers, token, body) is
+  // freed now rather than held for the life of the stream.
+  if (proto_ == Protocol::Http1 && state_ == State::Streaming) parser_.ReleaseRequest();
 }
 
 void Connection::Respond(const Response& r) {
@@ -377,7 +386,7 @@ void Connection::StartStream(const std::string& head) {
   if (proto_ == Protocol::H2Stream) {
     if (!carrier_) return;
     state_ = State::Streaming;
-    if (timer_.initialised()) uv_timer_stop(timer_.get());
+    StopTimer();
     std::string().swap(parser_.request().body);
     int status = 200;
     Headers h;
@@ -420,13 +429,21 @@ void Connection::DropSlowClient() {
   CloseAfterFlush();
 }
 
+// A streaming connection's frames wait for the end of this loop turn (Server::Defer): however
+// many arrive meanwhile, they leave in one write. Answers and everything else go at once.
 void Connection::Enqueue(Frame f) {
   if (state_ == State::Closing || !f || f->empty()) return;
   queued_bytes_ += f->size();
   queue_.push_back(std::move(f));
-  if (!hold_) Flush();
+  if (hold_) return;
+  if (state_ == State::Streaming && proto_ == Protocol::Http1)
+    server_->Defer(this);
+  else
+    Flush();
 }
 
+// The stream's data provider may take what is queued; the carrier is pumped once this turn
+// for all its streams.
 void Connection::FlushStream() {
   if (state_ == State::Closing || !carrier_) return;
   if (hold_) release_ = true;
@@ -434,7 +451,36 @@ void Connection::FlushStream() {
     deferred_ = false;
     carrier_->h2_->Resume(stream_id_);
   }
-  carrier_->h2_->Pump();
+  server_->Defer(carrier_);
+}
+
+void Connection::FlushDeferred() {
+  if (state_ == State::Closing) return;
+  if (proto_ == Protocol::H2) {
+    if (h2_) h2_->Pump();
+    return;
+  }
+  if (!hold_ || close_after_flush_) Flush();
+}
+
+// uv_try_write of a streaming connection's frames: most writes complete at once and need no
+// request. Returns false on a socket error; *written is what the kernel took.
+bool Connection::TryWrite(std::vector<uv_buf_t>& bufs, size_t* written) {
+  *written = 0;
+  int rc = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs.data(), static_cast<unsigned>(bufs.size()));
+  if (rc == UV_EAGAIN || rc == UV_ENOSYS) return true;
+  if (rc < 0) return false;
+  *written = static_cast<size_t>(rc);
+  server_->metrics_->bytes_sent += *written;
+  // Drop the buffers the kernel took whole; the first one left starts where it stopped.
+  size_t left = *written, k = 0;
+  while (k < bufs.size() && left >= bufs[k].len) left -= bufs[k++].len;
+  bufs.erase(bufs.begin(), bufs.begin() + static_cast<std::ptrdiff_t>(k));
+  if (!bufs.empty()) {
+    bufs[0].base += left;
+    bufs[0].len -= left;
+  }
+  return true;
 }
 
 void Connection::Flush() {
@@ -444,7 +490,7 @@ void Connection::Flush() {
   }
   if (in_flight_ || state_ == State::Closing) return;
   if (queue_.empty() && !(tls_ && tls_->PendingOut() > 0)) return;
-  auto* w = new WriteReq;
+  WriteReq* w = server_->TakeWriteReq();
   w->req.data = this;
   size_t plain = 0;
   while (!queue_.empty() && w->frames.size() < kMaxBufsPerWrite) {
@@ -460,7 +506,7 @@ void Connection::Flush() {
     // The plaintext goes through TLS; one buffer of ciphertext goes out.
     for (const Frame& f : w->frames)
       if (!tls_->Encrypt(f->data(), f->size())) {
-        delete w;
+        server_->GiveWriteReq(w);
         Close();
         return;
       }
@@ -468,12 +514,25 @@ void Connection::Flush() {
     w->bufs.clear();
     auto out = std::make_shared<const std::string>(tls_->TakeOut());
     if (out->empty()) {
-      delete w;
+      server_->GiveWriteReq(w);
       return;
     }
     w->bytes = out->size();
     w->bufs.push_back(uv_buf_init(const_cast<char*>(out->data()), static_cast<unsigned>(out->size())));
     w->frames.push_back(std::move(out));
+  } else if (state_ == State::Streaming && proto_ == Protocol::Http1) {
+    size_t written = 0;
+    if (!TryWrite(w->bufs, &written)) {  // (w->frames keep the rest alive)
+      server_->GiveWriteReq(w);
+      Close();
+      return;
+    }
+    w->bytes -= written;
+    if (w->bufs.empty()) {  // all of it: no request, the frames are released now
+      server_->GiveWriteReq(w);
+      AfterWrite();
+      return;
+    }
   }
   int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), w->bufs.data(),
                     static_cast<unsigned>(w->bufs.size()), [](uv_write_t* req, int status) {
@@ -483,7 +542,7 @@ void Connection::Flush() {
                       core::Guard("http write", [&] { self->OnWriteDone(w, status); }, [&] { self->Fail(); });
                     });
   if (rc != 0) {
-    delete w;
+    server_->GiveWriteReq(w);
     Close();
     return;
   }
@@ -493,12 +552,18 @@ void Connection::Flush() {
 void Connection::OnWriteDone(WriteReq* w, int status) {
   in_flight_ = nullptr;
   if (status == 0) server_->metrics_->bytes_sent += w->bytes;
-  delete w;
+  server_->GiveWriteReq(w);
   if (state_ == State::Closing) return;
   if (status < 0) {
     Close();
     return;
   }
+  AfterWrite();
+}
+
+// What follows a completed write (asynchronous, or whole at once by uv_try_write): the next
+// write, the shutdown of a closing connection, the next pipelined request.
+void Connection::AfterWrite() {
   if (proto_ == Protocol::H2) {
     h2_->Pump();
     if (state_ == State::Closing || in_flight_) return;
@@ -575,7 +640,7 @@ void Connection::Shutdown() {
 void Connection::Close() {
   if (state_ == State::Closing) return;
   state_ = State::Closing;
-  if (timer_.initialised()) uv_timer_stop(timer_.get());
+  StopTimer();
   queue_.clear();
   queued_bytes_ = 0;
   if (proto_ == Protocol::H2Stream) {
@@ -631,10 +696,72 @@ void Connection::OnClosed() {
   server_->Forget(this);  // may destroy *this
 }
 
+// The wheel's tick bounds how late a deadline fires (never early): 50 ms, and 4096 slots make
+// one revolution about 3.4 minutes (later deadlines wait their round in their slot).
 Server::Server(uv_loop_t* loop, ServerOptions opts, Handler handler, core::Metrics* metrics)
-    : loop_(loop), opts_(opts), handler_(std::move(handler)), metrics_(metrics) {}
+    : loop_(loop), opts_(opts), handler_(std::move(handler)), metrics_(metrics), wheel_(loop, 50, 4096) {
+  if (uv_check_init(loop_, flush_check_.get()) == 0) {
+    flush_check_.MarkInitialised();
+    flush_check_->data = this;
+    uv_check_start(flush_check_.get(), [](uv_check_t* h) {
+      core::Guard("http flush", [&] { static_cast<Server*>(h->data)->OnCheck(); });
+    });
+    uv_unref(flush_check_.handle());  // it does not keep the loop alive; the idle handle does
+  }
+  if (uv_idle_init(loop_, flush_idle_.get()) == 0) flush_idle_.MarkInitialised();
+}
 
-Server::~Server() = default;
+Server::~Server() {
+  for (Connection::WriteReq* w : free_reqs_) delete w;
+}
+
+void Server::Defer(Connection* c) {
+  if (c->flush_pending_ || c->closing()) return;
+  if (!flush_check_.initialised()) {  // (no check handle: at once, as before)
+    c->FlushDeferred();
+    return;
+  }
+  c->flush_pending_ = true;
+  dirty_.push_back(c->shared_from_this());
+  if (!idle_running_ && flush_idle_.initialised() && uv_idle_start(flush_idle_.get(), [](uv_idle_t*) {}) == 0)
+    idle_running_ = true;
+}
+
+// After this turn's I/O callbacks: one flush per waiting connection. What a flush queues in
+// turn (rare) is flushed in a next round, a few at most, then in the next turn.
+void Server::OnCheck() {
+  for (int round = 0; round < 4 && !dirty_.empty(); round++) {
+    flushing_.swap(dirty_);
+    for (ConnectionPtr& c : flushing_) {
+      c->flush_pending_ = false;
+      core::Guard("http flush", [&] { c->FlushDeferred(); }, [&] { c->Close(); });
+    }
+    flushing_.clear();
+  }
+  if (dirty_.empty() && idle_running_) {
+    uv_idle_stop(flush_idle_.get());
+    idle_running_ = false;
+  }
+}
+
+// Write requests are reused (with their vectors' capacity): no allocation per write once warm.
+Connection::WriteReq* Server::TakeWriteReq() {
+  if (free_reqs_.empty()) return new Connection::WriteReq;
+  Connection::WriteReq* w = free_reqs_.back();
+  free_reqs_.pop_back();
+  return w;
+}
+
+void Server::GiveWriteReq(Connection::WriteReq* w) {
+  w->frames.clear();
+  w->bufs.clear();
+  w->bytes = 0;
+  if (free_reqs_.size() >= 256 || w->frames.capacity() > 64) {
+    delete w;
+    return;
+  }
+  free_reqs_.push_back(w);
+}
 
 int Server::Listen(const std::string& host, int port) {
   int rc = uv_tcp_init(loop_, listener_.get());

@@ -5,15 +5,17 @@
 #pragma once
 #include <uv.h>
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "core/metrics.hpp"
+#include "core/timer_wheel.hpp"
 #include "core/uv_handle.hpp"
 #include "http/client_address.hpp"
+#include "http/frame_queue.hpp"
 #include "http/h2.hpp"
 #include "http/request.hpp"
 #include "http/response.hpp"
@@ -24,7 +26,6 @@ namespace evstream::http {
 class Server;
 class Connection;
 using ConnectionPtr = std::shared_ptr<Connection>;
-using Frame = std::shared_ptr<const std::string>;
 using Handler = std::function<void(const ConnectionPtr&, Request&)>;
 
 struct ServerOptions {
@@ -87,6 +88,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // guard): a request being handled gets 500 and the connection closes; otherwise it closes.
   void Fail();
 
+  // The server's timer wheel (deadlines of connections and of what they own).
+  core::LoopWheel& wheel();
+
   // Owned per-connection state (e.g. the SSE session); released when the connection closes.
   std::shared_ptr<void> attachment;
   std::function<void()> on_close;
@@ -109,10 +113,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Dispatch();      // a complete request (HTTP/1.1 or one HTTP/2 stream) to the handler
   void FlushStream();   // H2Stream: let the data provider take what is queued
   void Enqueue(Frame f);
+  void FlushDeferred();  // the server's check handle, once per loop turn (see Server::Defer)
+  bool TryWrite(std::vector<uv_buf_t>& bufs, size_t* written);
   void OnWriteDone(WriteReq* req, int status);
+  void AfterWrite();
   void Shutdown();
   void OnClosed();
-  void ArmTimer(int ms);
+  void ArmTimer(int ms);  // (re)arms this connection's one deadline on the server's wheel
+  void StopTimer();
   void OnTimer();
   // Answers before the request is complete (408, 503) and closes; the rest of the request is
   // read and discarded until the client closes or the drain timeout, so the answer is not lost
@@ -125,7 +133,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   State state_ = State::ReadingRequest;
   uv_tcp_t tcp_;
   bool tcp_open_ = false;
-  core::UvHandle<uv_timer_t> timer_;
+  core::TimerWheel::Id timer_ = 0;  // header/body/idle/drain deadline on Server::wheel_ (0: none)
   RequestParser parser_;
   std::string peer_;
   std::string address_;         // the socket peer's IP, without the port
@@ -141,9 +149,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int refuse_status_ = 0;       // 429: over the per-address limit (answered once the request is in)
   size_t pending_ = 0;          // bytes of the current request counted in the server's budget
   std::string sub_;             // counted against this token sub
-  std::deque<Frame> queue_;
+  FrameQueue queue_;
   size_t queued_bytes_ = 0;
   WriteReq* in_flight_ = nullptr;
+  bool flush_pending_ = false;  // in the server's list of connections to flush this turn
   Frame overflow_frame_;
   bool shutting_down_ = false;  // uv_shutdown requested
 
@@ -177,6 +186,8 @@ class Server {
   uv_loop_t* loop() const { return loop_; }
   const ServerOptions& options() const { return opts_; }
   core::Metrics* metrics() const { return metrics_; }
+  // Deadlines of every connection and stream (timeouts, token expiry): one wheel, one uv timer.
+  core::LoopWheel& wheel() { return wheel_; }
   // TLS for connections accepted from now on (nullptr: cleartext). Open connections keep theirs.
   void SetTls(std::shared_ptr<TlsContext> tls) { tls_ = std::move(tls); }
   bool tls() const { return tls_ != nullptr; }
@@ -186,6 +197,14 @@ class Server {
   friend class H2Session;
   void OnConnection(int status);
   void Forget(Connection* c);
+  // One write per connection per loop turn: a streaming connection's frames wait in its queue
+  // until the check handle (after the I/O callbacks of this turn) flushes it; an HTTP/2 carrier
+  // is pumped once for all its streams. The idle handle runs while some connection waits, so
+  // that the loop does not block in poll before the check (frames queued by a timer).
+  void Defer(Connection* c);
+  void OnCheck();
+  Connection::WriteReq* TakeWriteReq();
+  void GiveWriteReq(Connection::WriteReq* w);
   std::unordered_map<std::string, int> per_address_;
   std::unordered_map<std::string, int> per_sub_;
   size_t pending_bytes_ = 0;
@@ -194,8 +213,14 @@ class Server {
   ServerOptions opts_;
   Handler handler_;
   core::Metrics* metrics_;
+  core::LoopWheel wheel_;  // before conns_: outlives every connection
   core::UvHandle<uv_tcp_t> listener_;
   std::unordered_map<Connection*, ConnectionPtr> conns_;
+  core::UvHandle<uv_check_t> flush_check_;
+  core::UvHandle<uv_idle_t> flush_idle_;
+  bool idle_running_ = false;
+  std::vector<ConnectionPtr> dirty_, flushing_;  // swapped each turn: no allocation once grown
+  std::vector<Connection::WriteReq*> free_reqs_;  // write requests to reuse (bounded)
   uint64_t next_id_ = 1;
   bool closed_ = false;
   std::shared_ptr<TlsContext> tls_;

@@ -38,18 +38,13 @@ void Session::OnDeliveryFailed() { conn_->Close(); }
 Session::Session(StreamService* svc, http::Connection* conn, auth::ChannelSet channels,
                  std::vector<std::string> topics, int batch_ms)
     : svc_(svc), conn_(conn), channels_(std::move(channels)), batch_ms_(batch_ms),
-      cursor_(this, LimitsFrom(*svc->d_.config), std::move(topics), svc->d_.metrics) {
-  if (uv_timer_init(svc_->d_.loop, timer_.get()) == 0) timer_.MarkInitialised();
-  if (uv_timer_init(svc_->d_.loop, pace_timer_.get()) == 0) pace_timer_.MarkInitialised();
-  if (uv_timer_init(svc_->d_.loop, expiry_timer_.get()) == 0) expiry_timer_.MarkInitialised();
-  timer_->data = this;
-  pace_timer_->data = this;
-  expiry_timer_->data = this;
+      cursor_(this, LimitsFrom(*svc->d_.config), std::move(topics), svc->d_.metrics), wheel_(&conn->wheel()) {
   svc_->sessions_.insert(this);
   svc_->d_.metrics->sse_clients++;
 }
 
 Session::~Session() {
+  wheel_->Stop(&expiry_);
   svc_->d_.hub->Remove(this);
   if (svc_->d_.presence && !presence_user_.empty())
     core::Guard("presence leave", [&] { svc_->d_.presence->Leave(presence_user_, channels_.exact); });
@@ -63,16 +58,28 @@ void Session::JoinPresence(const std::string& user) {
   svc_->d_.presence->Join(user, channels_.exact);
 }
 
+uv_timer_t* Session::LazyTimer(std::optional<core::UvHandle<uv_timer_t>>& t) {
+  if (!t) {
+    t.emplace();
+    if (uv_timer_init(svc_->d_.loop, (*t).get()) == 0) (*t).MarkInitialised();
+    (*t)->data = this;
+  }
+  return (*t).initialised() ? (*t).get() : nullptr;
+}
+
+// The expiry is an entry on the server's wheel (never early, at most a tick late); the
+// destructor cancels it.
 void Session::ExpireAt(int64_t expires_at) {
-  if (expires_at <= 0 || !expiry_timer_.initialised()) return;
+  if (expires_at <= 0) return;
   double ms = (static_cast<double>(expires_at) - core::NowSeconds()) * 1000.0;
   uint64_t delay = ms <= 0 ? 0 : static_cast<uint64_t>(std::min(ms, 1e12));  // ~31 years at most
-  uv_timer_start(expiry_timer_.get(), [](uv_timer_t* t) {
-    auto* self = static_cast<Session*>(t->data);
-    Guarded("stream expiry timer", self->weak_from_this(), [&] {
-      if (self->Alive()) self->Reauth();
+  wheel_->Stop(&expiry_);
+  expiry_ = wheel_->Start(delay, [this] {
+    expiry_ = 0;
+    Guarded("stream expiry timer", weak_from_this(), [&] {
+      if (Alive()) Reauth();
     });
-  }, delay, 0);
+  });
 }
 
 // The token expired: tell the client where to resume (the last position this stream has
@@ -87,7 +94,7 @@ void Session::Reauth() {
   svc_->d_.metrics->reauths++;
   conn_->Send(std::make_shared<const std::string>(Frame("reauth", core::DumpJson(data), safe)));
   expired_ = true;
-  if (pace_timer_.initialised()) uv_timer_stop(pace_timer_.get());
+  if (pace_timer_ && (*pace_timer_).initialised()) uv_timer_stop((*pace_timer_).get());
   conn_->CloseAfterFlush();
 }
 
@@ -96,9 +103,9 @@ void Session::SendFrame(const http::Frame& f) {
 }
 
 void Session::Begin(const std::string& last_event_id) {
-  if (batch_ms_ > 0) {
+  if (uv_timer_t* timer = batch_ms_ > 0 ? LazyTimer(timer_) : nullptr) {
     conn_->SetHold(true);
-    uv_timer_start(timer_.get(), [](uv_timer_t* t) {
+    uv_timer_start(timer, [](uv_timer_t* t) {
       auto* self = static_cast<Session*>(t->data);
       Guarded("stream batch timer", self->weak_from_this(), [&] {
         if (self->Alive()) self->conn_->Flush();
@@ -179,7 +186,9 @@ void Session::ReadAfter(int64_t position, int limit) {
 }
 
 void Session::WaitForDrain() {
-  uv_timer_start(pace_timer_.get(), [](uv_timer_t* t) {
+  uv_timer_t* timer = LazyTimer(pace_timer_);
+  if (!timer) return;
+  uv_timer_start(timer, [](uv_timer_t* t) {
     auto* self = static_cast<Session*>(t->data);
     Guarded("replay pace timer", self->weak_from_this(), [&] {
       if (self->Alive()) self->cursor_.OnDrainTick();

@@ -4,6 +4,7 @@
 // out what it asks (CursorIo).
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,8 @@ class Session : public hub::Subscriber, public CursorIo, public std::enable_shar
 
  private:
   void Reauth();
+  // A timer of this session, initialised on first use; nullptr when libuv refuses one.
+  uv_timer_t* LazyTimer(std::optional<core::UvHandle<uv_timer_t>>& t);
   bool Alive() const { return !expired_ && !conn_->closing(); }
   // A callback of this session (timer, replay query) inside the exception boundary: when it
   // throws, only this session's connection closes (the client resumes by Last-Event-ID).
@@ -69,10 +72,13 @@ class Session : public hub::Subscriber, public CursorIo, public std::enable_shar
   auth::ChannelSet channels_;
   int batch_ms_;
   Cursor cursor_;
-  core::UvHandle<uv_timer_t> timer_;     // batch_ms flushes
-  core::UvHandle<uv_timer_t> pace_timer_;  // replay pacing (WaitForDrain)
+  // Created on first use only (most streams never batch nor pace): an idle stream holds no
+  // libuv timer of its own; its token expiry is an entry on the server's timer wheel.
+  std::optional<core::UvHandle<uv_timer_t>> timer_;       // batch_ms flushes
+  std::optional<core::UvHandle<uv_timer_t>> pace_timer_;  // replay pacing (WaitForDrain)
   std::string presence_user_;
-  core::UvHandle<uv_timer_t> expiry_timer_;
+  core::LoopWheel* wheel_;
+  core::TimerWheel::Id expiry_ = 0;
   bool expired_ = false;  // reauth sent: nothing more goes out
   std::string start_id_;  // the connected frame's id: safe until the cursor has a position
 };
