@@ -142,9 +142,14 @@ describe('GET /api/event-types and /api/stats', () => {
       const type = uniq('sf.');
       await append(`project:${p}`, 'sf', uniq('s'), type);
       await append(`project:${p}`, 'sf', uniq('s'), type);
-      const folded = await waitFor(async () => (await db.query(
-        'SELECT events::int FROM evstream.event_stats WHERE channel = $1 AND event_type = $2',
-        [`project:${p}`, type])).rows[0], { what: 'the daemon folding the events into evstream.event_stats' });
+      // A fold may run between the two appends (the summary then holds 1 for a while): wait for
+      // the fold that has seen both, then check it counted each exactly once.
+      const folded = await waitFor(async () => {
+        const row = (await db.query(
+          'SELECT events::int FROM evstream.event_stats WHERE channel = $1 AND event_type = $2',
+          [`project:${p}`, type])).rows[0];
+        return row && row.events >= 2 ? row : null;
+      }, { what: 'the daemon folding both events into evstream.event_stats' });
       assert.equal(folded.events, 2);
     } finally {
       await stopDaemon(folder);
