@@ -20,7 +20,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auth::ChannelSet set;
   std::string denied;
   if (auth::SelectChannels(p, requested, &set, &denied)) {
-    for (const std::string& c : set.Names()) FUZZ_CHECK(auth::Allows(p, c), "granted a channel the claims do not allow");
+    for (const std::string& c : set.exact) FUZZ_CHECK(p.grants.Channel(c), "granted a channel the claims do not allow");
+    for (const std::string& pre : set.prefixes) FUZZ_CHECK(p.grants.Prefix(pre), "granted a pattern the claims do not allow");
+    for (const std::string& c : set.Names()) FUZZ_CHECK(auth::Allows(p, c), "a granted name reads as one the claims do not allow");
     for (const std::string& c : requested)
       if (!c.empty() && c.back() != '*' && set.Matches(c)) FUZZ_CHECK(auth::Allows(p, c), "set matches a forbidden channel");
   } else {

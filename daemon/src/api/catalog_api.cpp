@@ -85,10 +85,7 @@ void CatalogApi::EventTypes(Call& c) {
 // later callers wait for its answer instead of starting their own, so the number of callers does
 // not multiply the database's work. The cache is bounded (kMaxStatsEntries).
 void CatalogApi::Stats(Call& c) {
-  std::vector<std::string> names = c.channels.Names();
-  std::sort(names.begin(), names.end());
-  std::string key;
-  for (const auto& n : names) key += n + '\n';
+  std::string key = c.channels.Key();
   auto now = std::chrono::steady_clock::now();
   auto it = stats_cache_.find(key);
   if (it != stats_cache_.end()) {

@@ -35,6 +35,17 @@ std::vector<std::string> ChannelSet::Names() const {
   return names;
 }
 
+std::string ChannelSet::Key() const {
+  std::vector<std::string> parts;
+  for (const auto& e : exact) parts.push_back("=" + e);
+  for (const auto& pre : prefixes) parts.push_back("^" + pre);
+  std::sort(parts.begin(), parts.end());
+  parts.erase(std::unique(parts.begin(), parts.end()), parts.end());
+  std::string key;
+  for (const auto& part : parts) key += std::to_string(part.size()) + ':' + part;
+  return key;
+}
+
 bool Allows(const Principal& p, const std::string& requested) {
   if (requested.empty()) return false;
   if (requested.back() == '*') return p.grants.Prefix(std::string_view(requested).substr(0, requested.size() - 1));

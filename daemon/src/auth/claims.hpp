@@ -28,6 +28,8 @@ struct ChannelSet {
   bool Matches(const std::string& channel) const;
   bool HasPatterns() const { return !prefixes.empty(); }
   std::vector<std::string> Names() const;  // as requested ("project:a", "channel:t-*")
+  // One string per set, for caches: names and patterns apart, order-independent, injective.
+  std::string Key() const;
 };
 
 // Is the requested channel (possibly a pattern) covered by what the principal holds?

@@ -5,7 +5,8 @@
 //   projects: ["p1", "p2"]    -> project:p1, project:p2
 //   channels: ["channel:x", "project:team-*"]
 //                             -> those names; a trailing '*' matches any channel with that prefix
-// Anything else (missing or malformed claims, non-string or empty entries) allows nothing.
+// Anything else (missing or malformed claims, non-string or empty entries, a name holding a '*'
+// anywhere but at the end of a channels[] pattern) allows nothing.
 #pragma once
 
 #include <string>

@@ -8,6 +8,12 @@ namespace {
 void AddUnique(std::vector<std::string>* v, std::string s) {
   if (std::find(v->begin(), v->end(), s) == v->end()) v->push_back(std::move(s));
 }
+// An exact grant is a channel name; no channel id holds a '*' (validate::Channel), and a name
+// with one would read as a pattern wherever grants are listed. Such a grant names nothing that
+// can exist, so it is not granted.
+void AddExact(std::vector<std::string>* v, std::string s) {
+  if (s.find('*') == std::string::npos) AddUnique(v, std::move(s));
+}
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 }  // namespace
 
@@ -16,13 +22,13 @@ Allowed::Allowed(const nlohmann::json& claims) {
   auto sub = claims.find("sub");
   if (sub != claims.end() && sub->is_string() && !sub->get_ref<const std::string&>().empty()) {
     sub_ = sub->get<std::string>();
-    AddUnique(&exact_, "user:" + sub_);
+    AddExact(&exact_, "user:" + sub_);
   }
   auto projects = claims.find("projects");
   if (projects != claims.end() && projects->is_array())
     for (const auto& p : *projects)
       if (p.is_string() && !p.get_ref<const std::string&>().empty())
-        AddUnique(&exact_, "project:" + p.get<std::string>());
+        AddExact(&exact_, "project:" + p.get<std::string>());
   auto channels = claims.find("channels");
   if (channels != claims.end() && channels->is_array()) {
     for (const auto& c : *channels) {
@@ -30,7 +36,7 @@ Allowed::Allowed(const nlohmann::json& claims) {
       const std::string& name = c.get_ref<const std::string&>();
       if (name.empty()) continue;
       if (name.back() == '*') AddUnique(&prefixes_, name.substr(0, name.size() - 1));
-      else AddUnique(&exact_, name);
+      else AddExact(&exact_, name);
     }
   }
 }

@@ -90,3 +90,22 @@ TEST(Claims, the_daemon_decides_exactly_as_the_extension_rule) {
     EXPECT_EQ(p.prefixes, rule.Prefixes()) << c;
   }
 }
+
+// Fuzz finding (claims harness): an exact grant ending in '*' and a granted pattern had the same
+// name, so they shared an /api/stats cache entry (one caller could be served the other's counts).
+// Exact grants never hold a '*' now, and a set's key tells names and patterns apart regardless.
+TEST(Claims, names_and_patterns_never_share_a_name_or_a_key) {
+  auto p = PrincipalFromClaims(nlohmann::json::parse(R"({"projects":["a*","el:team-*","b"]})"));
+  EXPECT_EQ(p.exact, (std::vector<std::string>{"project:b"}));
+  ChannelSet set;
+  std::string denied;
+  ASSERT_TRUE(SelectChannels(p, {}, &set, &denied));
+  for (const auto& name : set.Names()) EXPECT_TRUE(Allows(p, name)) << name;
+  ChannelSet exact{{"project:a*"}, {}}, pattern{{}, {"project:a"}};
+  EXPECT_EQ(exact.Names(), pattern.Names());  // the display is the same...
+  EXPECT_NE(exact.Key(), pattern.Key());      // ...the key is not
+  ChannelSet ab{{"project:a", "project:b"}, {}}, ba{{"project:b", "project:a"}, {}};
+  EXPECT_EQ(ab.Key(), ba.Key());              // order does not matter
+  ChannelSet joined{{"a\nb"}, {}}, split{{"a", "b"}, {}};
+  EXPECT_NE(joined.Key(), split.Key());       // nor can a name forge a separator
+}

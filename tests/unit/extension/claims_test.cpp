@@ -54,3 +54,19 @@ TEST(Claims, APatternIsAllowedOnlyWhenAGrantedPatternCoversAllOfIt) {
   EXPECT_FALSE(a.Prefix("project:team-"));  // exact grants never cover a pattern
   EXPECT_FALSE(Allowed().Prefix(""));
 }
+
+// Fuzz finding (claims harness, 2026-11-28): {"projects": ["el:team-*"]} granted the exact name
+// "project:el:team-*", which reads back as the pattern "project:el:team-" wherever channel sets
+// are named (the `connected` frame, the /api/stats cache key). No channel id may contain '*'
+// (validate::Channel), so such a grant named nothing that exists; it is now not granted at all.
+TEST(Claims, AStarInANameIsNeverAnExactGrant) {
+  Allowed a = Allowed::FromText(
+      R"({"sub": "u*", "projects": ["a*", "b", "*"], "channels": ["project:c*d", "channel:e", "channel:f-*"]})");
+  EXPECT_EQ(a.Exact(), (std::vector<std::string>{"project:b", "channel:e"}));
+  EXPECT_EQ(a.Prefixes(), (std::vector<std::string>{"channel:f-"}));
+  EXPECT_EQ(a.Sub(), "u*");  // the identity is the token's; it only grants no channel
+  EXPECT_FALSE(a.Channel("user:u*"));
+  EXPECT_FALSE(a.Channel("project:a*"));
+  EXPECT_FALSE(a.Prefix("project:a"));
+  EXPECT_FALSE(a.Channel("project:c*d"));
+}
