@@ -9,6 +9,7 @@
 namespace evstream::http {
 namespace {
 constexpr size_t kMaxHeaders = 100;
+constexpr size_t kMaxTarget = 16 * 1024;
 int Hex(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -133,45 +134,62 @@ int RequestParser::OnMessageBegin(http_parser* p) {
   auto* self = static_cast<RequestParser*>(p->data);
   self->req_ = Request{};
   self->in_value_ = false;
+  self->in_field_ = false;
+  self->dropping_ = false;
+  self->over_limit_status_ = 0;
   self->expect_continue_ = false;
   self->headers_done_ = false;
   return 0;
 }
 
+// Limits on the target and the number of headers are decided once the whole head has parsed
+// (OnHeadersComplete), never inside a data callback: http_parser calls those at the end of every
+// buffer it is given, so an error raised there would depend on how TCP split the bytes (a head
+// with 101 headers and a bad byte in the 101st answered 431 or 400 by where a segment ended).
+// Until then what is over a limit is not kept: memory stays bounded by the limits, and the scan
+// by http_parser's own limit on the head's size (431).
 int RequestParser::OnUrl(http_parser* p, const char* at, size_t len) {
   auto* self = static_cast<RequestParser*>(p->data);
-  self->req_.target.append(at, len);
-  if (self->req_.target.size() > 16 * 1024) {
-    self->error_status_ = 414;
-    return 1;
+  std::string& t = self->req_.target;
+  if (t.size() + len > kMaxTarget) {
+    self->over_limit_status_ = 414;
+    len = t.size() < kMaxTarget ? kMaxTarget - t.size() : 0;
   }
+  t.append(at, len);
   return 0;
 }
 
 int RequestParser::OnHeaderField(http_parser* p, const char* at, size_t len) {
   auto* self = static_cast<RequestParser*>(p->data);
   auto& h = self->req_.headers;
-  if (self->in_value_ || h.empty()) {
-    if (h.size() >= kMaxHeaders) {
-      self->error_status_ = 431;
-      return 1;
-    }
-    h.emplace_back();
+  if (self->in_value_ || !self->in_field_) {
     self->in_value_ = false;
+    self->in_field_ = true;
+    if (h.size() >= kMaxHeaders) {
+      if (self->over_limit_status_ == 0) self->over_limit_status_ = 431;
+      self->dropping_ = true;
+    } else {
+      h.emplace_back();
+      self->dropping_ = false;
+    }
   }
-  h.back().first.append(at, len);
+  if (!self->dropping_) h.back().first.append(at, len);
   return 0;
 }
 
 int RequestParser::OnHeaderValue(http_parser* p, const char* at, size_t len) {
   auto* self = static_cast<RequestParser*>(p->data);
   self->in_value_ = true;
-  if (!self->req_.headers.empty()) self->req_.headers.back().second.append(at, len);
+  if (!self->dropping_ && !self->req_.headers.empty()) self->req_.headers.back().second.append(at, len);
   return 0;
 }
 
 int RequestParser::OnHeadersComplete(http_parser* p) {
   auto* self = static_cast<RequestParser*>(p->data);
+  if (self->over_limit_status_ != 0) {
+    self->error_status_ = self->over_limit_status_;
+    return -1;
+  }
   Request& r = self->req_;
   for (auto& h : r.headers) h.first = Lower(h.first);
   r.method = http_method_str(static_cast<http_method>(p->method));

@@ -45,7 +45,8 @@ class RequestParser {
   explicit RequestParser(size_t max_body_bytes);
   // Feeds bytes; on Complete the request is ready and unconsumed bytes are kept for the next
   // request (call Next() to continue with them). On Error, ErrorStatus() is the HTTP status to
-  // answer (400, 413, 431).
+  // answer (400, 413, 414, 431). The status of a request does not depend on how its
+  // bytes were split.
   Status Feed(const char* data, size_t len);
   // Continues with bytes left over after the previous request (pipelining).
   Status Next();
@@ -74,6 +75,9 @@ class RequestParser {
   size_t max_body_;
   Request req_;
   bool in_value_ = false;
+  bool in_field_ = false;   // a header field has begun (the next value ends it)
+  bool dropping_ = false;   // the current header is past kMaxHeaders: not kept
+  int over_limit_status_ = 0;  // 414 or 431, answered once the head has parsed
   bool complete_ = false;
   bool expect_continue_ = false;
   bool headers_done_ = false;

@@ -79,3 +79,53 @@ TEST(HttpRequest, expect_100_continue_is_reported_once) {
   EXPECT_EQ(big.Feed(head.data(), head.size()), Status::Error);  // 413 instead of 100
   EXPECT_FALSE(big.TakeExpectContinue());
 }
+
+namespace {
+// Feeds `raw` in pieces of `piece` bytes (0: whole); the final status and error status.
+std::pair<Status, int> FeedIn(const std::string& raw, size_t piece) {
+  RequestParser p(1024);
+  Status s = Status::NeedMore;
+  if (piece == 0) piece = raw.size();
+  for (size_t at = 0; at < raw.size() && s == Status::NeedMore; at += piece)
+    s = p.Feed(raw.data() + at, std::min(piece, raw.size() - at));
+  return {s, s == Status::Error ? p.ErrorStatus() : 0};
+}
+std::string Head(size_t headers, const std::string& last_line, const std::string& target = "/") {
+  std::string raw = "GET " + target + " HTTP/1.1\r\n";
+  for (size_t i = 0; i < headers; i++) raw += "X-H" + std::to_string(i) + ": v\r\n";
+  return raw + last_line + "\r\n";
+}
+}  // namespace
+
+// Found by tests/fuzz/http_request_fuzz.cpp (seed finding-header-limit-split): 100 headers and a
+// bad byte in the 101st answered 400 when the head came in one piece and 431 when a TCP segment
+// ended inside that header. The limits are now decided once the head has parsed.
+TEST(HttpRequest, limits_and_errors_do_not_depend_on_how_the_bytes_were_split) {
+  struct Case {
+    std::string raw;
+    int status;
+  } cases[] = {
+      {Head(100, "Bad\x01Header: v\r\n"), 400},         // a control byte in a field name, after 100
+      {Head(100, "X-Last: v\r\n"), 431},                // 101 valid headers
+      {Head(100, ""), 0},                               // 100: accepted
+      {Head(1, "", "/" + std::string(17000, 'a')), 414},  // a target over 16 KiB
+      {Head(1, "Bad\x01Header: v\r\n", "/" + std::string(17000, 'a')), 400},
+      {Head(150, "Bad\x01Header: v\r\n"), 400},
+  };
+  for (const auto& c : cases) {
+    for (size_t piece : {size_t{0}, size_t{1}, size_t{7}, size_t{64}, size_t{1000}}) {
+      auto [s, status] = FeedIn(c.raw, piece);
+      EXPECT_EQ(status, c.status) << "piece " << piece << " of a " << c.raw.size() << "-byte head";
+      EXPECT_EQ(s, c.status == 0 ? Status::Complete : Status::Error) << "piece " << piece;
+    }
+  }
+}
+
+TEST(HttpRequest, headers_past_the_limit_are_not_kept) {
+  RequestParser p(1024);
+  std::string raw = Head(3000, "");
+  EXPECT_EQ(p.Feed(raw.data(), raw.size()), Status::Error);
+  EXPECT_EQ(p.ErrorStatus(), 431);
+  EXPECT_LE(p.request().headers.size(), 100u);
+  EXPECT_LE(p.request().target.size(), 16u * 1024);
+}
