@@ -115,6 +115,8 @@ ready=$(grep '^READY' "$work/client.out")
 echo "$ready"
 [ -s "$work/client.err" ] && sed 's/^/client: /' "$work/client.err"
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
+metric() { curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+echo "evstreamd's own count: evstream_sse_connections $(metric evstream_sse_connections)"
 streams=$(field connections "$ready")
 rate=$(field rate "$ready")
 sleep 2
@@ -133,6 +135,7 @@ body='{"channel":"project:bench","aggregate_type":"bench","aggregate_id":"c100k"
 post_ns=$(date +%s%N)
 answer=$(curl -s -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
   --data "$body" "http://127.0.0.1:$port/api/events")
+post_ms=$(( ($(date +%s%N) - post_ns) / 1000000 ))
 position=$(grep -o '"position":[0-9]*' <<<"$answer" | head -1 | cut -d: -f2)
 [ -n "$position" ] || { echo "POST failed: $answer" >&2; exit 1; }
 echo "measure $post_ns $position" >&3
@@ -141,7 +144,8 @@ until grep -q '^DELIVERY' "$work/client.out"; do
   sleep 0.2
 done
 delivery=$(grep '^DELIVERY' "$work/client.out")
-echo "$delivery (event at position $position)"
+echo "$delivery (event at position $position; the POST itself answered after $post_ms ms)"
+echo "evstreamd's own count: evstream_events_delivered_total $(metric evstream_events_delivered_total)"
 to_all=$(field ms "$delivery")
 once=$(field exactly_once "$delivery")
 echo "RSS after the delivery: $(rss_kib) KiB"
