@@ -62,7 +62,16 @@ sysctl -q -w net.ipv4.ip_local_port_range="10000 65535" 2>/dev/null ||
 mkdir -p "$build/conn100k"
 g++ -std=c++17 -O2 -Wall -o "$build/conn100k/conn100k-client" bench/conn100k/client.cpp
 
-scripts/pg start >/dev/null
+# `flock /tmp/bench.lock run.sh` hands its lock descriptor to every child; the postmaster would
+# keep it (and the lock) after this script ends if the stop below never ran, so it starts without
+# any descriptor above 2.
+(
+  for f in /proc/$BASHPID/fd/*; do
+    n=${f##*/}
+    [ "$n" -gt 2 ] && eval "exec $n>&-"
+  done
+  exec scripts/pg start >/dev/null
+)
 cluster_started=1
 eval "$(scripts/pg env)"
 export PGDATABASE=$db
