@@ -116,10 +116,14 @@ mkfifo "$work/cmd"
   --in-flight "$IN_FLIGHT" --event-type bench.ping <"$work/cmd" >"$work/client.out" 2>"$work/client.err" &
 client_pid=$!
 exec 3>"$work/cmd"
-until grep -q '^READY' "$work/client.out"; do
-  kill -0 "$client_pid" 2>/dev/null || { echo "client exited" >&2; cat "$work/client.err" >&2; exit 1; }
-  sleep 0.2
-done
+# Waits until the client prints a line starting with $1; fails if the client exits first.
+wait_for_client() {
+  until grep -q "^$1" "$work/client.out"; do
+    kill -0 "$client_pid" 2>/dev/null || { echo "client exited" >&2; cat "$work/client.err" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+wait_for_client READY
 ready=$(grep '^READY' "$work/client.out")
 echo "$ready"
 [ -s "$work/client.err" ] && sed 's/^/client: /' "$work/client.err"
@@ -148,10 +152,7 @@ post_ms=$(( ($(date +%s%N) - post_ns) / 1000000 ))
 position=$(grep -o '"position":[0-9]*' <<<"$answer" | head -1 | cut -d: -f2)
 [ -n "$position" ] || { echo "POST failed: $answer" >&2; exit 1; }
 echo "measure $post_ns $position" >&3
-until grep -q '^DELIVERY' "$work/client.out"; do
-  kill -0 "$client_pid" 2>/dev/null || { echo "client exited" >&2; cat "$work/client.err" >&2; exit 1; }
-  sleep 0.2
-done
+wait_for_client DELIVERY
 delivery=$(grep '^DELIVERY' "$work/client.out")
 echo "$delivery (event at position $position; the POST itself answered after $post_ms ms)"
 echo "evstreamd's own count: evstream_events_delivered_total $(metric evstream_events_delivered_total)"
