@@ -1,11 +1,11 @@
 # evstream — one entry point: all, install, deps, demo, test, bench, clean.
 EXTENSION   = evstream
-EXTVERSION  = 0.2.0
+EXTVERSION  = 0.3.0
 MODULE_big  = evstream
 OBJS        = $(patsubst %.cpp,%.o,$(wildcard extension/src/*.cpp extension/src/pg/*.cpp extension/src/core/*.cpp))
 DATA_built  = sql/evstream--$(EXTVERSION).sql
 # Released versions are frozen files (never rebuilt); the current one is built from sql/parts.
-DATA        = $(filter-out $(DATA_built),$(wildcard sql/evstream--*--*.sql) sql/evstream--0.1.0.sql)
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/evstream--*--*.sql) sql/evstream--0.1.0.sql sql/evstream--0.2.0.sql)
 PG_CPPFLAGS = -Iextension/include -Iextension/src
 PG_CXXFLAGS = -std=c++17 -Wno-register -fexceptions -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK  = -lre2 -lstdc++

@@ -31,14 +31,14 @@ fresh() {
     -c "CREATE EXTENSION evstream" -f "$here/plpgsql_post_event.sql" \
     -c "DROP TABLE IF EXISTS bench_plain, bench_plain_aggregates" \
     -c "CREATE TABLE bench_plain (LIKE evstream.events INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)" \
-    -c "CREATE TABLE bench_plain_aggregates (LIKE evstream.aggregates INCLUDING DEFAULTS INCLUDING INDEXES)" \
+    -c "CREATE TABLE bench_plain_aggregates (aggregate_type text NOT NULL, aggregate_id text NOT NULL, version integer NOT NULL, state text, updated_at timestamptz NOT NULL DEFAULT now(), channel text NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id))" \
     -c "ALTER TABLE bench_plain ALTER COLUMN order_key SET DEFAULT 1" \
     -c "ALTER TABLE bench_plain SET (autovacuum_enabled = false)" \
     -c "ALTER TABLE bench_plain_aggregates SET (autovacuum_enabled = false)" \
     -c "ALTER TABLE bench_pl_events SET (autovacuum_enabled = false)" \
     -c "ALTER TABLE bench_pl_aggregates SET (autovacuum_enabled = false)" \
     -c "ALTER TABLE evstream.events SET (autovacuum_enabled = false)" \
-    -c "ALTER TABLE evstream.aggregates SET (autovacuum_enabled = false)" -c "CHECKPOINT" >/dev/null
+    -c "ALTER TABLE evstream.aggregate_states SET (autovacuum_enabled = false)" -c "CHECKPOINT" >/dev/null
 }
 
 # cpu_per_txn SCRIPT CLIENTS [PGOPTIONS]: microseconds of CPU per transaction spent by the

@@ -5,7 +5,11 @@ DROP TABLE IF EXISTS bench_pl_events, bench_pl_aggregates CASCADE;
 CREATE TABLE bench_pl_events (LIKE evstream.events INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS);
 -- order_key: what the xmin-rule version never had; a constant keeps the row the same shape.
 ALTER TABLE bench_pl_events ALTER COLUMN order_key SET DEFAULT 1;
-CREATE TABLE bench_pl_aggregates (LIKE evstream.aggregates INCLUDING DEFAULTS INCLUDING INDEXES);
+-- The per-aggregate row a hand-written store keeps (evstream's own until 0.2.0).
+CREATE TABLE bench_pl_aggregates (
+  aggregate_type text NOT NULL, aggregate_id text NOT NULL, version integer NOT NULL, state text,
+  updated_at timestamptz NOT NULL DEFAULT now(), channel text NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id));
 
 CREATE OR REPLACE FUNCTION bench_pl_post_event(
   p_channel text, p_aggregate_type text, p_aggregate_id text, p_event_type text,

@@ -2,7 +2,7 @@
 # Append benchmark: pgbench against the private cluster, every variant in the same run.
 #   plain      INSERT ... RETURNING into a table of the same shape and indexes (the physical limit)
 #   plain2     the same plus the per-aggregate row upsert, as two statements in one transaction
-#              (the same two row writes post_event makes, without any of its checks)
+#              (the two row writes post_event made until 0.3.0, without any of its checks)
 #   plpgsql    a hand-written PL/pgSQL post_event with NOTIFY inside the transaction
 #   evstream   evstream.post_event with evstream.doorbell = worker (default) | inline | off
 #   invoker    the same C function declared without SECURITY DEFINER / SET search_path (what
@@ -33,7 +33,7 @@ fresh() {  # a clean log before each run, so no variant pays for another's rows
     -c "CREATE EXTENSION evstream" -f "$here/plpgsql_post_event.sql" \
     -c "DROP TABLE IF EXISTS bench_plain, bench_plain_aggregates" \
     -c "CREATE TABLE bench_plain (LIKE evstream.events INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS)" \
-    -c "CREATE TABLE bench_plain_aggregates (LIKE evstream.aggregates INCLUDING DEFAULTS INCLUDING INDEXES)" \
+    -c "CREATE TABLE bench_plain_aggregates (aggregate_type text NOT NULL, aggregate_id text NOT NULL, version integer NOT NULL, state text, updated_at timestamptz NOT NULL DEFAULT now(), channel text NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id))" \
     -c "ALTER TABLE bench_plain ALTER COLUMN order_key SET DEFAULT 1" \
     -c "CREATE FUNCTION public.bench_post_event_invoker(channel text, aggregate_type text, aggregate_id text,
           event_type text, data jsonb DEFAULT '{}', metadata jsonb DEFAULT '{}', idempotency_key text DEFAULT NULL,

@@ -4,11 +4,13 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <utility>
 
+#include "aggregate_lock.hpp"
 #include "catalog.hpp"
 #include "doorbell.hpp"
 #include "evstream/error.hpp"
@@ -51,27 +53,26 @@ KeptPlan g_find_key(
     "           AND e.data = $6 AND e.display IS NOT DISTINCT FROM $7 AND e.created_by = $8)"
     "  FROM evstream.events e WHERE e.channel = $1 AND e.idempotency_key = $2",
     {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID});
-KeptPlan g_bump(
-    "INSERT INTO evstream.aggregates AS a (aggregate_type, aggregate_id, version, channel)"
-    " VALUES ($1, $2, 1, $4) ON CONFLICT (aggregate_type, aggregate_id)"
-    " DO UPDATE SET version = a.version + 1, updated_at = pg_catalog.now()"
-    " RETURNING a.version, a.state",
-    {TEXTOID, TEXTOID, INT4OID, TEXTOID});
-KeptPlan g_create(
-    "INSERT INTO evstream.aggregates (aggregate_type, aggregate_id, version, channel)"
-    " VALUES ($1, $2, 1, $4) ON CONFLICT (aggregate_type, aggregate_id) DO NOTHING"
-    " RETURNING version, state",
-    {TEXTOID, TEXTOID, INT4OID, TEXTOID});
-KeptPlan g_advance(
-    "UPDATE evstream.aggregates SET version = version + 1, updated_at = pg_catalog.now()"
-    " WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $3 RETURNING version, state",
-    {TEXTOID, TEXTOID, INT4OID});
-KeptPlan g_current(
-    "SELECT version FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2",
-    {TEXTOID, TEXTOID});
+// The aggregate's current version: its last event's (0 when it has none). Run under the
+// aggregate's lock, with a snapshot taken after it (READ COMMITTED) or the transaction's.
+KeptPlan g_last_version(
+    "SELECT e.version FROM evstream.events e"
+    " WHERE e.aggregate_type OPERATOR(pg_catalog.=) $1 AND e.aggregate_id OPERATOR(pg_catalog.=) $2"
+    " ORDER BY e.version DESC LIMIT 1",
+    {TEXTOID, TEXTOID}, pg::Planning::kGeneric);
+KeptPlan g_state(
+    "SELECT s.state FROM evstream.aggregate_states s"
+    " WHERE s.aggregate_type OPERATOR(pg_catalog.=) $1 AND s.aggregate_id OPERATOR(pg_catalog.=) $2",
+    {TEXTOID, TEXTOID}, pg::Planning::kGeneric);
+// channel: the aggregate's first event's ($4 when this event is the first).
 KeptPlan g_set_state(
-    "UPDATE evstream.aggregates SET state = $3 WHERE aggregate_type = $1 AND aggregate_id = $2",
-    {TEXTOID, TEXTOID, TEXTOID});
+    "INSERT INTO evstream.aggregate_states AS s (aggregate_type, aggregate_id, state, channel)"
+    " VALUES ($1, $2, $3, coalesce((SELECT f.channel FROM evstream.events f"
+    "   WHERE f.aggregate_type OPERATOR(pg_catalog.=) $1 AND f.aggregate_id OPERATOR(pg_catalog.=) $2"
+    "     AND f.version OPERATOR(pg_catalog.=) 1), $4))"
+    " ON CONFLICT (aggregate_type, aggregate_id)"
+    " DO UPDATE SET state = EXCLUDED.state, updated_at = pg_catalog.now()",
+    {TEXTOID, TEXTOID, TEXTOID, TEXTOID});
 KeptPlan g_insert(
     "INSERT INTO evstream.events AS e (position, id, tx, channel, aggregate_type, aggregate_id,"
     "   version, event_type, data, metadata, display, created_by, created_at, correlation_id,"
@@ -162,40 +163,44 @@ std::string AggregateName(const Request& r) {
   return std::string(r.aggregate_type) + "/" + r.aggregate_id;
 }
 
-// The aggregate row after this event: its new version and its state before the event.
+// The aggregate after this event: its new version and its state before the event.
 struct Bumped {
   int32 version;
   std::optional<std::string> state;
 };
 
-// Bumps the aggregate's version (checking expected_version) and returns the new version.
-Bumped NextVersion(const Request& r) {
-  Datum args[4] = {Text(r.aggregate_type), Text(r.aggregate_id), Int32GetDatum(r.expected_version),
-                   Text(r.channel)};
-  uint64_t n;
-  if (!r.has_expected_version) n = g_bump.Run(args, nullptr, false, 1);
-  else if (r.expected_version == 0) n = g_create.Run(args, nullptr, false, 1);
-  else n = g_advance.Run(args, nullptr, false, 1);
-  bool isnull = false;
-  if (n == 1) {
-    Bumped b{DatumGetInt32(pg::ResultValue(0, 1, &isnull)), std::nullopt};
-    Datum state = pg::ResultValue(0, 2, &isnull);
-    if (!isnull) {
-      const char* s = nullptr;
-      PgCall([&] { s = text_to_cstring(DatumGetTextPP(state)); });
-      b.state = s;
-    }
-    return b;
+// expected_version against the aggregate's current version; EV003 when they differ.
+void CheckExpected(const Request& r, int32 current) {
+  if (r.has_expected_version && r.expected_version != current) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "expected version %d but aggregate %s is at version %d",
+             r.expected_version, AggregateName(r).c_str(), current);
+    throw Error(ss::kVersionConflict, r.label + msg, "",
+                "Reload the aggregate and retry with its current version.");
   }
+  if (current == INT32_MAX)
+    throw Error("22003", r.label + "aggregate " + AggregateName(r) + " has reached the last version");
+}
 
-  int32 actual = 0;
-  if (g_current.Run(args, nullptr, false, 1) == 1)
-    actual = DatumGetInt32(pg::ResultValue(0, 1, &isnull));
-  char msg[512];
-  snprintf(msg, sizeof msg, "expected version %d but aggregate %s is at version %d",
-           r.expected_version, AggregateName(r).c_str(), actual);
-  throw Error(ss::kVersionConflict, r.label + msg, "",
-              "Reload the aggregate and retry with its current version.");
+// Locks the aggregate (until the transaction ends), reads its current version from the log,
+// checks expected_version and returns the next version, with the state when the aggregate type
+// has a state machine.
+Bumped NextVersion(const Request& r, const catalog::AggregateType& type) {
+  aggregate_lock::Lock(r.aggregate_type, r.aggregate_id);
+  Datum args[2] = {Text(r.aggregate_type), Text(r.aggregate_id)};
+  int32 current = 0;
+  bool isnull = false;
+  if (g_last_version.Run(args, nullptr, false, 1) == 1)
+    current = DatumGetInt32(pg::ResultValue(0, 1, &isnull));
+  CheckExpected(r, current);
+  Bumped b{current + 1, std::nullopt};
+  if (type.HasStateMachine() && current > 0 && g_state.Run(args, nullptr, false, 1) == 1) {
+    Datum state = pg::ResultValue(0, 1, &isnull);
+    const char* value = nullptr;
+    PgCall([&] { value = text_to_cstring(DatumGetTextPP(state)); });
+    b.state = value;
+  }
+  return b;
 }
 
 // Allocates n positions that are consecutive: singles hold the lock shared around their
@@ -243,7 +248,7 @@ std::optional<std::string> Advance(const Request& r, const catalog::AggregateTyp
   std::optional<std::string> from = b.version == 1 ? std::nullopt : b.state;
   std::string to = projection::Transition(type, r.aggregate_id, from, r.event_type, r.label);
   if (to != b.state) {
-    Datum args[3] = {Text(r.aggregate_type), Text(r.aggregate_id), Text(to.c_str())};
+    Datum args[4] = {Text(r.aggregate_type), Text(r.aggregate_id), Text(to.c_str()), Text(r.channel)};
     g_set_state.Run(args, nullptr, false);
   }
   return to;
@@ -322,7 +327,15 @@ Datum Insert(const Request& r, int64 position, int32 version, int64 order_key) {
   } catch (const pg::PgException& e) {
     // Under REPEATABLE READ / SERIALIZABLE a racing session's committed event with this key is
     // invisible to our snapshot: report the race as the retryable 40001, never as 23505.
+    // Likewise a version taken by an append our snapshot cannot see (the aggregate lock makes
+    // this impossible under READ COMMITTED).
     ErrorData* d = e.data();
+    if (d->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && d->constraint_name != nullptr &&
+        strcmp(d->constraint_name, "events_aggregate_version_key") == 0)
+      throw Error("40001",
+                  r.label + "could not serialize access: aggregate " + AggregateName(r) +
+                      " was appended to concurrently",
+                  "", "Retry the transaction: the retry appends the next version.");
     if (d->sqlerrcode == ERRCODE_UNIQUE_VIOLATION && d->constraint_name != nullptr &&
         strcmp(d->constraint_name, "events_idempotency_key") == 0)
       throw Error("40001",
@@ -369,16 +382,27 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
     }
   }
   for (size_t i : fresh) CheckEventType(requests[i]);
-  // 2. Versions (row locks on the aggregates, in request order) and state-machine steps.
+  // 2. Versions (aggregate locks, taken in request order) and state-machine steps.
   std::vector<int32> versions;
   std::vector<std::shared_ptr<catalog::AggregateType>> types;
   std::vector<std::optional<std::string>> states;
   versions.reserve(fresh.size());
+  // An aggregate's later events in the batch follow its earlier ones (not in the log yet).
+  std::map<std::pair<std::string, std::string>, Bumped> batch_heads;
   for (size_t i : fresh) {
-    types.push_back(catalog::LookupAggregateType(requests[i].aggregate_type));
-    Bumped b = NextVersion(requests[i]);
+    const Request& r = requests[i];
+    types.push_back(catalog::LookupAggregateType(r.aggregate_type));
+    auto head = batch_heads.find({r.aggregate_type, r.aggregate_id});
+    Bumped b;
+    if (head == batch_heads.end()) {
+      b = NextVersion(r, *types.back());
+    } else {
+      CheckExpected(r, head->second.version);
+      b = Bumped{head->second.version + 1, head->second.state};
+    }
     versions.push_back(b.version);
-    states.push_back(Advance(requests[i], *types.back(), b));
+    states.push_back(Advance(r, *types.back(), b));
+    batch_heads[{r.aggregate_type, r.aggregate_id}] = Bumped{b.version, states.back()};
   }
   // 3. The transaction's order key (registering it as an open appender at its first append:
   // from here until it ends it holds back the events that sort after it), positions

@@ -45,10 +45,15 @@ const char* kReplaySql =
 SPIPlanPtr g_replay = nullptr;
 
 // States are written back in bulk, one statement per kBatch aggregates.
+// channel: the aggregate's first event's.
 KeptPlan g_set_states(
-    "UPDATE evstream.aggregates a SET state = u.state"
-    "  FROM unnest($2::text[], $3::text[]) AS u(id, state)"
-    " WHERE a.aggregate_type = $1 AND a.aggregate_id = u.id AND a.state IS DISTINCT FROM u.state",
+    "INSERT INTO evstream.aggregate_states AS a (aggregate_type, aggregate_id, state, channel)"
+    " SELECT $1, u.id, u.state, f.channel"
+    "   FROM unnest($2::text[], $3::text[]) AS u(id, state)"
+    "   JOIN evstream.events f ON f.aggregate_type = $1 AND f.aggregate_id = u.id AND f.version = 1"
+    " ON CONFLICT (aggregate_type, aggregate_id)"
+    " DO UPDATE SET state = EXCLUDED.state, updated_at = pg_catalog.now()"
+    " WHERE a.state IS DISTINCT FROM EXCLUDED.state",
     {TEXTOID, TEXTARRAYOID, TEXTARRAYOID});
 KeptPlan g_history(
     "SELECT version, event_type, data, to_jsonb(created_at) FROM evstream.events"
@@ -66,7 +71,7 @@ std::optional<std::string> Step(const catalog::AggregateType& type, int32 versio
   return state;
 }
 
-// Writes the collected (aggregate_id, state) pairs to evstream.aggregates and clears them.
+// Writes the collected (aggregate_id, state) pairs to evstream.aggregate_states and clears them.
 void WriteStates(Datum aggregate_type, std::vector<std::string>* ids,
                  std::vector<std::string>* states) {
   if (ids->empty()) return;

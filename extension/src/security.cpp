@@ -29,6 +29,7 @@ extern "C" {
 #include "utils/syscache.h"       // AUTHMEMROLEMEM, AUTHOID
 }
 
+#include "aggregate_lock.hpp"
 #include "pg/user.hpp"
 
 namespace evstream::security {
@@ -50,9 +51,6 @@ bool g_claims_parsed = false;
 claims::Allowed g_allowed;
 std::string g_sub;  // "" when the claims carry no usable sub
 
-KeptPlan g_lock(
-    "SELECT 1 FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2 FOR UPDATE",
-    {TEXTOID, TEXTOID});
 KeptPlan g_erase(
     "WITH gone AS (DELETE FROM evstream.events WHERE aggregate_type = $1 AND aggregate_id = $2"
     "              RETURNING id, position, channel)"
@@ -66,7 +64,7 @@ KeptPlan g_erase(
     " FROM gone RETURNING event_count",
     {TEXTOID, TEXTOID, TEXTOID});
 KeptPlan g_drop_aggregate(
-    "DELETE FROM evstream.aggregates WHERE aggregate_type = $1 AND aggregate_id = $2",
+    "DELETE FROM evstream.aggregate_states WHERE aggregate_type = $1 AND aggregate_id = $2",
     {TEXTOID, TEXTOID});
 
 void OnXactEnd(XactEvent, void*) { g_erasing = false; }
@@ -257,7 +255,7 @@ int64 EraseAggregate(const char* aggregate_type, const char* aggregate_id) {
   pg::SpiSession spi;
   Datum args[3] = {CStringGetTextDatum(aggregate_type), CStringGetTextDatum(aggregate_id),
                    CStringGetTextDatum(erased_by.c_str())};
-  g_lock.Run(args, nullptr, false);  // appends to this aggregate wait for the erasure
+  aggregate_lock::Lock(aggregate_type, aggregate_id);  // appends to it wait for the erasure
   strlcpy(g_erase_type, aggregate_type, sizeof g_erase_type);
   strlcpy(g_erase_id, aggregate_id, sizeof g_erase_id);
   g_erasing = true;

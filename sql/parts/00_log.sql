@@ -57,16 +57,17 @@ CREATE INDEX events_correlation_idx ON evstream.events (correlation_id)
 COMMENT ON TABLE evstream.events IS
   'The immutable event log. Append with evstream.post_event / post_events; never updated or deleted.';
 
--- One row per aggregate: appends to one aggregate serialise on this row.
--- channel: the channel of the aggregate's first event; row-level security shows an aggregate
--- to the callers that may see that channel.
-CREATE TABLE evstream.aggregates (
+-- The state of aggregates whose type has a state machine, as of their last event (written by
+-- appends, replays and rebuild; erased with the aggregate). channel: the channel of the
+-- aggregate's first event (row-level security). An aggregate's version is not stored anywhere
+-- but the log: appends to one aggregate serialise on a transaction lock on the aggregate and
+-- take the next version from events_aggregate_version_key (see evstream.aggregates).
+CREATE TABLE evstream.aggregate_states (
   aggregate_type text        NOT NULL,
   aggregate_id   text        NOT NULL,
-  version        integer     NOT NULL,
-  state          text,
-  updated_at     timestamptz NOT NULL DEFAULT now(),
+  state          text        NOT NULL,
   channel        text        NOT NULL,
+  updated_at     timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (aggregate_type, aggregate_id)
 );
 

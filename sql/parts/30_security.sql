@@ -103,9 +103,29 @@ $$;
 ALTER TABLE evstream.events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY events_read ON evstream.events FOR SELECT
   USING (evstream.channel_allowed(channel));
-ALTER TABLE evstream.aggregates ENABLE ROW LEVEL SECURITY;
-CREATE POLICY aggregates_read ON evstream.aggregates FOR SELECT
+ALTER TABLE evstream.aggregate_states ENABLE ROW LEVEL SECURITY;
+CREATE POLICY aggregate_states_read ON evstream.aggregate_states FOR SELECT
   USING (evstream.channel_allowed(channel));
+
+-- One row per aggregate in the log: its current version (its last event's), the time of its
+-- last event, its state (state machines only) and the channel of its first event. A view over
+-- the log, not a table appends write: the caller sees the aggregates whose first event's
+-- channel it may use (the rule row-level security applies to the log), with their true
+-- current version. security_barrier: the caller's own conditions run after that filter.
+CREATE VIEW evstream.aggregates WITH (security_barrier) AS
+  SELECT l.aggregate_type, l.aggregate_id, l.version, s.state, l.created_at AS updated_at,
+         f.channel
+    FROM (SELECT DISTINCT ON (e.aggregate_type, e.aggregate_id)
+                 e.aggregate_type, e.aggregate_id, e.version, e.created_at
+            FROM evstream.events e
+           ORDER BY e.aggregate_type, e.aggregate_id, e.version DESC) l
+    JOIN evstream.events f
+      ON f.aggregate_type = l.aggregate_type AND f.aggregate_id = l.aggregate_id AND f.version = 1
+    LEFT JOIN evstream.aggregate_states s
+      ON s.aggregate_type = l.aggregate_type AND s.aggregate_id = l.aggregate_id
+   WHERE evstream.channel_allowed(f.channel);
+COMMENT ON VIEW evstream.aggregates IS
+  'One row per aggregate of the log: current version, last event time, state, first channel.';
 ALTER TABLE evstream.consumer_checkpoints ENABLE ROW LEVEL SECURITY;
 CREATE POLICY consumer_checkpoints_read ON evstream.consumer_checkpoints FOR SELECT
   USING (evstream._may_use_consumer(owner_role));
@@ -145,7 +165,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA evstream FROM PUBLIC;
 GRANT USAGE ON SCHEMA evstream TO evstream_reader, evstream_writer, evstream_admin, evstream_service;
 
 -- Readers: the log, aggregates, their consumers' state and erasures (RLS), the catalog.
-GRANT SELECT ON evstream.events, evstream.aggregates, evstream.consumer_checkpoints,
+GRANT SELECT ON evstream.events, evstream.aggregates, evstream.aggregate_states, evstream.consumer_checkpoints,
                 evstream.consumer_failures, evstream.erasures,
                 evstream.event_types, evstream.projections, evstream.transitions
   TO evstream_reader;

@@ -73,3 +73,39 @@ for (const level of ['REPEATABLE READ', 'SERIALIZABLE']) {
     }
   });
 }
+
+// Appends to one aggregate serialise on its lock (no per-aggregate row since 0.3.0): the second
+// session waits for the first one's transaction, then takes the next version (READ COMMITTED)
+// or, when its snapshot cannot see the first one's event, gets 40001 (never 23505, never a
+// duplicate or skipped version).
+for (const level of ['READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE']) {
+  test(`${level}: two sessions appending to one aggregate serialise on its lock`, async () => {
+    const [a, b] = [await connect(), await connect()];
+    try {
+      const id = unique('agg_');
+      const args = ['project:race', 'race', id, '{"n": 1}', null, null];
+      await a.query(POST, args);  // version 1, committed
+      const { outcome } = await race(level, a, b, args, args);
+      const lock = (await a.query(
+        "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 17750")).rows[0].n;
+      assert.equal(lock, 0, 'no aggregate lock outlives its transaction');
+      if (level === 'READ COMMITTED') {
+        assert.equal(outcome.code, undefined, `got ${JSON.stringify(outcome)}`);
+      } else {
+        assert.equal(outcome.code, '40001', `got ${JSON.stringify(outcome)}`);
+        // (SERIALIZABLE may detect the conflict first, with PostgreSQL's own 40001 message.)
+        if (level === 'REPEATABLE READ')
+          assert.match(outcome.message, new RegExp(`aggregate race/${id} was appended to concurrently`));
+        await b.query(POST, args);  // the retry, in a new transaction
+      }
+      const { rows } = await a.query(
+        'SELECT array_agg(version ORDER BY version) AS v FROM evstream.events WHERE aggregate_id = $1', [id]);
+      assert.deepEqual(rows[0].v, [1, 2, 3], 'versions 1..3, no gap, no duplicate');
+      const agg = (await a.query('SELECT version, channel FROM evstream.aggregates WHERE aggregate_id = $1', [id])).rows;
+      assert.deepEqual(agg, [{ version: 3, channel: 'project:race' }], 'evstream.aggregates shows the last version');
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  });
+}

@@ -1,5 +1,5 @@
-// ALTER EXTENSION evstream UPDATE from 0.1.0 (the frozen sql/evstream--0.1.0.sql) to the current
-// version: a cursor (Last-Event-ID position) and a consumer checkpoint taken under 0.1.0 resume
+// ALTER EXTENSION evstream UPDATE from 0.1.0 (the frozen sql/evstream--0.1.0.sql) through 0.2.0 to
+// the current version: a cursor (Last-Event-ID position) and a consumer checkpoint taken under 0.1.0 resume
 // on exactly the same events (none lost, none repeated), and the upgraded schema is the schema
 // of a fresh install.
 //
@@ -144,7 +144,19 @@ test('0.1.0 -> current: old cursors and checkpoints resume on the same events; s
     await consume(old, 'c_erased');
     await old.query('SELECT evstream.ack($1, $2)', ['c_erased', erasedPos]);
     await old.query('COMMIT');
-    await old.query("SELECT evstream.erase_aggregate('doc', 'e')");
+    // Erased as 0.1.0's erase_aggregate did (the current library's needs the current schema):
+    // its events deleted past the immutability trigger, an audit row in evstream.erasures.
+    await old.query('BEGIN');
+    await old.query('ALTER TABLE evstream.events DISABLE TRIGGER events_immutable_rows');
+    await old.query(`WITH gone AS (DELETE FROM evstream.events WHERE aggregate_type = 'doc' AND aggregate_id = 'e'
+                                   RETURNING id, position, channel)
+                     INSERT INTO evstream.erasures (aggregate_type, aggregate_id, event_count, event_ids, positions,
+                                                    channels, erased_by)
+                     SELECT 'doc', 'e', count(*)::int, array_agg(id ORDER BY position),
+                            array_agg(position ORDER BY position), array_agg(DISTINCT channel), current_user
+                       FROM gone`);
+    await old.query('ALTER TABLE evstream.events ENABLE ALWAYS TRIGGER events_immutable_rows');
+    await old.query('COMMIT');
 
     const cursorsBefore = {};
     for (const p of await readOld(old, 0)) cursorsBefore[p] = await readOld(old, p);
@@ -171,6 +183,23 @@ test('0.1.0 -> current: old cursors and checkpoints resume on the same events; s
     assert.deepEqual((await old.query("SELECT event_type, events::int FROM evstream.stats()")).rows,
       [['doc.a', 3], ['doc.b', 2], ['doc.c', 1], ['doc.d', 2], ['doc.f', 1]].map(([event_type, events]) => ({ event_type, events })),
       'stats() after the upgrade (the erased aggregate left no trace)');
+
+    // 0.2.0 -> 0.3.0: the per-aggregate rows (as 0.2.0's post_event left them) become
+    // evstream.aggregate_states (states only); evstream.aggregates, now a view over the log,
+    // shows the same versions, states and channels.
+    await old.query(`INSERT INTO evstream.aggregates (aggregate_type, aggregate_id, version, state, channel)
+                     VALUES ('doc', 'a', 3, 'open', 'project:up'), ('doc', 'b', 2, NULL, 'project:up'),
+                            ('doc', 'c', 1, NULL, 'project:up'), ('doc', 'd', 2, 'closed', 'project:up'),
+                            ('doc', 'f', 1, NULL, 'project:up')`);
+    const aggregatesSql = 'SELECT aggregate_type, aggregate_id, version, state, channel FROM evstream.aggregates ORDER BY 1, 2';
+    const aggregatesBefore = (await old.query(aggregatesSql)).rows;
+    await old.query('ALTER EXTENSION evstream UPDATE');
+    assert.equal((await old.query("SELECT extversion FROM pg_extension WHERE extname = 'evstream'")).rows[0].extversion, '0.3.0');
+    assert.deepEqual((await old.query(aggregatesSql)).rows, aggregatesBefore, 'evstream.aggregates reads the same after 0.3.0');
+    assert.deepEqual(
+      (await old.query('SELECT aggregate_id, state, channel FROM evstream.aggregate_states ORDER BY 1')).rows,
+      [{ aggregate_id: 'a', state: 'open', channel: 'project:up' }, { aggregate_id: 'd', state: 'closed', channel: 'project:up' }],
+      'the states moved to evstream.aggregate_states');
 
     for (const [after, expected] of Object.entries(cursorsBefore))
       assert.deepEqual(await readAll(old, Number(after)), expected, `read_after(${after}) resumes on the same events`);

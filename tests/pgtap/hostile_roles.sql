@@ -5,7 +5,7 @@
 -- Attempts run as those roles through pg_temp.try, which records the outcome; assertions run
 -- after RESET ROLE (pgTAP's bookkeeping belongs to the superuser).
 BEGIN;
-SELECT plan(67);
+SELECT plan(70);
 
 CREATE ROLE hr_login LOGIN;
 CREATE ROLE hr_reader NOLOGIN IN ROLE evstream_reader;
@@ -71,6 +71,7 @@ SET LOCAL request.jwt.claims = '{"sub": "rita", "projects": ["a"]}';
 SELECT pg_temp.try('reader-insert', $$INSERT INTO evstream.events (channel, aggregate_type, aggregate_id, version, event_type)
                                        VALUES ('project:a', 'hr_doc', 'a1', 9, 'x')$$);
 SELECT pg_temp.try('reader-update-agg', $$UPDATE evstream.aggregates SET state = 'published'$$);
+SELECT pg_temp.try('reader-update-states', $$UPDATE evstream.aggregate_states SET state = 'published'$$);
 SELECT pg_temp.try('reader-move-checkpoint', $$UPDATE evstream.consumer_checkpoints SET position = 0$$);
 SELECT pg_temp.try('reader-insert-checkpoint', $$INSERT INTO evstream.consumer_checkpoints (consumer, member, owner_role)
                                                   VALUES ('x', 0, 10)$$);
@@ -97,6 +98,8 @@ SELECT pg_temp.try('writer-insert-low-tx', $$INSERT INTO evstream.events (channe
                                               VALUES ('project:a', 'hr_doc', 'a1', 2, 'doc.published', '3', 'user:bob')$$);
 SELECT pg_temp.try('writer-update-agg', $$UPDATE evstream.aggregates SET state = 'published', version = 1000000 WHERE aggregate_id = 'a1'$$);
 SELECT pg_temp.try('writer-delete-agg', $$DELETE FROM evstream.aggregates$$);
+SELECT pg_temp.try('writer-update-states', $$UPDATE evstream.aggregate_states SET state = 'published' WHERE aggregate_id = 'a1'$$);
+SELECT pg_temp.try('writer-delete-states', $$DELETE FROM evstream.aggregate_states$$);
 SELECT pg_temp.try('writer-nextval', $$SELECT nextval('evstream.events_position_seq')$$);
 SELECT pg_temp.try('writer-catalog', $$INSERT INTO evstream.transitions VALUES ('hr_doc', 'draft', 'doc.hacked', 'published')$$);
 SELECT pg_temp.try('writer-register', $$SELECT evstream.register_event_type('doc.hacked')$$);
@@ -194,7 +197,9 @@ SELECT is(pg_temp.code('login-creator'), '42501', 'LOGIN only: _creator is refus
 SELECT is(pg_temp.code('login-grant'), '42501', 'LOGIN only: grant_channels is refused');
 -- Reader.
 SELECT is(pg_temp.code('reader-insert'), '42501', 'reader: INSERT into the log is refused');
-SELECT is(pg_temp.code('reader-update-agg'), '42501', 'reader: UPDATE of aggregates is refused');
+-- evstream.aggregates is a view over the log: no one can write it (55000, not updatable).
+SELECT is(pg_temp.code('reader-update-agg'), '55000', 'reader: UPDATE of aggregates (a view) is refused');
+SELECT is(pg_temp.code('reader-update-states'), '42501', 'reader: UPDATE of aggregate states is refused');
 SELECT is(pg_temp.code('reader-move-checkpoint'), '42501', 'reader: moving checkpoints directly is refused');
 SELECT is(pg_temp.code('reader-insert-checkpoint'), '42501', 'reader: creating checkpoints directly is refused');
 SELECT is(pg_temp.code('reader-insert-failure'), '42501', 'reader: writing failures directly is refused');
@@ -216,8 +221,10 @@ SELECT set_eq($$SELECT value FROM seen WHERE who = 'reader-stats'$$, ARRAY['doc.
               'reader: stats() counts only its channels');
 -- Writer.
 SELECT is(pg_temp.code('writer-insert-low-tx'), '42501', 'writer: INSERT with a forged tx, version and created_by is refused');
-SELECT is(pg_temp.code('writer-update-agg'), '42501', 'writer: UPDATE of another tenant''s aggregate is refused');
-SELECT is(pg_temp.code('writer-delete-agg'), '42501', 'writer: DELETE of aggregates is refused');
+SELECT is(pg_temp.code('writer-update-agg'), '55000', 'writer: UPDATE of another tenant''s aggregate (a view) is refused');
+SELECT is(pg_temp.code('writer-delete-agg'), '55000', 'writer: DELETE of aggregates (a view) is refused');
+SELECT is(pg_temp.code('writer-update-states'), '42501', 'writer: UPDATE of aggregate states is refused');
+SELECT is(pg_temp.code('writer-delete-states'), '42501', 'writer: DELETE of aggregate states is refused');
 SELECT is(pg_temp.code('writer-nextval'), '42501', 'writer: positions cannot be taken directly');
 SELECT is(pg_temp.code('writer-catalog'), '42501', 'writer: the catalog tables are not writable');
 SELECT is(pg_temp.code('writer-register'), '42501', 'writer: register_event_type is refused');
