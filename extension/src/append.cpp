@@ -26,7 +26,10 @@
 
 extern "C" {
 #include "catalog/namespace.h"  // get_namespace_oid
+#include "access/genam.h"       // index_beginscan
+#include "access/nbtree.h"      // BTEqualStrategyNumber
 #include "access/table.h"       // table_open
+#include "access/tableam.h"     // table_slot_create
 #include "access/xact.h"        // GetTopFullTransactionId
 #include "catalog/pg_type.h"    // TEXTOID, JSONBOID, ...
 #include "commands/sequence.h"  // nextval_internal
@@ -34,6 +37,8 @@ extern "C" {
 #include "utils/builtins.h"     // text_to_cstring
 #include "utils/fmgroids.h"     // F_GEN_RANDOM_UUID
 #include "utils/lsyscache.h"    // get_relname_relid
+#include "utils/rel.h"          // IndexRelationGetNumberOfKeyAttributes
+#include "utils/snapmgr.h"      // RegisterSnapshot, GetTransactionSnapshot
 #include "utils/timestamp.h"    // GetCurrentTransactionStartTimestamp
 #include "utils/xid8.h"         // FullTransactionIdGetDatum
 }
@@ -53,13 +58,6 @@ KeptPlan g_find_key(
     "           AND e.data = $6 AND e.display IS NOT DISTINCT FROM $7 AND e.created_by = $8)"
     "  FROM evstream.events e WHERE e.channel = $1 AND e.idempotency_key = $2",
     {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID});
-// The aggregate's current version: its last event's (0 when it has none). Run under the
-// aggregate's lock, with a snapshot taken after it (READ COMMITTED) or the transaction's.
-KeptPlan g_last_version(
-    "SELECT e.version FROM evstream.events e"
-    " WHERE e.aggregate_type OPERATOR(pg_catalog.=) $1 AND e.aggregate_id OPERATOR(pg_catalog.=) $2"
-    " ORDER BY e.version DESC LIMIT 1",
-    {TEXTOID, TEXTOID}, pg::Planning::kGeneric);
 KeptPlan g_state(
     "SELECT s.state FROM evstream.aggregate_states s"
     " WHERE s.aggregate_type OPERATOR(pg_catalog.=) $1 AND s.aggregate_id OPERATOR(pg_catalog.=) $2",
@@ -169,6 +167,46 @@ struct Bumped {
   std::optional<std::string> state;
 };
 
+// The aggregate's current version: its last event's, 0 when it has none. One backward step of
+// events_aggregate_version_key (aggregate_type, aggregate_id, version), read with a snapshot
+// taken now: under READ COMMITTED one taken after the aggregate's lock was granted (so the
+// previous holder's events are seen), under REPEATABLE READ / SERIALIZABLE the transaction's
+// (an append it cannot see then collides on the index and is reported as 40001, see Insert).
+int32 LastVersion(Datum aggregate_type, Datum aggregate_id) {
+  int32 version = 0;
+  PgCall([&] {
+    Oid ns = get_namespace_oid("evstream", false);
+    Oid heap_oid = get_relname_relid("events", ns);
+    Oid index_oid = get_relname_relid("events_aggregate_version_key", ns);
+    if (!OidIsValid(heap_oid) || !OidIsValid(index_oid))
+      elog(ERROR, "evstream: evstream.events or its index events_aggregate_version_key is missing");
+    Relation heap = table_open(heap_oid, AccessShareLock);
+    Relation index = index_open(index_oid, AccessShareLock);
+    if (IndexRelationGetNumberOfKeyAttributes(index) != 3 || !index->rd_index->indisunique)
+      elog(ERROR, "evstream: index evstream.events_aggregate_version_key is not (aggregate_type, aggregate_id, version) unique");
+    ScanKeyData keys[2];
+    ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+                           index->rd_indcollation[0], F_TEXTEQ, aggregate_type);
+    ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+                           index->rd_indcollation[1], F_TEXTEQ, aggregate_id);
+    Snapshot snapshot = RegisterSnapshot(GetTransactionSnapshot());
+    IndexScanDesc scan = index_beginscan(heap, index, snapshot, 2, 0);
+    index_rescan(scan, keys, 2, nullptr, 0);
+    TupleTableSlot* slot = table_slot_create(heap, nullptr);
+    if (index_getnext_slot(scan, BackwardScanDirection, slot)) {
+      bool isnull = false;
+      Datum v = slot_getattr(slot, index->rd_index->indkey.values[2], &isnull);
+      if (!isnull) version = DatumGetInt32(v);
+    }
+    ExecDropSingleTupleTableSlot(slot);
+    index_endscan(scan);
+    UnregisterSnapshot(snapshot);
+    index_close(index, NoLock);
+    table_close(heap, NoLock);
+  });
+  return version;
+}
+
 // expected_version against the aggregate's current version; EV003 when they differ.
 void CheckExpected(const Request& r, int32 current) {
   if (r.has_expected_version && r.expected_version != current) {
@@ -188,11 +226,9 @@ void CheckExpected(const Request& r, int32 current) {
 Bumped NextVersion(const Request& r, const catalog::AggregateType& type) {
   aggregate_lock::Lock(r.aggregate_type, r.aggregate_id);
   Datum args[2] = {Text(r.aggregate_type), Text(r.aggregate_id)};
-  int32 current = 0;
-  bool isnull = false;
-  if (g_last_version.Run(args, nullptr, false, 1) == 1)
-    current = DatumGetInt32(pg::ResultValue(0, 1, &isnull));
+  int32 current = LastVersion(args[0], args[1]);
   CheckExpected(r, current);
+  bool isnull = false;
   Bumped b{current + 1, std::nullopt};
   if (type.HasStateMachine() && current > 0 && g_state.Run(args, nullptr, false, 1) == 1) {
     Datum state = pg::ResultValue(0, 1, &isnull);
