@@ -36,6 +36,7 @@ extern "C" {
 #include "storage/lwlock.h"     // LWLockAcquire
 #include "utils/builtins.h"     // text_to_cstring
 #include "utils/fmgroids.h"     // F_GEN_RANDOM_UUID
+#include "utils/inval.h"        // CacheRegisterRelcacheCallback
 #include "utils/lsyscache.h"    // get_relname_relid
 #include "utils/rel.h"          // IndexRelationGetNumberOfKeyAttributes
 #include "utils/snapmgr.h"      // RegisterSnapshot, GetTransactionSnapshot
@@ -167,6 +168,41 @@ struct Bumped {
   std::optional<std::string> state;
 };
 
+// The log's relations by OID, looked up by name once and forgotten when the relcache drops
+// any of them (DROP / CREATE EXTENSION, REINDEX, ALTER TABLE) or resets. Inside PgCall only.
+struct LogRelations {
+  Oid events = InvalidOid;
+  Oid version_index = InvalidOid;  // events_aggregate_version_key
+  Oid position_seq = InvalidOid;   // events_position_seq
+};
+LogRelations g_log;
+bool g_log_callback = false;
+
+void ForgetLogRelations(Datum, Oid relid) {
+  if (relid == InvalidOid || relid == g_log.events || relid == g_log.version_index ||
+      relid == g_log.position_seq)
+    g_log = LogRelations{};
+}
+
+const LogRelations& Log() {
+  if (!g_log_callback) {
+    CacheRegisterRelcacheCallback(ForgetLogRelations, (Datum)0);
+    g_log_callback = true;
+  }
+  if (!OidIsValid(g_log.events)) {
+    Oid ns = get_namespace_oid("evstream", false);
+    LogRelations found;
+    found.events = get_relname_relid("events", ns);
+    found.version_index = get_relname_relid("events_aggregate_version_key", ns);
+    found.position_seq = get_relname_relid("events_position_seq", ns);
+    if (!OidIsValid(found.events) || !OidIsValid(found.version_index) || !OidIsValid(found.position_seq))
+      elog(ERROR, "evstream: evstream.events, its index events_aggregate_version_key or "
+                  "evstream.events_position_seq is missing");
+    g_log = found;
+  }
+  return g_log;
+}
+
 // The aggregate's current version: its last event's, 0 when it has none. One backward step of
 // events_aggregate_version_key (aggregate_type, aggregate_id, version), read with a snapshot
 // taken now: under READ COMMITTED one taken after the aggregate's lock was granted (so the
@@ -175,13 +211,8 @@ struct Bumped {
 int32 LastVersion(Datum aggregate_type, Datum aggregate_id) {
   int32 version = 0;
   PgCall([&] {
-    Oid ns = get_namespace_oid("evstream", false);
-    Oid heap_oid = get_relname_relid("events", ns);
-    Oid index_oid = get_relname_relid("events_aggregate_version_key", ns);
-    if (!OidIsValid(heap_oid) || !OidIsValid(index_oid))
-      elog(ERROR, "evstream: evstream.events or its index events_aggregate_version_key is missing");
-    Relation heap = table_open(heap_oid, AccessShareLock);
-    Relation index = index_open(index_oid, AccessShareLock);
+    Relation heap = table_open(Log().events, AccessShareLock);
+    Relation index = index_open(Log().version_index, AccessShareLock);
     if (IndexRelationGetNumberOfKeyAttributes(index) != 3 || !index->rd_index->indisunique)
       elog(ERROR, "evstream: index evstream.events_aggregate_version_key is not (aggregate_type, aggregate_id, version) unique");
     ScanKeyData keys[2];
@@ -245,10 +276,7 @@ std::vector<int64> AllocatePositions(size_t n) {
   std::vector<int64> out(n);
   if (n == 0) return out;
   Oid seq = InvalidOid;
-  PgCall([&] {
-    seq = get_relname_relid("events_position_seq", get_namespace_oid("evstream", false));
-    if (!OidIsValid(seq)) elog(ERROR, "evstream: sequence evstream.events_position_seq is missing");
-  });
+  PgCall([&] { seq = Log().position_seq; });
   int64* slots = out.data();
   PgCall([&] {
     LWLockAcquire(doorbell::PositionLock(), n == 1 ? LW_SHARED : LW_EXCLUSIVE);
@@ -305,9 +333,7 @@ Datum WriteRow(Datum* args, char* nulls) {
   Datum row = 0;
   bool direct = false;
   PgCall([&] {
-    Oid relid = get_relname_relid("events", get_namespace_oid("evstream", false));
-    if (!OidIsValid(relid)) elog(ERROR, "evstream: table evstream.events is missing");
-    Relation rel = table_open(relid, RowExclusiveLock);
+    Relation rel = table_open(Log().events, RowExclusiveLock);
     if (g_events_writer.Usable(rel, kLogChecks)) {
       Datum values[17];
       bool isnull[17];

@@ -104,10 +104,12 @@ Rights g_rights;
 Oid g_grants_rel = InvalidOid;
 
 void OnRolesChanged(Datum, int, uint32) { g_rights.valid = false; }
+// Any invalidation of evstream.channel_grants (a grant changed, the table altered or dropped)
+// forgets both the rights and the table's OID: a recreated extension has a new table.
 void OnRelcache(Datum, Oid relid) {
   if (relid == InvalidOid || relid == g_grants_rel) {
     g_rights.valid = false;
-    if (relid == InvalidOid) g_grants_rel = InvalidOid;
+    g_grants_rel = InvalidOid;
   }
 }
 

@@ -2,7 +2,7 @@
 -- while evstream.events has only its own constraints and no INSERT trigger; through an SQL
 -- INSERT when an administrator has added either, so what they added still runs.
 BEGIN;
-SELECT plan(12);
+SELECT plan(13);
 
 CREATE TEMP TABLE got AS
   SELECT e, pg_current_xact_id() AS xact, now() AS at
@@ -45,6 +45,14 @@ SELECT throws_ok(
 ALTER TABLE evstream.events DROP CONSTRAINT lw_no_forbidden;
 SELECT is((evstream.post_event('project:lw', 'doc', 'lw3', 'doc.forbidden')).version, 1,
           'once dropped, the row is accepted');
+
+-- The log's relations are looked up once per session: recreated, the new ones are used.
+SET client_min_messages = warning;
+DROP EXTENSION evstream CASCADE;
+CREATE EXTENSION evstream;
+RESET client_min_messages;
+SELECT is((evstream.post_event('project:lw', 'doc', 'lw9', 'doc.created')).version, 1,
+          'after DROP / CREATE EXTENSION in the same session, appends go to the new log');
 
 SELECT * FROM finish();
 ROLLBACK;
