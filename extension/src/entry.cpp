@@ -12,6 +12,7 @@
 #include "horizon.hpp"
 #include "outbox.hpp"
 #include "pg/guard.hpp"
+#include "pg/search_path.hpp"
 #include "read.hpp"
 #include "security.hpp"
 
@@ -114,8 +115,11 @@ extern "C" Datum evstream_post_event(PG_FUNCTION_ARGS) {
   r.display = OptJsonb(fcinfo, 10);
   r.created_by = OptText(fcinfo, 11);
   return evstream::pg::InvokeCpp([&]() -> Datum {
+    evstream::pg::FixedSearchPath path;
     std::vector<evstream::append::Request> one{r};
-    return evstream::append::Append(one).front();
+    Datum row = evstream::append::Append(one).front();
+    path.Pop();
+    return row;
   });
 }
 
@@ -123,7 +127,9 @@ extern "C" Datum evstream_post_events(PG_FUNCTION_ARGS) {
   Jsonb* events = OptJsonb(fcinfo, 0);
   InitMaterializedSRF(fcinfo, 0);
   return evstream::pg::InvokeCpp([&]() -> Datum {
+    evstream::pg::FixedSearchPath path;
     evstream::batch::PostEvents(fcinfo, events);
+    path.Pop();
     return (Datum)0;
   });
 }

@@ -88,6 +88,8 @@ ALTER TABLE evstream.events ENABLE ALWAYS TRIGGER events_immutable_truncate;
 -- ---------------------------------------------------------------------------------------------
 -- Appending. Only evstream's own functions write the log: they run SECURITY DEFINER with a fixed
 -- search_path and check the caller themselves (channel rule, identity rule, see security).
+-- post_event and post_events fix it in C (pg/search_path.hpp: pg_catalog only, for everything
+-- they run) instead of a SET clause, which costs every call a GUC save, assign and restore.
 -- ---------------------------------------------------------------------------------------------
 CREATE FUNCTION evstream.post_event(
   channel text, aggregate_type text, aggregate_id text, event_type text,
@@ -96,11 +98,11 @@ CREATE FUNCTION evstream.post_event(
   correlation_id uuid DEFAULT NULL, causation_id uuid DEFAULT NULL,
   display jsonb DEFAULT NULL, created_by text DEFAULT NULL
 ) RETURNS evstream.events
-  LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
   AS 'MODULE_PATHNAME', 'evstream_post_event';
 
 CREATE FUNCTION evstream.post_events(events jsonb) RETURNS SETOF evstream.events
-  LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
   AS 'MODULE_PATHNAME', 'evstream_post_events';
 
 -- ---------------------------------------------------------------------------------------------

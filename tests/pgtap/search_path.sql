@@ -1,0 +1,61 @@
+-- post_event and post_events fix their search path in C (pg_catalog only) rather than with a SET
+-- clause: a caller's hostile search path reaches none of their SQL, and theirs does not leak
+-- back to the caller, after success or error. A fresh session (pg_prove runs each file in its
+-- own), so their statements are first prepared under the hostile path.
+BEGIN;
+SELECT plan(8);
+
+CREATE SCHEMA sp_evil;
+CREATE FUNCTION sp_evil.always(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+CREATE OPERATOR sp_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = sp_evil.always);
+CREATE FUNCTION sp_evil.field(jsonb, text) RETURNS text LANGUAGE sql IMMUTABLE AS $$SELECT 'project:evil'$$;
+CREATE OPERATOR sp_evil.->> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = sp_evil.field);
+CREATE FUNCTION sp_evil.now() RETURNS timestamptz LANGUAGE sql AS $$SELECT 'epoch'::timestamptz$$;
+
+-- (Nothing of pgTAP runs under the hostile path: its own "=" would be hijacked too.)
+CREATE TEMP TABLE sp_seen (what text, value text);
+SET LOCAL search_path = sp_evil, pg_catalog, public;
+SELECT evstream.post_event('project:sp', 'doc', 'sp1', 'doc.created', '{"n": 1}', idempotency_key => 'sp-k1');
+-- An evil "=" in the key lookup would find sp-k1's event here (and answer EV002).
+SELECT evstream.post_event('project:sp', 'doc', 'sp2', 'doc.created', '{"n": 2}', idempotency_key => 'sp-k2');
+-- An evil "->>" in the batch's unpacking would send every event to project:evil.
+SELECT evstream.post_events('[{"channel": "project:sp", "aggregate_type": "doc", "aggregate_id": "sp3",
+                               "event_type": "doc.created", "idempotency_key": "sp-k3"}]');
+INSERT INTO pg_temp.sp_seen SELECT 'after calls', current_schemas(false)::text;
+DO $$
+BEGIN
+  PERFORM evstream.post_event('project:sp', 'doc', 'sp1', 'doc.created', '{"n": 9}', idempotency_key => 'sp-k1');
+  INSERT INTO pg_temp.sp_seen VALUES ('failing call', 'no error');
+EXCEPTION WHEN OTHERS THEN
+  INSERT INTO pg_temp.sp_seen VALUES ('failing call', SQLSTATE);
+END
+$$;
+INSERT INTO pg_temp.sp_seen SELECT 'after failing call', current_schemas(false)::text;
+RESET search_path;
+
+SELECT is((SELECT value FROM sp_seen WHERE what = 'after calls'), '{sp_evil,pg_catalog,public}',
+          'the caller''s search path is back after the calls');
+SELECT is((SELECT value FROM sp_seen WHERE what = 'failing call'), 'EV002',
+          'a failing call under the hostile path raises its own error (EV002)');
+SELECT is((SELECT value FROM sp_seen WHERE what = 'after failing call'), '{sp_evil,pg_catalog,public}',
+          'the caller''s search path is back after a failing call');
+
+SELECT results_eq(
+  $$SELECT aggregate_id, channel, idempotency_key FROM evstream.events WHERE aggregate_id LIKE 'sp_' ORDER BY 1$$,
+  $$VALUES ('sp1'::text, 'project:sp'::text, 'sp-k1'::text), ('sp2', 'project:sp', 'sp-k2'),
+           ('sp3', 'project:sp', 'sp-k3')$$,
+  'three events with their own keys and channels: no hostile operator was used');
+SELECT ok((SELECT bool_and(created_at = now()) FROM evstream.events WHERE aggregate_id LIKE 'sp_'),
+          'created_at is pg_catalog.now(), not the caller''s now()');
+SELECT is((SELECT version FROM evstream.post_event('project:sp', 'doc', 'sp1', 'doc.renamed')), 2,
+          'after the hostile path, appends go on');
+SELECT ok((SELECT bool_and(p.prosecdef AND p.proconfig IS NULL) FROM pg_proc p
+            WHERE p.pronamespace = 'evstream'::regnamespace AND p.proname IN ('post_event', 'post_events')),
+          'post_event and post_events: SECURITY DEFINER, search path fixed in C (no SET clause)');
+SELECT ok((SELECT bool_and(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp']) FROM pg_proc p
+            WHERE p.pronamespace = 'evstream'::regnamespace AND p.prosecdef
+              AND p.proname NOT IN ('post_event', 'post_events')),
+          'every other SECURITY DEFINER function sets search_path = pg_catalog, pg_temp');
+
+SELECT * FROM finish();
+ROLLBACK;
