@@ -238,7 +238,7 @@ int32 LastVersion(Datum aggregate_type, Datum aggregate_id) {
   return version;
 }
 
-// expected_version against the aggregate's current version; EV003 when they differ.
+// expected_version against the aggregate's current version; EV001 when they differ.
 void CheckExpected(const Request& r, int32 current) {
   if (r.has_expected_version && r.expected_version != current) {
     char msg[512];
@@ -454,7 +454,8 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
   for (size_t i : fresh) {
     const Request& r = requests[i];
     types.push_back(catalog::LookupAggregateType(r.aggregate_type));
-    auto head = batch_heads.find({r.aggregate_type, r.aggregate_id});
+    auto head = fresh.size() > 1 ? batch_heads.find({r.aggregate_type, r.aggregate_id})
+                                 : batch_heads.end();
     Bumped b;
     if (head == batch_heads.end()) {
       b = NextVersion(r, *types.back());
@@ -464,7 +465,7 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
     }
     versions.push_back(b.version);
     states.push_back(Advance(r, *types.back(), b));
-    batch_heads[{r.aggregate_type, r.aggregate_id}] = Bumped{b.version, states.back()};
+    if (fresh.size() > 1) batch_heads[{r.aggregate_type, r.aggregate_id}] = Bumped{b.version, states.back()};
   }
   // 3. The transaction's order key (registering it as an open appender at its first append:
   // from here until it ends it holds back the events that sort after it), positions
