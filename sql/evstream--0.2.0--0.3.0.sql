@@ -56,8 +56,8 @@ COMMENT ON VIEW evstream.aggregates IS
 
 GRANT SELECT ON evstream.aggregates, evstream.aggregate_states TO evstream_reader;
 
--- post_event and post_events fix their search path in C (pg_catalog only, for everything they
--- run) instead of a SET clause, which costs every call a GUC save, assign and restore.
+-- post_event and post_events set their search path in C (pg_catalog, pg_temp, at the first SQL a
+-- call runs) instead of a SET clause, which costs every call a GUC save, assign and restore.
 ALTER FUNCTION evstream.post_event(text, text, text, text, jsonb, jsonb, text, integer, uuid, uuid, jsonb, text)
   RESET search_path;
 ALTER FUNCTION evstream.post_events(jsonb) RESET search_path;

@@ -59,9 +59,11 @@ KeptPlan g_find_key(
     "           AND e.data = $6 AND e.display IS NOT DISTINCT FROM $7 AND e.created_by = $8)"
     "  FROM evstream.events e WHERE e.channel = $1 AND e.idempotency_key = $2",
     {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID});
+// FOR UPDATE: waits for a rebuild that is rewriting the state, then reads what it wrote.
 KeptPlan g_state(
     "SELECT s.state FROM evstream.aggregate_states s"
-    " WHERE s.aggregate_type OPERATOR(pg_catalog.=) $1 AND s.aggregate_id OPERATOR(pg_catalog.=) $2",
+    " WHERE s.aggregate_type OPERATOR(pg_catalog.=) $1 AND s.aggregate_id OPERATOR(pg_catalog.=) $2"
+    " FOR UPDATE",
     {TEXTOID, TEXTOID}, pg::Planning::kGeneric);
 // channel: the aggregate's first event's ($4 when this event is the first).
 KeptPlan g_set_state(
@@ -208,7 +210,8 @@ const LogRelations& Log() {
 // taken now: under READ COMMITTED one taken after the aggregate's lock was granted (so the
 // previous holder's events are seen), under REPEATABLE READ / SERIALIZABLE the transaction's
 // (an append it cannot see then collides on the index and is reported as 40001, see Insert).
-int32 LastVersion(Datum aggregate_type, Datum aggregate_id) {
+// latest: with the latest snapshot instead, whatever the isolation level.
+int32 LastVersion(Datum aggregate_type, Datum aggregate_id, bool latest) {
   int32 version = 0;
   PgCall([&] {
     Relation heap = table_open(Log().events, AccessShareLock);
@@ -220,7 +223,7 @@ int32 LastVersion(Datum aggregate_type, Datum aggregate_id) {
                            index->rd_indcollation[0], F_TEXTEQ, aggregate_type);
     ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
                            index->rd_indcollation[1], F_TEXTEQ, aggregate_id);
-    Snapshot snapshot = RegisterSnapshot(GetTransactionSnapshot());
+    Snapshot snapshot = RegisterSnapshot(latest ? GetLatestSnapshot() : GetTransactionSnapshot());
     IndexScanDesc scan = index_beginscan(heap, index, snapshot, 2, 0);
     index_rescan(scan, keys, 2, nullptr, 0);
     TupleTableSlot* slot = table_slot_create(heap, nullptr);
@@ -255,9 +258,8 @@ void CheckExpected(const Request& r, int32 current) {
 // checks expected_version and returns the next version, with the state when the aggregate type
 // has a state machine.
 Bumped NextVersion(const Request& r, const catalog::AggregateType& type) {
-  aggregate_lock::Lock(r.aggregate_type, r.aggregate_id);
+  int32 current = LockAggregate(r.aggregate_type, r.aggregate_id, r.label);
   Datum args[2] = {Text(r.aggregate_type), Text(r.aggregate_id)};
-  int32 current = LastVersion(args[0], args[1]);
   CheckExpected(r, current);
   bool isnull = false;
   Bumped b{current + 1, std::nullopt};
@@ -318,50 +320,53 @@ std::optional<std::string> Advance(const Request& r, const catalog::AggregateTyp
   return to;
 }
 
-// The log's columns in the order Insert supplies them (g_insert's parameters, plus id and tx).
-pg::RowInserter g_events_writer({"position", "id", "tx", "channel", "aggregate_type", "aggregate_id",
-                                 "version", "event_type", "data", "metadata", "display", "created_by",
-                                 "created_at", "correlation_id", "causation_id", "idempotency_key",
-                                 "order_key"});
-// evstream.events's own CHECK constraints, all of which ValidateRequest enforces before a row is
-// written (channel pattern, version > 0, data and metadata objects).
-constexpr int kLogChecks = 4;
+// The log's columns in the order WriteRow supplies them (g_insert's parameters, plus id and tx),
+// the CHECK constraints ValidateRequest enforces before a row is written (channel pattern,
+// version > 0, data and metadata objects), and the log's one partial index.
+pg::RowInserter g_events_writer(
+    {{"position", INT8OID}, {"id", UUIDOID}, {"tx", XID8OID}, {"channel", TEXTOID},
+     {"aggregate_type", TEXTOID}, {"aggregate_id", TEXTOID}, {"version", INT4OID},
+     {"event_type", TEXTOID}, {"data", JSONBOID}, {"metadata", JSONBOID}, {"display", JSONBOID},
+     {"created_by", TEXTOID}, {"created_at", TIMESTAMPTZOID}, {"correlation_id", UUIDOID},
+     {"causation_id", UUIDOID}, {"idempotency_key", TEXTOID}, {"order_key", INT8OID}},
+    {"events_channel_check", "events_version_check", "events_data_object", "events_metadata_object"},
+    {"events_idempotency_key"});
 
-// Writes the row: directly (no executor, see pg/row_insert.hpp) while evstream.events has only
-// its own constraints and no INSERT trigger, through g_insert otherwise.
+// Writes the row: directly (no executor, see pg/row_insert.hpp) while evstream.events is as
+// evstream made it, through g_insert otherwise.
 Datum WriteRow(Datum* args, char* nulls) {
   Datum row = 0;
   bool direct = false;
   PgCall([&] {
     Relation rel = table_open(Log().events, RowExclusiveLock);
-    if (g_events_writer.Usable(rel, kLogChecks)) {
-      Datum values[17];
-      bool isnull[17];
-      values[0] = args[0];
-      isnull[0] = false;
-      values[1] = OidFunctionCall0Coll(F_GEN_RANDOM_UUID, InvalidOid);
-      isnull[1] = false;
-      values[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-      isnull[2] = false;
-      for (int i = 1; i <= 9; i++) {  // channel .. created_by
-        values[i + 2] = args[i];
-        isnull[i + 2] = nulls[i] == 'n';
-      }
-      values[12] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-      isnull[12] = false;
-      for (int i = 10; i <= 13; i++) {  // correlation_id .. order_key
-        values[i + 3] = args[i];
-        isnull[i + 3] = nulls[i] == 'n';
-      }
-      row = g_events_writer.Insert(rel, values, isnull);
-      direct = true;
+    Datum values[17];
+    bool isnull[17];
+    values[0] = args[0];
+    isnull[0] = false;
+    values[1] = OidFunctionCall0Coll(F_GEN_RANDOM_UUID, InvalidOid);
+    isnull[1] = false;
+    values[2] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+    isnull[2] = false;
+    for (int i = 1; i <= 9; i++) {  // channel .. created_by
+      values[i + 2] = args[i];
+      isnull[i + 2] = nulls[i] == 'n';
     }
+    values[12] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+    isnull[12] = false;
+    for (int i = 10; i <= 13; i++) {  // correlation_id .. order_key
+      values[i + 3] = args[i];
+      isnull[i + 3] = nulls[i] == 'n';
+    }
+    direct = g_events_writer.Insert(rel, values, isnull, &row);
     table_close(rel, NoLock);
   });
   if (direct) return row;
   g_insert.Run(args, nulls, false, 1);
   bool isnull = false;
-  return pg::ResultValue(0, 1, &isnull);
+  row = pg::ResultValue(0, 1, &isnull);
+  // Visible to what follows in this call (the next event's version probe reads no SQL).
+  PgCall([] { CommandCounterIncrement(); });
+  return row;
 }
 
 Datum Insert(const Request& r, int64 position, int32 version, int64 order_key) {
@@ -410,6 +415,21 @@ Datum Insert(const Request& r, int64 position, int32 version, int64 order_key) {
 }
 
 }  // namespace
+
+int32 LockAggregate(const char* aggregate_type, const char* aggregate_id, const std::string& label) {
+  aggregate_lock::Lock(aggregate_type, aggregate_id);
+  Datum type = Text(aggregate_type);
+  Datum id = Text(aggregate_id);
+  int32 current = LastVersion(type, id, false);
+  bool xact_snapshot = false;
+  PgCall([&] { xact_snapshot = IsolationUsesXactSnapshot(); });
+  if (xact_snapshot && LastVersion(type, id, true) != current)
+    throw Error("40001",
+                label + "could not serialize access: aggregate " + aggregate_type + "/" +
+                    aggregate_id + " was appended to or erased concurrently",
+                "", "Retry the transaction.");
+  return current;
+}
 
 std::vector<Datum> Append(std::vector<Request>& requests) {
   if (!doorbell::Preloaded())

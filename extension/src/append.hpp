@@ -36,4 +36,11 @@ struct Request {
 // in order, allocated in the caller's memory context. Throws evstream::Error or PgException.
 std::vector<Datum> Append(std::vector<Request>& requests);
 
+// Takes the aggregate's write lock (until the transaction ends; see aggregate_lock.hpp) and
+// returns its current version (0: no events). Under REPEATABLE READ / SERIALIZABLE, when the
+// transaction's snapshot does not show the aggregate as it now is (appended to or erased since
+// the snapshot was taken), throws 40001: writing on that stale view would skip or strand
+// versions. Used by every writer of an aggregate (appends, erasure). Throws Error/PgException.
+int32 LockAggregate(const char* aggregate_type, const char* aggregate_id, const std::string& label);
+
 }  // namespace evstream::append

@@ -118,7 +118,7 @@ extern "C" Datum evstream_post_event(PG_FUNCTION_ARGS) {
     evstream::pg::FixedSearchPath path;
     std::vector<evstream::append::Request> one{r};
     Datum row = evstream::append::Append(one).front();
-    path.Pop();
+    path.Done();
     return row;
   });
 }
@@ -129,7 +129,7 @@ extern "C" Datum evstream_post_events(PG_FUNCTION_ARGS) {
   return evstream::pg::InvokeCpp([&]() -> Datum {
     evstream::pg::FixedSearchPath path;
     evstream::batch::PostEvents(fcinfo, events);
-    path.Pop();
+    path.Done();
     return (Datum)0;
   });
 }

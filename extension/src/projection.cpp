@@ -8,6 +8,7 @@
 
 #include "evstream/error.hpp"
 #include "pg/guard.hpp"
+#include "pg/search_path.hpp"
 
 extern "C" {
 #include "catalog/pg_type.h"   // INT4OID, TEXTOID, TIMESTAMPTZOID, JSONBOID, NUMERICOID
@@ -21,6 +22,7 @@ extern "C" {
 namespace evstream::projection {
 namespace {
 
+using pg::EnsureFixedSearchPath;
 using pg::PgCall;
 
 std::string Quote(const std::string& name) {
@@ -78,6 +80,7 @@ void RunUpsert(const catalog::AggregateType& a, std::unordered_map<uint64_t, SPI
     const char* s = sql.c_str();
     SPIPlanPtr prepared = nullptr;
     PgCall([&] {
+      EnsureFixedSearchPath();
       prepared = SPI_prepare(s, static_cast<int>(types.size()), types.data());
       if (prepared == nullptr)
         elog(ERROR, "evstream: cannot prepare projection upsert: %s", SPI_result_code_string(SPI_result));
@@ -87,6 +90,7 @@ void RunUpsert(const catalog::AggregateType& a, std::unordered_map<uint64_t, SPI
   }
   SPIPlanPtr p = plan;
   PgCall([&] {
+    EnsureFixedSearchPath();
     int rc = SPI_execute_plan(p, values, nulls, false, 0);
     if (rc < 0) elog(ERROR, "evstream: projection upsert failed: %s", SPI_result_code_string(rc));
   });

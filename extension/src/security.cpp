@@ -29,7 +29,7 @@ extern "C" {
 #include "utils/syscache.h"       // AUTHMEMROLEMEM, AUTHOID
 }
 
-#include "aggregate_lock.hpp"
+#include "append.hpp"
 #include "pg/user.hpp"
 
 namespace evstream::security {
@@ -257,7 +257,9 @@ int64 EraseAggregate(const char* aggregate_type, const char* aggregate_id) {
   pg::SpiSession spi;
   Datum args[3] = {CStringGetTextDatum(aggregate_type), CStringGetTextDatum(aggregate_id),
                    CStringGetTextDatum(erased_by.c_str())};
-  aggregate_lock::Lock(aggregate_type, aggregate_id);  // appends to it wait for the erasure
+  // Appends to it wait for the erasure; under REPEATABLE READ / SERIALIZABLE an erasure whose
+  // snapshot misses an append committed since is refused (40001), never partial.
+  append::LockAggregate(aggregate_type, aggregate_id, "");
   strlcpy(g_erase_type, aggregate_type, sizeof g_erase_type);
   strlcpy(g_erase_id, aggregate_id, sizeof g_erase_id);
   g_erasing = true;

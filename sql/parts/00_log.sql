@@ -88,8 +88,8 @@ ALTER TABLE evstream.events ENABLE ALWAYS TRIGGER events_immutable_truncate;
 -- ---------------------------------------------------------------------------------------------
 -- Appending. Only evstream's own functions write the log: they run SECURITY DEFINER with a fixed
 -- search_path and check the caller themselves (channel rule, identity rule, see security).
--- post_event and post_events fix it in C (pg/search_path.hpp: pg_catalog only, for everything
--- they run) instead of a SET clause, which costs every call a GUC save, assign and restore.
+-- post_event and post_events set it in C (pg/search_path.hpp: pg_catalog, pg_temp, at the first
+-- SQL a call runs) instead of a SET clause, which costs every call a GUC save, assign, restore.
 -- ---------------------------------------------------------------------------------------------
 CREATE FUNCTION evstream.post_event(
   channel text, aggregate_type text, aggregate_id text, event_type text,

@@ -95,7 +95,7 @@ for (const level of ['READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE']) {
         assert.equal(outcome.code, '40001', `got ${JSON.stringify(outcome)}`);
         // (SERIALIZABLE may detect the conflict first, with PostgreSQL's own 40001 message.)
         if (level === 'REPEATABLE READ')
-          assert.match(outcome.message, new RegExp(`aggregate race/${id} was appended to concurrently`));
+          assert.match(outcome.message, new RegExp(`aggregate race/${id} was appended to (or erased )?concurrently`));
         await b.query(POST, args);  // the retry, in a new transaction
       }
       const { rows } = await a.query(
@@ -103,6 +103,46 @@ for (const level of ['READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE']) {
       assert.deepEqual(rows[0].v, [1, 2, 3], 'versions 1..3, no gap, no duplicate');
       const agg = (await a.query('SELECT version, channel FROM evstream.aggregates WHERE aggregate_id = $1', [id])).rows;
       assert.deepEqual(agg, [{ version: 3, channel: 'project:race' }], 'evstream.aggregates shows the last version');
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  });
+}
+
+// Erasure and appends are writers of one aggregate too: under REPEATABLE READ / SERIALIZABLE a
+// writer whose snapshot misses the other's committed change is refused with 40001 (an append
+// after an unseen erasure would continue the erased history; an erasure that misses an append
+// would leave it behind), and the retry does the right thing.
+for (const level of ['REPEATABLE READ', 'SERIALIZABLE']) {
+  test(`${level}: an append and an erasure of one aggregate never see a stale aggregate`, async () => {
+    const [a, b] = [await connect(), await connect()];
+    const versions = async (id) => (await a.query(
+      'SELECT coalesce(array_agg(version ORDER BY version), \'{}\') AS v FROM evstream.events WHERE aggregate_id = $1',
+      [id])).rows[0].v;
+    try {
+      // An append whose snapshot predates an erasure.
+      const id = unique('er_');
+      await a.query(POST, ['project:race', 'race', id, '{"n": 1}', null, null]);
+      await a.query(POST, ['project:race', 'race', id, '{"n": 2}', null, null]);
+      await b.query(`BEGIN ISOLATION LEVEL ${level}`);
+      await b.query('SELECT count(*) FROM evstream.events');
+      await a.query("SELECT evstream.erase_aggregate('race', $1)", [id]);
+      await assert.rejects(b.query(POST, ['project:race', 'race', id, '{"n": 3}', null, null]), { code: '40001' });
+      await b.query('ROLLBACK');
+      await b.query(POST, ['project:race', 'race', id, '{"n": 3}', null, null]);
+      assert.deepEqual(await versions(id), [1], 'after the retry the aggregate starts again at version 1');
+
+      // An erasure whose snapshot predates an append.
+      const id2 = unique('er_');
+      await a.query(POST, ['project:race', 'race', id2, '{"n": 1}', null, null]);
+      await b.query(`BEGIN ISOLATION LEVEL ${level}`);
+      await b.query('SELECT count(*) FROM evstream.events');
+      await a.query(POST, ['project:race', 'race', id2, '{"n": 2}', null, null]);
+      await assert.rejects(b.query("SELECT evstream.erase_aggregate('race', $1)", [id2]), { code: '40001' });
+      await b.query('ROLLBACK');
+      await b.query("SELECT evstream.erase_aggregate('race', $1)", [id2]);
+      assert.deepEqual(await versions(id2), [], 'after the retry nothing of the aggregate is left');
     } finally {
       await a.end();
       await b.end();

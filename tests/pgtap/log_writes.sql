@@ -2,7 +2,7 @@
 -- while evstream.events has only its own constraints and no INSERT trigger; through an SQL
 -- INSERT when an administrator has added either, so what they added still runs.
 BEGIN;
-SELECT plan(13);
+SELECT plan(16);
 
 CREATE TEMP TABLE got AS
   SELECT e, pg_current_xact_id() AS xact, now() AS at
@@ -42,7 +42,20 @@ ALTER TABLE evstream.events ADD CONSTRAINT lw_no_forbidden CHECK (event_type <> 
 SELECT throws_ok(
   $$SELECT evstream.post_event('project:lw', 'doc', 'lw3', 'doc.forbidden')$$,
   '23514', NULL, 'an added CHECK constraint refuses the row');
+-- Through SQL, one call's row is visible to the next call of the same statement.
+SELECT results_eq(
+  $$SELECT (evstream.post_event('project:lw', 'doc', 'lw5', 'doc.n')).version FROM generate_series(1, 3)$$,
+  $$VALUES (1), (2), (3)$$, 'with an added constraint, calls in one statement get versions 1, 2, 3');
 ALTER TABLE evstream.events DROP CONSTRAINT lw_no_forbidden;
+-- One of evstream's own constraints replaced by another: the same number, another rule.
+ALTER TABLE evstream.events DROP CONSTRAINT events_version_check;
+ALTER TABLE evstream.events ADD CONSTRAINT lw_small_versions CHECK (version < 3) NOT VALID;
+SELECT throws_ok(
+  $$SELECT evstream.post_event('project:lw', 'doc', 'lw5', 'doc.n')$$,
+  '23514', NULL, 'a replaced CHECK constraint is enforced');
+ALTER TABLE evstream.events DROP CONSTRAINT lw_small_versions;
+ALTER TABLE evstream.events ADD CONSTRAINT events_version_check CHECK (version > 0);
+
 SELECT is((evstream.post_event('project:lw', 'doc', 'lw3', 'doc.forbidden')).version, 1,
           'once dropped, the row is accepted');
 
@@ -51,6 +64,12 @@ SET client_min_messages = warning;
 DROP EXTENSION evstream CASCADE;
 CREATE EXTENSION evstream;
 RESET client_min_messages;
+-- NOT NULL added on a column post_event may leave null (on the new, empty log).
+ALTER TABLE evstream.events ALTER COLUMN display SET NOT NULL;
+SELECT throws_ok(
+  $$SELECT evstream.post_event('project:lw', 'doc', 'lw6', 'doc.created')$$,
+  '23502', NULL, 'an added NOT NULL constraint is enforced');
+ALTER TABLE evstream.events ALTER COLUMN display DROP NOT NULL;
 SELECT is((evstream.post_event('project:lw', 'doc', 'lw9', 'doc.created')).version, 1,
           'after DROP / CREATE EXTENSION in the same session, appends go to the new log');
 

@@ -1,9 +1,10 @@
--- post_event and post_events fix their search path in C (pg_catalog only) rather than with a SET
--- clause: a caller's hostile search path reaches none of their SQL, and theirs does not leak
--- back to the caller, after success or error. A fresh session (pg_prove runs each file in its
+-- post_event and post_events set their search path (pg_catalog, pg_temp) in C, only when they
+-- run SQL, rather than with a SET clause: a caller's hostile search path reaches none of their
+-- SQL, theirs does not leak back to the caller after success or error, and functions they reach
+-- keep their own search_path settings. A fresh session (pg_prove runs each file in its
 -- own), so their statements are first prepared under the hostile path.
 BEGIN;
-SELECT plan(8);
+SELECT plan(10);
 
 CREATE SCHEMA sp_evil;
 CREATE FUNCTION sp_evil.always(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
@@ -56,6 +57,20 @@ SELECT ok((SELECT bool_and(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp
             WHERE p.pronamespace = 'evstream'::regnamespace AND p.prosecdef
               AND p.proname NOT IN ('post_event', 'post_events')),
           'every other SECURITY DEFINER function sets search_path = pg_catalog, pg_temp');
+
+-- What post_event reaches keeps its own search_path setting: a projection target's trigger
+-- declared SET search_path = sp_app finds its unqualified table (an override search path
+-- would have hidden it).
+CREATE SCHEMA sp_app;
+CREATE TABLE sp_app.audit (id text);
+CREATE TABLE public.sp_docs (id text PRIMARY KEY, title text, version integer, updated_at timestamptz);
+CREATE FUNCTION public.sp_note() RETURNS trigger LANGUAGE plpgsql SET search_path = sp_app AS
+  $$BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END$$;
+CREATE TRIGGER sp_note AFTER INSERT OR UPDATE ON public.sp_docs FOR EACH ROW EXECUTE FUNCTION public.sp_note();
+SELECT evstream.project_into('sp_doc', 'public.sp_docs');
+SELECT lives_ok($$SELECT evstream.post_event('project:sp', 'sp_doc', 'sd1', 'sp_doc.created', '{"title": "t"}')$$,
+                'a projection whose target trigger sets its own search_path works');
+SELECT is((SELECT array_agg(id) FROM sp_app.audit), ARRAY['sd1'], 'the trigger ran with its own search_path');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,6 +1,9 @@
 // Direct row writes (see row_insert.hpp).
 #include "row_insert.hpp"
 
+#include <cstring>
+#include <stdexcept>
+
 extern "C" {
 #include "access/htup_details.h"  // heap_form_tuple, heap_copy_tuple_as_datum
 #include "access/tableam.h"       // table_tuple_insert
@@ -12,35 +15,48 @@ extern "C" {
 
 namespace evstream::pg {
 
-void RowInserter::Map(TupleDesc desc) {
-  slot_of_attr_.assign(desc->natts, -1);
-  mapped_ok_ = true;
-  std::vector<bool> found(columns_.size(), false);
-  for (int a = 0; a < desc->natts; a++) {
-    Form_pg_attribute att = TupleDescAttr(desc, a);
-    if (att->attisdropped) continue;
-    std::string_view name(NameStr(att->attname));
-    for (size_t c = 0; c < columns_.size(); c++) {
-      if (columns_[c] == name) {
-        slot_of_attr_[a] = static_cast<int>(c);
-        found[c] = true;
-      }
-    }
-    // A column we do not supply must be one an INSERT would leave null.
-    if (slot_of_attr_[a] < 0 && (att->attnotnull || att->atthasdef || att->attgenerated))
-      mapped_ok_ = false;
-  }
-  for (bool f : found) mapped_ok_ = mapped_ok_ && f;
+RowInserter::RowInserter(std::initializer_list<Column> columns, std::initializer_list<const char*> checks,
+                         std::initializer_list<const char*> partial_indexes) {
+  if (columns.size() > kMaxColumns || checks.size() > kMaxNames || partial_indexes.size() > kMaxNames)
+    throw std::logic_error("RowInserter: too many columns or names");
+  for (const Column& c : columns) columns_[ncolumns_++] = c;
+  for (const char* n : checks) checks_[nchecks_++] = n;
+  for (const char* n : partial_indexes) partial_indexes_[npartial_++] = n;
 }
 
-bool RowInserter::Usable(Relation rel, int known_checks) {
-  TupleDesc desc = RelationGetDescr(rel);
-  if (RelationGetRelid(rel) != mapped_rel_ || desc != mapped_desc_) {
-    Map(desc);
-    mapped_rel_ = RelationGetRelid(rel);
-    mapped_desc_ = desc;
+bool RowInserter::Map(TupleDesc desc, int* slot_of_attr) const {
+  if (desc->natts > kMaxAttributes) return false;
+  bool found[kMaxColumns] = {};
+  for (int a = 0; a < desc->natts; a++) {
+    Form_pg_attribute att = TupleDescAttr(desc, a);
+    slot_of_attr[a] = -1;
+    if (att->attisdropped) continue;
+    for (int c = 0; c < ncolumns_; c++) {
+      if (strcmp(columns_[c].name, NameStr(att->attname)) != 0) continue;
+      if (att->atttypid != columns_[c].type) return false;  // retyped: SQL coerces, we would not
+      slot_of_attr[a] = c;
+      found[c] = true;
+    }
+    // A column we do not supply must be one an INSERT would leave null.
+    if (slot_of_attr[a] < 0 && (att->attnotnull || att->atthasdef || att->attgenerated)) return false;
   }
-  if (!mapped_ok_) return false;
+  for (int c = 0; c < ncolumns_; c++)
+    if (!found[c]) return false;
+  return true;
+}
+
+bool RowInserter::KnownChecks(TupleDesc desc) const {
+  int n = desc->constr != nullptr ? desc->constr->num_check : 0;
+  if (n != nchecks_) return false;
+  for (int i = 0; i < n; i++) {
+    bool known = false;
+    for (int k = 0; k < nchecks_ && !known; k++) known = strcmp(desc->constr->check[i].ccname, checks_[k]) == 0;
+    if (!known) return false;
+  }
+  return true;
+}
+
+bool RowInserter::Insert(Relation rel, const Datum* values, const bool* nulls, Datum* row) {
   if (rel->rd_rel->relkind != RELKIND_RELATION) return false;
   TriggerDesc* triggers = rel->trigdesc;
   if (triggers != nullptr &&
@@ -48,26 +64,38 @@ bool RowInserter::Usable(Relation rel, int known_checks) {
        triggers->trig_insert_instead_row || triggers->trig_insert_before_statement ||
        triggers->trig_insert_after_statement || triggers->trig_insert_new_table))
     return false;
-  int checks = desc->constr != nullptr ? desc->constr->num_check : 0;
-  return checks == known_checks;
-}
-
-Datum RowInserter::Insert(Relation rel, const Datum* values, const bool* nulls) {
   TupleDesc desc = RelationGetDescr(rel);
+  if (!KnownChecks(desc)) return false;
+  int slot_of_attr[kMaxAttributes];
+  if (!Map(desc, slot_of_attr)) return false;
   int natts = desc->natts;
   Datum* row_values = static_cast<Datum*>(palloc0(sizeof(Datum) * natts));
   bool* row_nulls = static_cast<bool*>(palloc(sizeof(bool) * natts));
   for (int a = 0; a < natts; a++) {
-    int c = slot_of_attr_[a];
+    int c = slot_of_attr[a];
     row_nulls[a] = c < 0 || nulls[c];
     if (c >= 0) row_values[a] = values[c];
+    if (row_nulls[a] && TupleDescAttr(desc, a)->attnotnull) return false;  // SQL raises 23502
   }
-  HeapTuple tuple = heap_form_tuple(desc, row_values, row_nulls);
 
   EState* estate = CreateExecutorState();
   ResultRelInfo* rri = makeNode(ResultRelInfo);
   InitResultRelInfo(rri, rel, 1, nullptr, 0);
   ExecOpenIndices(rri, false);
+  // Expression indexes, and partial indexes other than the known ones, may call functions
+  // (resolved with the session's settings): SQL evaluates those.
+  for (int i = 0; i < rri->ri_NumIndices; i++) {
+    IndexInfo* info = rri->ri_IndexRelationInfo[i];
+    bool known_partial = info->ii_Predicate == NIL;
+    for (int k = 0; k < npartial_ && !known_partial; k++)
+      known_partial = strcmp(RelationGetRelationName(rri->ri_IndexRelationDescs[i]), partial_indexes_[k]) == 0;
+    if (info->ii_Expressions != NIL || !known_partial) {
+      ExecCloseIndices(rri);
+      FreeExecutorState(estate);
+      return false;
+    }
+  }
+  HeapTuple tuple = heap_form_tuple(desc, row_values, row_nulls);
   TupleTableSlot* slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
   ExecStoreHeapTuple(tuple, slot, false);
   table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, nullptr);
@@ -76,12 +104,12 @@ Datum RowInserter::Insert(Relation rel, const Datum* values, const bool* nulls) 
   // The stored row, with its location (t_self) set by the insert.
   bool should_free = false;
   HeapTuple stored = ExecFetchSlotHeapTuple(slot, false, &should_free);
-  Datum result = heap_copy_tuple_as_datum(stored, desc);
+  *row = heap_copy_tuple_as_datum(stored, desc);
   ExecDropSingleTupleTableSlot(slot);
   ExecCloseIndices(rri);
   FreeExecutorState(estate);
   CommandCounterIncrement();
-  return result;
+  return true;
 }
 
 }  // namespace evstream::pg

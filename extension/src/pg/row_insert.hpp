@@ -2,14 +2,17 @@
 // the table access method's insert, then every index (unique checks included) through
 // ExecInsertIndexTuples. No parse, no plan, no executor start-up per row.
 //
-// It bypasses what only the executor runs: CHECK constraints, NOT NULL checks, triggers and
-// row-level security. Callers use it only for a table whose rows they have checked themselves
-// and whose triggers and constraints are the ones they know (see RowInserter::Usable), and
-// fall back to SQL otherwise.
+// It bypasses what only the executor runs: CHECK and NOT NULL constraints, triggers, type
+// coercion, row-level security. So a row is written directly only when the table is exactly as
+// the caller knows it — every column it supplies present with the expected type, every other
+// column nullable without a default, no INSERT trigger, exactly the CHECK constraints the caller
+// enforces itself, no expression index and no partial index but the ones it names — and the row
+// breaks no NOT NULL constraint; otherwise Insert answers false and the caller writes the row
+// through SQL, where whatever an administrator added runs.
 #pragma once
 
+#include <initializer_list>
 #include <string_view>
-#include <vector>
 
 extern "C" {
 #include "postgres.h"
@@ -18,30 +21,39 @@ extern "C" {
 
 namespace evstream::pg {
 
+struct Column {
+  const char* name;
+  Oid type;
+};
+
 class RowInserter {
  public:
-  // columns: the names of the values the caller supplies, in the order it supplies them.
-  explicit RowInserter(std::vector<std::string_view> columns) : columns_(std::move(columns)) {}
+  static constexpr int kMaxColumns = 32;
+  static constexpr int kMaxAttributes = 128;
+  static constexpr int kMaxNames = 8;
 
-  // Whether rows may be written directly: the table has no INSERT trigger, exactly
-  // `known_checks` CHECK constraints, and every column not supplied is nullable without a
-  // default (so leaving it null is what an INSERT would store). Inside PgCall only.
-  bool Usable(Relation rel, int known_checks);
+  // columns: what the caller supplies, in the order it supplies them; checks: the names of the
+  // table's CHECK constraints the caller enforces; partial_indexes: the partial indexes it knows.
+  RowInserter(std::initializer_list<Column> columns, std::initializer_list<const char*> checks,
+              std::initializer_list<const char*> partial_indexes);
 
-  // Inserts one row (values/nulls in the order of `columns`) and returns it as a composite
-  // datum of the table's row type, allocated in the current memory context. Makes the row
-  // visible to the rest of the transaction (CommandCounterIncrement). Inside PgCall only.
-  Datum Insert(Relation rel, const Datum* values, const bool* nulls);
+  // Inserts one row (values/nulls in the order of the columns) when it may be written directly
+  // (see above), setting *row to it as a composite datum of the table's row type, allocated in
+  // the current memory context, and making it visible to the rest of the transaction
+  // (CommandCounterIncrement). Answers false, having written nothing, when it may not.
+  // Allocates nothing outside PostgreSQL's memory contexts. Inside PgCall only.
+  bool Insert(Relation rel, const Datum* values, const bool* nulls, Datum* row);
 
  private:
-  // attnum - 1 -> index into the caller's columns, or -1; rebuilt when the descriptor changes.
-  void Map(TupleDesc desc);
+  bool Map(TupleDesc desc, int* slot_of_attr) const;  // attnum - 1 -> column index or -1
+  bool KnownChecks(TupleDesc desc) const;
 
-  std::vector<std::string_view> columns_;
-  std::vector<int> slot_of_attr_;
-  Oid mapped_rel_ = InvalidOid;
-  TupleDesc mapped_desc_ = nullptr;
-  bool mapped_ok_ = false;
+  Column columns_[kMaxColumns];
+  int ncolumns_ = 0;
+  const char* checks_[kMaxNames];
+  int nchecks_ = 0;
+  const char* partial_indexes_[kMaxNames];
+  int npartial_ = 0;
 };
 
 }  // namespace evstream::pg

@@ -1,48 +1,40 @@
-// A fixed search path for everything an entry point runs: pg_catalog only (no temporary schema,
-// no schema of the caller's). For SECURITY DEFINER functions on the hot path, in place of a
-// `SET search_path` clause: the clause makes every call save, parse, assign and restore the GUC
-// and recompute the path twice; an override search path is a list pushed and popped.
+// The fixed search path of post_event and post_events, set only when needed. Their SQL and
+// everything it reaches (projections, triggers) runs with search_path = pg_catalog, pg_temp,
+// as under a `SET search_path` clause, but the GUC is saved and set only when the call first
+// runs SQL (KeptPlan, projections, the batch's unpacking), never on the common path, which runs
+// none: a SET clause would save, assign and restore it on every call.
 //
-// Pushed when constructed (inside the C++ side of InvokeCpp); popped by Pop() on the success
-// path. On an error the (sub)transaction abort that follows removes it (AtEOXact_Namespace /
-// AtEOSubXact_Namespace), so nothing of ours runs with the caller's path, and nothing after us
-// runs with ours.
+// A real GUC setting (not an override search path, which would also override the SET clauses of
+// functions it reaches): nested functions keep their own search_path settings.
+//
+// FixedSearchPath marks a call (constructed at its start, Done() on success); EnsureFixedSearchPath
+// sets the GUC at a new nest level the first time within that call. On an error the
+// (sub)transaction abort that follows restores the GUC (as it does for fmgr's SET clauses).
 #pragma once
 
-#include "guard.hpp"
-
 extern "C" {
-#include "catalog/namespace.h"  // PushOverrideSearchPath
-#include "nodes/pg_list.h"
+#include "postgres.h"
 }
 
 namespace evstream::pg {
 
 class FixedSearchPath {
  public:
-  FixedSearchPath() {
-    PgCall([] {
-      OverrideSearchPath path;
-      path.schemas = NIL;
-      path.addCatalog = true;
-      path.addTemp = false;
-      path.generation = 0;
-      PushOverrideSearchPath(&path);
-    });
-    pushed_ = true;
-  }
+  FixedSearchPath();
   FixedSearchPath(const FixedSearchPath&) = delete;
   FixedSearchPath& operator=(const FixedSearchPath&) = delete;
-  ~FixedSearchPath() = default;  // on an exception the abort pops it (see above)
-
-  void Pop() {
-    if (!pushed_) return;
-    pushed_ = false;
-    PgCall([] { PopOverrideSearchPath(); });
-  }
+  ~FixedSearchPath();  // restores the enclosing call's state; never touches the GUC
+  // The success path: restores the caller's search_path if it was set. Throws PgException.
+  void Done();
 
  private:
-  bool pushed_ = false;
+  bool outer_active_;
+  int outer_level_;
+  bool done_ = false;
 };
+
+// Inside a FixedSearchPath call: makes search_path = pg_catalog, pg_temp (once per call).
+// Outside one (a function that keeps its SET clause): nothing. Inside PgCall only.
+void EnsureFixedSearchPath();
 
 }  // namespace evstream::pg

@@ -1,6 +1,8 @@
 // Kept SPI plans and the SPI session guard (see spi.hpp).
 #include "spi.hpp"
 
+#include "search_path.hpp"
+
 extern "C" {
 #include "executor/tstoreReceiver.h"  // SetTuplestoreDestReceiverParams
 #include "nodes/params.h"            // makeParamList
@@ -35,6 +37,7 @@ uint64_t KeptPlan::RunInto(const Datum* values, const char* nulls, bool read_onl
                            Tuplestorestate* store, MemoryContext store_cxt) {
   uint64_t processed = 0;
   PgCall([&] {
+    EnsureFixedSearchPath();
     EnsurePrepared(&plan_, sql_, nargs_, types_, planning_);
     ParamListInfo params = makeParamList(nargs_);
     for (int i = 0; i < nargs_; i++) {
@@ -61,6 +64,7 @@ uint64_t KeptPlan::RunInto(const Datum* values, const char* nulls, bool read_onl
 uint64_t KeptPlan::Run(const Datum* values, const char* nulls, bool read_only, long limit) {
   uint64_t processed = 0;
   PgCall([&] {
+    EnsureFixedSearchPath();
     EnsurePrepared(&plan_, sql_, nargs_, types_, planning_);
     int rc = SPI_execute_plan(plan_, const_cast<Datum*>(values), nulls, read_only, limit);
     if (rc < 0) elog(ERROR, "evstream: SPI_execute_plan failed: %s", SPI_result_code_string(rc));
