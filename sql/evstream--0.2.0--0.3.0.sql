@@ -61,3 +61,10 @@ GRANT SELECT ON evstream.aggregates, evstream.aggregate_states TO evstream_reade
 ALTER FUNCTION evstream.post_event(text, text, text, text, jsonb, jsonb, text, integer, uuid, uuid, jsonb, text)
   RESET search_path;
 ALTER FUNCTION evstream.post_events(jsonb) RESET search_path;
+
+-- How this backend's appends wrote their rows so far: directly through the table and its
+-- indexes, or through an SQL INSERT (while evstream.events is not as evstream made it: an added
+-- trigger, constraint, index ...). Diagnostics; the counts start at 0 in each session.
+CREATE FUNCTION evstream._append_paths(OUT direct bigint, OUT through_sql bigint)
+  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_append_paths';
+REVOKE ALL ON FUNCTION evstream._append_paths() FROM PUBLIC;

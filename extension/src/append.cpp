@@ -330,7 +330,8 @@ pg::RowInserter g_events_writer(
      {"created_by", TEXTOID}, {"created_at", TIMESTAMPTZOID}, {"correlation_id", UUIDOID},
      {"causation_id", UUIDOID}, {"idempotency_key", TEXTOID}, {"order_key", INT8OID}},
     {"events_channel_check", "events_version_check", "events_data_object", "events_metadata_object"},
-    {"events_idempotency_key"});
+    {"events_idempotency_key", "events_correlation_idx"});
+WritePaths g_paths;
 
 // Writes the row: directly (no executor, see pg/row_insert.hpp) while evstream.events is as
 // evstream made it, through g_insert otherwise.
@@ -360,7 +361,11 @@ Datum WriteRow(Datum* args, char* nulls) {
     direct = g_events_writer.Insert(rel, values, isnull, &row);
     table_close(rel, NoLock);
   });
-  if (direct) return row;
+  if (direct) {
+    g_paths.direct++;
+    return row;
+  }
+  g_paths.through_sql++;
   g_insert.Run(args, nulls, false, 1);
   bool isnull = false;
   row = pg::ResultValue(0, 1, &isnull);
@@ -415,6 +420,8 @@ Datum Insert(const Request& r, int64 position, int32 version, int64 order_key) {
 }
 
 }  // namespace
+
+WritePaths Paths() { return g_paths; }
 
 int32 LockAggregate(const char* aggregate_type, const char* aggregate_id, const std::string& label) {
   aggregate_lock::Lock(aggregate_type, aggregate_id);

@@ -41,6 +41,14 @@ std::vector<Datum> Append(std::vector<Request>& requests);
 // transaction's snapshot does not show the aggregate as it now is (appended to or erased since
 // the snapshot was taken), throws 40001: writing on that stale view would skip or strand
 // versions. Used by every writer of an aggregate (appends, erasure). Throws Error/PgException.
+// How this backend's appends wrote their rows so far: directly (the table exactly as evstream
+// made it) or through an SQL INSERT (see pg/row_insert.hpp).
+struct WritePaths {
+  int64 direct = 0;
+  int64 through_sql = 0;
+};
+WritePaths Paths();
+
 int32 LockAggregate(const char* aggregate_type, const char* aggregate_id, const std::string& label);
 
 }  // namespace evstream::append

@@ -31,6 +31,7 @@ void _PG_init(void);
 PG_FUNCTION_INFO_V1(evstream_require_preload);
 PG_FUNCTION_INFO_V1(evstream_post_event);
 PG_FUNCTION_INFO_V1(evstream_post_events);
+PG_FUNCTION_INFO_V1(evstream_append_paths);
 PG_FUNCTION_INFO_V1(evstream_read_after);
 PG_FUNCTION_INFO_V1(evstream_stream);
 PG_FUNCTION_INFO_V1(evstream_doorbell_rings);
@@ -132,6 +133,18 @@ extern "C" Datum evstream_post_events(PG_FUNCTION_ARGS) {
     path.Done();
     return (Datum)0;
   });
+}
+
+// evstream._append_paths(): how this backend's appends wrote their rows so far.
+extern "C" Datum evstream_append_paths(PG_FUNCTION_ARGS) {
+  TupleDesc desc;
+  if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("_append_paths must return a record")));
+  desc = BlessTupleDesc(desc);
+  evstream::append::WritePaths paths = evstream::append::Paths();
+  Datum values[2] = {Int64GetDatum(paths.direct), Int64GetDatum(paths.through_sql)};
+  bool nulls[2] = {false, false};
+  return HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
 }
 
 extern "C" Datum evstream_read_after(PG_FUNCTION_ARGS) {

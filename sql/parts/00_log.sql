@@ -105,6 +105,12 @@ CREATE FUNCTION evstream.post_events(events jsonb) RETURNS SETOF evstream.events
   LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
   AS 'MODULE_PATHNAME', 'evstream_post_events';
 
+-- How this backend's appends wrote their rows so far: directly through the table and its
+-- indexes, or through an SQL INSERT (while evstream.events is not as evstream made it: an added
+-- trigger, constraint, index ...). Diagnostics; the counts start at 0 in each session.
+CREATE FUNCTION evstream._append_paths(OUT direct bigint, OUT through_sql bigint)
+  LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'evstream_append_paths';
+
 -- ---------------------------------------------------------------------------------------------
 -- Reading
 -- ---------------------------------------------------------------------------------------------

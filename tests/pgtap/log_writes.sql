@@ -2,13 +2,15 @@
 -- while evstream.events has only its own constraints and no INSERT trigger; through an SQL
 -- INSERT when an administrator has added either, so what they added still runs.
 BEGIN;
-SELECT plan(16);
+SELECT plan(19);
 
 CREATE TEMP TABLE got AS
   SELECT e, pg_current_xact_id() AS xact, now() AS at
     FROM evstream.post_event('project:lw', 'doc', 'lw1', 'doc.created', '{"n": 1}',
                              idempotency_key => 'lw-k1', display => '{"role": "user"}') e;
 
+SELECT is((SELECT direct::int || '/' || through_sql FROM evstream._append_paths()), '1/0',
+          'the log as evstream made it: the row was written directly');
 SELECT is((SELECT (e).tx FROM got), (SELECT xact FROM got), 'tx is the writing transaction');
 SELECT is((SELECT (e).created_at FROM got), (SELECT at FROM got), 'created_at is the transaction start');
 SELECT ok((SELECT (e).id IS NOT NULL AND (e).order_key > 0 AND (e).position > 0 FROM got),
@@ -32,10 +34,13 @@ CREATE TRIGGER lw_after AFTER INSERT ON evstream.events FOR EACH ROW EXECUTE FUN
 CREATE TEMP TABLE lw_posted AS SELECT (evstream.post_event('project:lw', 'doc', 'lw2', 'doc.created')).position;
 SELECT is((SELECT array_agg(position) FROM lw_seen), (SELECT array_agg(position) FROM lw_posted),
           'an added AFTER INSERT trigger sees the append');
+SELECT is((SELECT through_sql::int FROM evstream._append_paths()), 1, 'with the trigger, through SQL');
 DROP TRIGGER lw_after ON evstream.events;
 SELECT is((evstream.post_event('project:lw', 'doc', 'lw2', 'doc.renamed')).version, 2,
           'without the trigger appends go on (directly) with the next version');
 SELECT is((SELECT count(*)::int FROM lw_seen), 1, 'the dropped trigger no longer runs');
+SELECT is((SELECT direct::int || '/' || through_sql FROM evstream._append_paths()), '2/1',
+          'and the row after it was written directly again');
 
 -- A CHECK constraint added by an administrator is enforced.
 ALTER TABLE evstream.events ADD CONSTRAINT lw_no_forbidden CHECK (event_type <> 'doc.forbidden');
