@@ -180,10 +180,14 @@ struct LogRelations {
 LogRelations g_log;
 bool g_log_callback = false;
 
+void ForgetEventsWriter();
+
 void ForgetLogRelations(Datum, Oid relid) {
   if (relid == InvalidOid || relid == g_log.events || relid == g_log.version_index ||
-      relid == g_log.position_seq)
+      relid == g_log.position_seq) {
     g_log = LogRelations{};
+    ForgetEventsWriter();
+  }
 }
 
 const LogRelations& Log() {
@@ -332,6 +336,8 @@ pg::RowInserter g_events_writer(
     {"events_channel_check", "events_version_check", "events_data_object", "events_metadata_object"},
     {"events_idempotency_key", "events_correlation_idx"});
 WritePaths g_paths;
+
+void ForgetEventsWriter() { g_events_writer.Forget(); }
 
 // Writes the row: directly (no executor, see pg/row_insert.hpp) while evstream.events is as
 // evstream made it, through g_insert otherwise.

@@ -56,18 +56,28 @@ bool RowInserter::KnownChecks(TupleDesc desc) const {
   return true;
 }
 
+bool RowInserter::Learn(Relation rel) {
+  TupleDesc desc = RelationGetDescr(rel);
+  if (learnt_ && learnt_rel_ == RelationGetRelid(rel) && natts_ == desc->natts) return usable_;
+  usable_ = rel->rd_rel->relkind == RELKIND_RELATION && KnownChecks(desc) && Map(desc, slot_of_attr_);
+  natts_ = desc->natts;
+  learnt_rel_ = RelationGetRelid(rel);
+  learnt_ = true;
+  return usable_;
+}
+
 bool RowInserter::Insert(Relation rel, const Datum* values, const bool* nulls, Datum* row) {
-  if (rel->rd_rel->relkind != RELKIND_RELATION) return false;
+  // Triggers are looked at on every call (a trigger's creation invalidates the relcache entry
+  // too, but reading trigdesc costs nothing).
   TriggerDesc* triggers = rel->trigdesc;
   if (triggers != nullptr &&
       (triggers->trig_insert_before_row || triggers->trig_insert_after_row ||
        triggers->trig_insert_instead_row || triggers->trig_insert_before_statement ||
        triggers->trig_insert_after_statement || triggers->trig_insert_new_table))
     return false;
+  if (!Learn(rel)) return false;
   TupleDesc desc = RelationGetDescr(rel);
-  if (!KnownChecks(desc)) return false;
-  int slot_of_attr[kMaxAttributes];
-  if (!Map(desc, slot_of_attr)) return false;
+  const int* slot_of_attr = slot_of_attr_;
   int natts = desc->natts;
   Datum* row_values = static_cast<Datum*>(palloc0(sizeof(Datum) * natts));
   bool* row_nulls = static_cast<bool*>(palloc(sizeof(bool) * natts));

@@ -44,9 +44,21 @@ class RowInserter {
   // Allocates nothing outside PostgreSQL's memory contexts. Inside PgCall only.
   bool Insert(Relation rel, const Datum* values, const bool* nulls, Datum* row);
 
+  // Forgets what Insert learnt of the table (its columns and constraints): call it from a
+  // relcache invalidation callback for the table (any ALTER TABLE, DROP, reset).
+  void Forget() { learnt_ = false; }
+
  private:
   bool Map(TupleDesc desc, int* slot_of_attr) const;  // attnum - 1 -> column index or -1
   bool KnownChecks(TupleDesc desc) const;
+  // Maps the columns and checks the constraints once per relcache version of the table.
+  bool Learn(Relation rel);
+
+  bool learnt_ = false;
+  Oid learnt_rel_ = InvalidOid;
+  bool usable_ = false;
+  int natts_ = 0;
+  int slot_of_attr_[kMaxAttributes];
 
   Column columns_[kMaxColumns];
   int ncolumns_ = 0;
