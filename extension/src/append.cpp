@@ -19,6 +19,7 @@
 #include "pg/interrupts.hpp"
 #include "pg/jsonb_json.hpp"
 #include "pg/row_insert.hpp"
+#include "pg/search_path.hpp"
 #include "pg/spi.hpp"
 #include "pg/user.hpp"
 #include "projection.hpp"
@@ -512,8 +513,12 @@ std::vector<Datum> Append(std::vector<Request>& requests) {
   // 4. Projections, in the same transaction: a failure here aborts the append.
   // The target is the caller's table: its triggers, types and defaults run with the caller's
   // rights, never the owner's (the caller needs INSERT and UPDATE on it).
+  // Their input functions, domain checks, defaults and triggers are the caller's code: the fixed
+  // search path is set before any of it runs (so it never depends on whether this call happened
+  // to run SQL earlier, and is set at this call's own GUC level).
   for (size_t k = 0; k < fresh.size(); k++) {
     if (!types[k]->HasProjection()) continue;
+    PgCall([] { pg::EnsureFixedSearchPath(); });
     const Request& r = requests[fresh[k]];
     pg::RunAs(security::Caller(), [&] {
       projection::Row target(*types[k]);

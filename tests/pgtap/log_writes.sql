@@ -2,7 +2,7 @@
 -- while evstream.events has only its own constraints and no INSERT trigger; through an SQL
 -- INSERT when an administrator has added either, so what they added still runs.
 BEGIN;
-SELECT plan(19);
+SELECT plan(20);
 
 CREATE TEMP TABLE got AS
   SELECT e, pg_current_xact_id() AS xact, now() AS at
@@ -63,6 +63,15 @@ ALTER TABLE evstream.events ADD CONSTRAINT events_version_check CHECK (version >
 
 SELECT is((evstream.post_event('project:lw', 'doc', 'lw3', 'doc.forbidden')).version, 1,
           'once dropped, the row is accepted');
+
+-- FORCE ROW LEVEL SECURITY subjects an owner that is not a superuser to policies: appends go
+-- through SQL, which applies them (here the owner is a superuser, so they pass).
+CREATE TEMP TABLE lw_before AS SELECT through_sql FROM evstream._append_paths();
+ALTER TABLE evstream.events FORCE ROW LEVEL SECURITY;
+SELECT evstream.post_event('project:lw', 'doc', 'lw7', 'doc.created');
+ALTER TABLE evstream.events NO FORCE ROW LEVEL SECURITY;
+SELECT is((SELECT through_sql FROM evstream._append_paths()) - (SELECT through_sql FROM lw_before), 1::bigint,
+          'under FORCE ROW LEVEL SECURITY the row went through SQL');
 
 -- The log's relations are looked up once per session: recreated, the new ones are used.
 SET client_min_messages = warning;

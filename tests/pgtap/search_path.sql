@@ -4,7 +4,7 @@
 -- keep their own search_path settings. A fresh session (pg_prove runs each file in its
 -- own), so their statements are first prepared under the hostile path.
 BEGIN;
-SELECT plan(10);
+SELECT plan(13);
 
 CREATE SCHEMA sp_evil;
 CREATE FUNCTION sp_evil.always(text, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
@@ -71,6 +71,30 @@ SELECT evstream.project_into('sp_doc', 'public.sp_docs');
 SELECT lives_ok($$SELECT evstream.post_event('project:sp', 'sp_doc', 'sd1', 'sp_doc.created', '{"title": "t"}')$$,
                 'a projection whose target trigger sets its own search_path works');
 SELECT is((SELECT array_agg(id) FROM sp_app.audit), ARRAY['sd1'], 'the trigger ran with its own search_path');
+
+-- A projection's domain check is the caller's code too: it runs under the fixed search path on
+-- every call, whether or not the call ran SQL before it (with an idempotency key it does; without
+-- one, the catalog cached, it does not). sp_valid names its table without a schema.
+CREATE TABLE public.sp_skus (code text);
+INSERT INTO public.sp_skus VALUES ('A1');
+CREATE FUNCTION public.sp_valid(text) RETURNS boolean LANGUAGE plpgsql STABLE AS
+  $$BEGIN IF $1 IS NULL THEN RETURN true; END IF; RETURN EXISTS (SELECT 1 FROM sp_skus WHERE code = $1); END$$;
+CREATE DOMAIN public.sp_sku AS text CHECK (public.sp_valid(VALUE));
+CREATE FUNCTION public.sp_valid2(text) RETURNS boolean LANGUAGE plpgsql STABLE SET search_path = public AS
+  $$BEGIN IF $1 IS NULL THEN RETURN true; END IF; RETURN EXISTS (SELECT 1 FROM sp_skus WHERE code = $1); END$$;
+CREATE DOMAIN public.sp_sku2 AS text CHECK (public.sp_valid2(VALUE));
+CREATE TABLE public.sp_items (id text PRIMARY KEY, sku public.sp_sku, sku2 public.sp_sku2, version integer,
+                              updated_at timestamptz);
+SELECT evstream.project_into('sp_item', 'public.sp_items');
+SET LOCAL search_path = public, pg_catalog;
+SELECT throws_ok($$SELECT evstream.post_event('project:sp', 'sp_item', 'i1', 'sp_item.created', '{"sku": "A1"}',
+                                                idempotency_key => 'sp-i1')$$,
+                 '42P01', NULL, 'with a key: the domain check runs under the fixed search path');
+SELECT throws_ok($$SELECT evstream.post_event('project:sp', 'sp_item', 'i2', 'sp_item.created', '{"sku": "A1"}')$$,
+                 '42P01', NULL, 'without a key, catalog cached: the same search path');
+RESET search_path;
+SELECT is((evstream.post_event('project:sp', 'sp_item', 'i3', 'sp_item.created', '{"sku2": "A1"}')).version, 1,
+          'a check function that sets its own search_path works');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -7,6 +7,7 @@
 extern "C" {
 #include "access/htup_details.h"  // heap_form_tuple, heap_copy_tuple_as_datum
 #include "access/tableam.h"       // table_tuple_insert
+#include "access/transam.h"       // FirstNormalObjectId
 #include "access/xact.h"          // GetCurrentCommandId, CommandCounterIncrement
 #include "executor/executor.h"    // CreateExecutorState, ExecInsertIndexTuples
 #include "nodes/execnodes.h"      // ResultRelInfo
@@ -59,7 +60,9 @@ bool RowInserter::KnownChecks(TupleDesc desc) const {
 bool RowInserter::Learn(Relation rel) {
   TupleDesc desc = RelationGetDescr(rel);
   if (learnt_ && learnt_rel_ == RelationGetRelid(rel) && natts_ == desc->natts) return usable_;
-  usable_ = rel->rd_rel->relkind == RELKIND_RELATION && KnownChecks(desc) && Map(desc, slot_of_attr_);
+  // FORCE ROW LEVEL SECURITY would subject even the owner's INSERT to policies: SQL applies them.
+  usable_ = rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relforcerowsecurity &&
+            KnownChecks(desc) && Map(desc, slot_of_attr_);
   natts_ = desc->natts;
   learnt_rel_ = RelationGetRelid(rel);
   learnt_ = true;
@@ -92,14 +95,20 @@ bool RowInserter::Insert(Relation rel, const Datum* values, const bool* nulls, D
   ResultRelInfo* rri = makeNode(ResultRelInfo);
   InitResultRelInfo(rri, rel, 1, nullptr, 0);
   ExecOpenIndices(rri, false);
-  // Expression indexes, and partial indexes other than the known ones, may call functions
-  // (resolved with the session's settings): SQL evaluates those.
+  // Indexes that may run code of someone's making while an entry is inserted — expressions,
+  // partial indexes other than the known ones, exclusion constraints, an access method or
+  // operator family that is not built in — go through SQL, which runs it with the function's
+  // fixed search path.
   for (int i = 0; i < rri->ri_NumIndices; i++) {
     IndexInfo* info = rri->ri_IndexRelationInfo[i];
+    Relation index = rri->ri_IndexRelationDescs[i];
     bool known_partial = info->ii_Predicate == NIL;
     for (int k = 0; k < npartial_ && !known_partial; k++)
-      known_partial = strcmp(RelationGetRelationName(rri->ri_IndexRelationDescs[i]), partial_indexes_[k]) == 0;
-    if (info->ii_Expressions != NIL || !known_partial) {
+      known_partial = strcmp(RelationGetRelationName(index), partial_indexes_[k]) == 0;
+    bool builtin = index->rd_rel->relam < FirstNormalObjectId;
+    for (int k = 0; k < IndexRelationGetNumberOfKeyAttributes(index) && builtin; k++)
+      builtin = index->rd_opfamily[k] < FirstNormalObjectId;
+    if (info->ii_Expressions != NIL || !known_partial || info->ii_ExclusionOps != nullptr || !builtin) {
       ExecCloseIndices(rri);
       FreeExecutorState(estate);
       return false;

@@ -6,9 +6,11 @@
 // coercion, row-level security. So a row is written directly only when the table is exactly as
 // the caller knows it — every column it supplies present with the expected type, every other
 // column nullable without a default, no INSERT trigger, exactly the CHECK constraints the caller
-// enforces itself, no expression index and no partial index but the ones it names — and the row
-// breaks no NOT NULL constraint; otherwise Insert answers false and the caller writes the row
-// through SQL, where whatever an administrator added runs.
+// enforces itself (by name), no FORCE ROW LEVEL SECURITY, no index that may run code of
+// someone's making (expression, partial but the ones it names, exclusion, non-built-in access
+// method or operator family) — and the row breaks no NOT NULL constraint; otherwise Insert
+// answers false and the caller writes the row through SQL, where whatever an administrator
+// added runs.
 #pragma once
 
 #include <initializer_list>
