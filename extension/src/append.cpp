@@ -264,11 +264,12 @@ void CheckExpected(const Request& r, int32 current) {
 // has a state machine.
 Bumped NextVersion(const Request& r, const catalog::AggregateType& type) {
   int32 current = LockAggregate(r.aggregate_type, r.aggregate_id, r.label);
-  Datum args[2] = {Text(r.aggregate_type), Text(r.aggregate_id)};
   CheckExpected(r, current);
-  bool isnull = false;
   Bumped b{current + 1, std::nullopt};
-  if (type.HasStateMachine() && current > 0 && g_state.Run(args, nullptr, false, 1) == 1) {
+  if (!type.HasStateMachine() || current == 0) return b;
+  Datum args[2] = {Text(r.aggregate_type), Text(r.aggregate_id)};
+  if (g_state.Run(args, nullptr, false, 1) == 1) {
+    bool isnull = false;
     Datum state = pg::ResultValue(0, 1, &isnull);
     const char* value = nullptr;
     PgCall([&] { value = text_to_cstring(DatumGetTextPP(state)); });
@@ -435,9 +436,7 @@ int32 LockAggregate(const char* aggregate_type, const char* aggregate_id, const 
   Datum type = Text(aggregate_type);
   Datum id = Text(aggregate_id);
   int32 current = LastVersion(type, id, false);
-  bool xact_snapshot = false;
-  PgCall([&] { xact_snapshot = IsolationUsesXactSnapshot(); });
-  if (xact_snapshot && LastVersion(type, id, true) != current)
+  if (IsolationUsesXactSnapshot() && LastVersion(type, id, true) != current)
     throw Error("40001",
                 label + "could not serialize access: aggregate " + aggregate_type + "/" +
                     aggregate_id + " was appended to or erased concurrently",
