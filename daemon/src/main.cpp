@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
     uv_signal_start(h, OnSignal, sig);
   }
   LogInfo("listening", {{"address", cfg.listen_host}, {"port", rt.app->Port()},
-                        {"tls", !cfg.tls_cert_file.empty()},
+                        {"tls", !cfg.tls_cert_file.empty()}, {"threads", rt.app->Threads()},
                         {"web_root", cfg.web_root}, {"version", EVSTREAMD_VERSION}});
 
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -20,6 +20,7 @@
 
 #include "feed/pool.hpp"
 #include "fuzz_util.hpp"
+#include "hub/fanout.hpp"
 #include "hub/hub.hpp"
 #include "core/log.hpp"
 #include "realtime/presence.hpp"
@@ -84,7 +85,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     hub::Hub h;
     Watcher w;
     h.Add(&w);
-    evstream::realtime::Presence presence(loop, {}, &h, pool, &metrics);
+    hub::Fanout fanout;
+    fanout.Add(&h, nullptr, nullptr);
+    evstream::realtime::Presence presence(loop, {}, &fanout, pool, &metrics);
     for (const std::string& line : fuzz::Split(fuzz::View(data, size), '\n', 256)) {
       char op = line.empty() ? 'm' : line[0];
       std::string rest = line.empty() ? line : line.substr(1);

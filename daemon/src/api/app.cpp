@@ -1,10 +1,9 @@
 #include "api/app.hpp"
 
-#include <cctype>
+#include <algorithm>
 #include <stdexcept>
 
 #include "core/log.hpp"
-#include "http/cors.hpp"
 #include "http/static_files.hpp"
 
 namespace evstream::api {
@@ -21,24 +20,6 @@ auth::VerifierConfig VerifierFrom(const core::Config& c) {
   v.issuer = c.jwt_issuer;
   v.leeway_seconds = c.jwt_leeway_seconds;
   return v;
-}
-http::ServerOptions ServerFrom(const core::Config& c) {
-  http::ServerOptions o;
-  o.max_body_bytes = c.max_body_bytes;
-  o.max_queue_bytes = c.max_queue_bytes * 2 + 65536;  // hard limit; sessions keep below it
-  o.max_connections = c.max_connections;
-  o.max_connections_per_address = c.max_connections_per_address;
-  o.max_connections_per_sub = c.max_connections_per_sub;
-  o.max_pending_bytes = c.max_pending_bytes;
-  o.header_timeout_ms = c.header_timeout_ms;
-  o.body_timeout_ms = c.body_timeout_ms;
-  o.idle_timeout_ms = c.idle_timeout_ms;
-  o.h2_max_concurrent_streams = static_cast<uint32_t>(c.h2_max_concurrent_streams);
-  for (const auto& p : c.trusted_proxies) {
-    std::string unused;
-    o.trusted_proxies.Add(p, &unused);  // checked when the flag was parsed
-  }
-  return o;
 }
 feed::FeedOptions FeedFrom(const core::Config& c) {
   feed::FeedOptions f;
@@ -70,45 +51,105 @@ feed::PoolOptions PoolFrom(const core::Config& c) {
 }  // namespace
 
 App::App(uv_loop_t* loop, const core::Config& cfg)
-    : loop_(loop), cfg_(cfg), verifier_(VerifierFrom(cfg)), hub_(),
-      feed_(loop, FeedFrom(cfg), &hub_, &metrics_),
+    : loop_(loop), cfg_(cfg),
+      threads_(cfg.threads > 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency())),
+      verifier_(VerifierFrom(cfg)),
+      feed_(loop, FeedFrom(cfg), &fanout_, &metrics_),
       outbox_(loop, OutboxFrom(cfg), &metrics_),
       pool_(loop, cfg.database_url, PoolFrom(cfg)),
       presence_(loop, realtime::PresenceOptions{cfg.presence_heartbeat_ms, cfg.presence_expiry_ms, cfg.typing_ttl_ms,
                                                    cfg.presence_leave_grace_ms},
-                &hub_, &pool_, &metrics_),
+                &fanout_, &pool_, &metrics_),
       publisher_(loop, cfg.database_url, feed::OptionsWithStatementTimeout(cfg.database_url, cfg.statement_timeout_ms),
-                 &metrics_, cfg.coalesce_ms),
-      streams_(sse::StreamDeps{loop, &cfg_, &metrics_, &hub_, &feed_, &pool_, &verifier_, &presence_}),
-      events_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
-      realtime_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}, &publisher_, &presence_),
-      catalog_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
-      consumers_api_(EventsDeps{&cfg_, &metrics_, &pool_, &verifier_}),
-      server_(loop, ServerFrom(cfg), [this](const http::ConnectionPtr& c, http::Request& r) { Route(c, r); },
-              &metrics_) {
+                 &metrics_, cfg.coalesce_ms) {
+  if (int rc = mailbox_.Open(loop); rc != 0) throw std::runtime_error(std::string("uv_async_init: ") + uv_err_name(rc));
   std::string error;
   if (!LoadStatic(&error)) throw std::runtime_error(error);
   if (!cfg_.tls_cert_file.empty()) {
-    auto tls = http::TlsContext::Load(cfg_.tls_cert_file, cfg_.tls_key_file, &error);
-    if (!tls) throw std::runtime_error(error);
-    server_.SetTls(std::move(tls));
+    shared_.tls = http::TlsContext::Load(cfg_.tls_cert_file, cfg_.tls_key_file, &error);
+    if (!shared_.tls) throw std::runtime_error(error);
   }
-  BuildRoutes();
+  // The shared services run on loop 0; the other loops call them through its mailbox.
+  pool_.SetHome(&mailbox_);
+  presence_.SetHome(&mailbox_);
+  publisher_.SetHome(&mailbox_);
+  shared_.verifier = &verifier_;
+  shared_.pool = &pool_;
+  shared_.presence = &presence_;
+  shared_.publisher = &publisher_;
+  shared_.static_files = &static_files_;
+  shared_.limits = std::make_shared<http::SharedLimits>();
+  shared_.all_metrics.push_back(&metrics_);
+  for (int i = 1; i < threads_; i++) {
+    workers_.push_back(std::make_unique<Worker>());
+    workers_.back()->index = i;
+    shared_.all_metrics.push_back(&workers_.back()->metrics);
+  }
+  front_ = std::make_unique<Front>(loop, 0, cfg_, &shared_, &metrics_);
+  shared_.home = &mailbox_;
+  shared_.stats_owner = front_->catalog();
+  fanout_.Add(front_->hub(), front_->view(), nullptr);
   if (uv_timer_init(loop_, stats_fold_timer_.get()) == 0) stats_fold_timer_.MarkInitialised();
   stats_fold_timer_->data = this;
+}
+
+App::~App() {
+  // The other loops end once Shutdown() reached them (their connections drain first).
+  for (auto& w : workers_)
+    if (w->thread.joinable()) w->thread.join();
+}
+
+// A worker loop: its Front lives and dies on this thread; the App's Shutdown ends it.
+void App::RunWorker(Worker* w, int port) {
+  uv_loop_t loop;
+  if (int rc = uv_loop_init(&loop); rc != 0) {
+    w->listening.set_value(rc);
+    return;
+  }
+  int rc = w->mailbox.Open(&loop);
+  if (rc == 0) {
+    core::Config cfg = cfg_;
+    cfg.listen_port = port;
+    w->front = std::make_unique<Front>(&loop, w->index, cfg, &shared_, &w->metrics);
+    rc = w->front->Listen(true);
+  }
+  w->listening.set_value(rc);
+  if (rc == 0) {
+    w->front->Start();
+  } else {
+    if (w->front) w->front->Close();
+    w->mailbox.Close();
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  w->front.reset();
+  uv_run(&loop, UV_RUN_DEFAULT);  // close callbacks
+  if (uv_loop_close(&loop) != 0) core::LogError("a loop ended with handles open", {{"loop", w->index}});
 }
 
 bool App::ReloadTls() {
   if (cfg_.tls_cert_file.empty()) return true;
   std::string error;
-  auto tls = http::TlsContext::Load(cfg_.tls_cert_file, cfg_.tls_key_file, &error);
+  std::shared_ptr<http::TlsContext> tls = http::TlsContext::Load(cfg_.tls_cert_file, cfg_.tls_key_file, &error);
   if (!tls) {
     core::LogError("certificate reload failed; the previous certificate stays in use", {{"error", error}});
     return false;
   }
-  server_.SetTls(std::move(tls));
-  core::LogInfo("certificate reloaded", {{"cert", cfg_.tls_cert_file}, {"connections", server_.ConnectionCount()}});
+  front_->SetTls(tls);
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->mailbox.Post([worker, tls] {
+      if (worker->front) worker->front->SetTls(tls);
+    });
+  }
+  core::LogInfo("certificate reloaded",
+                {{"cert", cfg_.tls_cert_file}, {"connections", Total(&core::Metrics::http_connections)}});
   return true;
+}
+
+int64_t App::Total(core::Stat<int64_t> core::Metrics::*field) const {
+  int64_t sum = 0;
+  for (const core::Metrics* m : shared_.all_metrics) sum += (m->*field).get();
+  return sum;
 }
 
 bool App::LoadStatic(std::string* error) {
@@ -120,8 +161,19 @@ bool App::LoadStatic(std::string* error) {
 }
 
 int App::Start() {
-  int rc = server_.Listen(cfg_.listen_host, cfg_.listen_port);
+  int rc = front_->Listen(threads_ > 1);
   if (rc != 0) return rc;
+  // The other loops listen on the port loop 0 got; all must before the feed starts (the fan-out
+  // reaches every loop from its first batch).
+  for (auto& w : workers_) {
+    std::future<int> listening = w->listening.get_future();
+    Worker* worker = w.get();
+    int port = front_->Port();
+    w->thread = std::thread([this, worker, port] { RunWorker(worker, port); });
+    rc = listening.get();
+    if (rc != 0) return rc;
+    fanout_.Add(worker->front->hub(), worker->front->view(), &worker->mailbox);
+  }
   // Ephemeral events and presence messages: rows of the outbox only (never a NOTIFY payload).
   outbox_.on_row = [this](const realtime::OutboxRow& row) {
     if (row.kind == realtime::OutboxRow::Kind::Presence) return presence_.OnMessage(row.payload);
@@ -132,7 +184,7 @@ int App::Start() {
     }
     metrics_.ephemeral_received++;
     presence_.OnEphemeral(*ev);
-    hub_.PublishEphemeral(ev);
+    fanout_.Ephemeral(ev);
   };
   outbox_.on_ready = [this] { presence_.OnListening(); };
   // The feed's connection is the instance's one listener: it passes the ephemeral doorbell on.
@@ -149,7 +201,7 @@ int App::Start() {
   presence_.Start();
   pool_.Start();
   publisher_.Start();
-  streams_.Start();
+  front_->Start();
   if (cfg_.stats_fold_ms > 0 && stats_fold_timer_.initialised()) {
     auto every = static_cast<uint64_t>(cfg_.stats_fold_ms);
     int timer_rc = uv_timer_start(stats_fold_timer_.get(), [](uv_timer_t* t) {
@@ -183,160 +235,30 @@ bool App::ReloadKeys() {
   cfg_.jwt_public_key_pem = next.jwt_public_key_pem;
   cfg_.jwt_jwks_json = next.jwt_jwks_json;
   core::LogInfo("keys reloaded", {{"keys", verifier_.KeyCount()}, {"algorithms", verifier_.Algorithms()},
-                                  {"streams", streams_.SessionCount()}});
+                                  {"streams", Total(&core::Metrics::sse_clients)}});
   return true;
 }
 
+// Every loop stops accepting and closes its connections (streams after what is queued); the
+// other loops end when theirs are closed, and ~App joins them.
 void App::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
   if (stats_fold_timer_.initialised()) uv_timer_stop(stats_fold_timer_.get());
-  server_.Close();
-  streams_.Close();
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->mailbox.Post([worker] {
+      if (worker->front) worker->front->Close();
+      worker->mailbox.Close();
+    });
+  }
+  front_->Close();
   presence_.Close();
   publisher_.Close();
   outbox_.Close();
   feed_.Close();
   pool_.Close();
-}
-
-http::Response App::Health() const {
-  nlohmann::json j = {{"status", "ok"}, {"position", feed_.Cursor().position}};
-  if (!feed_.Connected()) {
-    j["status"] = "unavailable";
-    j["reason"] = "database disconnected";
-    return http::Json(503, j);
-  }
-  if (!feed_.Positioned()) {
-    j["status"] = "unavailable";
-    j["reason"] = "feed starting";
-    return http::Json(503, j);
-  }
-  // Still healthy, but say who holds delivery back once it passes a second.
-  if (metrics_.held_back_seconds >= 1.0)
-    j["held_back"] = {{"seconds", metrics_.held_back_seconds}, {"events", metrics_.held_back_events},
-                      {"pid", metrics_.held_back_pid}, {"database", metrics_.held_back_database},
-                      {"state", metrics_.held_back_state}, {"open_seconds", metrics_.held_back_open_seconds}};
-  return http::Json(200, j);
-}
-
-namespace {
-// A POST body must be JSON (a form or a plain `fetch` cannot send application/json cross-origin
-// without a preflight). An empty body without a Content-Type is allowed.
-bool IsJsonContentType(const http::Request& req) {
-  const std::string* ct = req.Header("content-type");
-  if (!ct) return req.body.empty();
-  std::string media = ct->substr(0, ct->find(';'));
-  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
-  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.erase(0, 1);
-  for (auto& ch : media) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return media == "application/json";
-}
-}  // namespace
-
-void App::AddRoute(const std::string& path, bool prefix, std::vector<std::string> methods, RouteOptions o,
-                   std::function<void(Call&)> handler) {
-  routes_.Add(path, prefix, std::move(methods), RouteEntry{o, std::move(handler)});
-}
-
-// The one table of everything the daemon answers (static files are the fallback for GET).
-void App::BuildRoutes() {
-  RouteOptions open;
-  open.auth = false;
-  RouteOptions token;
-  RouteOptions chosen;
-  chosen.channels = true;
-  RouteOptions chosen_project = chosen;
-  chosen_project.project_header = true;
-  RouteOptions stream = chosen_project;
-  stream.query_token = true;
-
-  AddRoute("/healthz", false, {"GET"}, open, [this](Call& c) { c.Reply(Health()); });
-  AddRoute("/metrics", false, {"GET"}, open, [this](Call& c) {
-    http::Response r;
-    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    metrics_.db_queued = static_cast<int64_t>(pool_.Queued());
-    r.body = metrics_.Render();
-    c.Reply(r);
-  });
-  AddRoute("/api/openapi.json", false, {"GET"}, open, [](Call& c) { c.Reply(http::JsonRaw(200, OpenApiJson())); });
-  AddRoute("/api/events/stream", false, {"GET"}, stream, [this](Call& c) {
-    if (c.req.method == "HEAD") return c.Reply(http::JsonError(405, "method_not_allowed", "use GET"));
-    streams_.Handle(c.conn, c.req, c.cors, c.auth, std::move(c.channels));
-  });
-  AddRoute("/api/events", false, {"POST"}, token, [this](Call& c) { events_api_.Post(c); });
-  AddRoute("/api/events", false, {"GET"}, chosen_project, [this](Call& c) { events_api_.History(c); });
-  AddRoute("/api/events/", true, {"GET"}, token, [this](Call& c) { catalog_api_.Event(c); });
-  AddRoute("/api/event-types", false, {"GET"}, token, [this](Call& c) { catalog_api_.EventTypes(c); });
-  AddRoute("/api/stats", false, {"GET"}, chosen, [this](Call& c) { catalog_api_.Stats(c); });
-  AddRoute("/api/consumers/", true, {"POST"}, token, [this](Call& c) { consumers_api_.Handle(c); });
-  AddRoute("/api/publish", false, {"POST"}, token, [this](Call& c) { realtime_api_.Publish(c); });
-  AddRoute("/api/presence", false, {"GET"}, token, [this](Call& c) { realtime_api_.PresenceList(c); });
-  AddRoute("/api/streams/", true, {"GET"}, token, [this](Call& c) { events_api_.Stream(c); });
-}
-
-void App::Route(const http::ConnectionPtr& conn, http::Request& req) {
-  Call c{conn, req, http::CorsHeaders(cfg_.cors_origins, req), {}, {}, {}};
-  // 1. CORS: preflights are answered here; every other answer carries c.cors.
-  if (req.method == "OPTIONS") {
-    conn->Respond(http::CorsPreflight(cfg_.cors_origins, req));
-    return;
-  }
-  c.client_key = "addr:" + conn->address();
-  // 2. The route (404 / 405 with Allow); GET outside /api/ falls back to static files.
-  auto found = routes_.Find(req.method, req.path);
-  if (found.status == 404) {
-    bool get = req.method == "GET" || req.method == "HEAD";
-    if (req.path.rfind("/api/", 0) != 0 && !cfg_.web_root.empty() && get)
-      return c.Reply(static_files_.Serve(req));
-    return c.Reply(http::JsonError(404, "not_found", "no such endpoint"));
-  }
-  if (found.status == 405) {
-    http::Response r = http::JsonError(405, "method_not_allowed", "use " + found.allow);
-    r.headers.emplace_back("Allow", found.allow);
-    return c.Reply(r);
-  }
-  const RouteEntry& route = *found.value;
-  // 3. Authentication: where the token may come from, and the cookie's CSRF rule.
-  if (route.options.auth) {
-    auth::TokenPolicy policy;
-    policy.query = route.options.query_token;
-    c.auth = auth::Authenticate(verifier_, req, policy, cfg_.cors_origins);
-    if (!c.auth.ok) {
-      if (c.auth.status == 403) {
-        metrics_.forbidden++;
-        return c.Reply(http::JsonError(403, "csrf", c.auth.error));
-      }
-      metrics_.auth_failures++;
-      return c.Reply(http::JsonError(401, "unauthorized", c.auth.error));
-    }
-    // Fair limits: this connection now counts against the token's sub.
-    if (const std::string& sub = c.auth.principal.sub; !sub.empty()) {
-      c.client_key = "sub:" + sub;
-      if (!conn->ClaimSub(sub)) {
-        metrics_.limited++;
-        http::Response r = http::JsonError(
-            429, "too_many_connections",
-            "too many connections for this token's sub (limit " + std::to_string(cfg_.max_connections_per_sub) + ")");
-        r.headers.emplace_back("Retry-After", conn->RetryAfter());
-        return c.Reply(r);
-      }
-    }
-  }
-  // 4. Bodies: JSON only.
-  if (req.method == "POST" && !IsJsonContentType(req))
-    return c.Reply(http::JsonError(415, "unsupported_media_type",
-                                   "POST bodies must be sent with Content-Type: application/json"));
-  // 5. Channel choice: ?channel= (repeatable) and X-Project-Id, within the token's grants.
-  if (route.options.channels) {
-    std::vector<std::string> requested = req.QueryAll("channel");
-    if (route.options.project_header)
-      if (const std::string* p = req.Header("x-project-id"); p && !p->empty()) requested.push_back("project:" + *p);
-    std::string denied;
-    if (!auth::SelectChannels(c.auth.principal, requested, &c.channels, &denied)) {
-      metrics_.forbidden++;
-      return c.Reply(http::JsonError(403, "forbidden", "channel not allowed: " + denied, {{"channel", denied}}));
-    }
-  }
-  route.handler(c);
+  mailbox_.Close();
 }
 
 }  // namespace evstream::api

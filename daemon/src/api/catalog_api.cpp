@@ -84,15 +84,27 @@ void CatalogApi::EventTypes(Call& c) {
 // still cached per channel set for --stats-cache-ms, and while one query per channel set runs,
 // later callers wait for its answer instead of starting their own, so the number of callers does
 // not multiply the database's work. The cache is bounded (kMaxStatsEntries).
+// With --threads the cache is the daemon's: every loop asks the owner's (on its loop), and the
+// answer comes back to the loop of the request.
 void CatalogApi::Stats(Call& c) {
-  std::string key = c.channels.Key();
+  Answer answer = [reply = c.Later(), back = core::Mailbox::Current()](const http::Response& r) {
+    core::RunOn(back, [reply, r] { reply(r); });
+  };
+  CatalogApi* owner = stats_owner_ ? stats_owner_ : this;
+  core::RunOn(stats_home_, [owner, key = c.channels.Key(), channels = c.channels, client = c.client_key, answer] {
+    owner->StatsHere(key, channels, client, answer);
+  });
+}
+
+void CatalogApi::StatsHere(const std::string& key, const auth::ChannelSet& channels, const std::string& client_key,
+                           const Answer& answer) {
   auto now = std::chrono::steady_clock::now();
   auto it = stats_cache_.find(key);
   if (it != stats_cache_.end()) {
     StatsEntry& e = it->second;
-    if (!e.body.empty() && now < e.fresh_until) return c.Reply(http::JsonRaw(200, e.body));
+    if (!e.body.empty() && now < e.fresh_until) return answer(http::JsonRaw(200, e.body));
     if (e.loading) {
-      e.waiting.push_back(c.Later());
+      e.waiting.push_back(answer);
       return;
     }
   }
@@ -104,15 +116,14 @@ void CatalogApi::Stats(Call& c) {
   if (stats_cache_.size() < kMaxStatsEntries || stats_cache_.count(key)) {
     entry = &stats_cache_[key];
     entry->loading = true;
-    entry->waiting.push_back(c.Later());
+    entry->waiting.push_back(answer);
   }
-  const auth::ChannelSet& channels = c.channels;
   feed::Params params = {std::nullopt};
   if (!channels.HasPatterns()) params[0] = feed::TextArray(channels.exact);
   int ttl_ms = d_.config->stats_cache_ms;
   d_.pool->Query(kStatsSql, std::move(params),
-                 [this, key, cached = entry != nullptr, reply = c.Later(), channels, ttl_ms](feed::QueryResult& r) {
-    std::vector<Replier> waiting;
+                 [this, key, cached = entry != nullptr, answer, channels, ttl_ms](feed::QueryResult& r) {
+    std::vector<Answer> waiting;
     StatsEntry* e = nullptr;
     if (cached) {
       auto it = stats_cache_.find(key);
@@ -123,7 +134,7 @@ void CatalogApi::Stats(Call& c) {
         e->loading = false;
       }
     } else {
-      waiting.push_back(reply);
+      waiting.push_back(answer);
     }
     // Everyone waiting gets an answer, even when reading the rows throws (the boundary logs it).
     core::Guard("stats result", [&] {
@@ -164,7 +175,7 @@ void CatalogApi::Stats(Call& c) {
     }, [&] {
       for (const auto& w : waiting) w(http::JsonError(500, "internal_error", "internal error"));
     });
-  }, c.client_key);
+  }, client_key);
 }
 
 }  // namespace evstream::api

@@ -104,9 +104,11 @@ void RealtimeApi::PresenceList(Call& c) {
     d_.metrics->forbidden++;
     return c.Reply(http::JsonError(403, "forbidden", "channel not allowed: " + *ch, {{"channel", *ch}}));
   }
-  json members = json::array();
-  for (const auto& u : presence_->Members(*ch)) members.push_back({{"userId", u}});
-  c.Reply(http::Json(200, {{"channel", *ch}, {"members", members}, {"count", members.size()}}));
+  presence_->MembersThen(*ch, ForRequest(c.conn, [reply = c.Later(), channel = *ch](std::vector<std::string> users) {
+    json members = json::array();
+    for (const auto& u : users) members.push_back({{"userId", u}});
+    reply(http::Json(200, {{"channel", channel}, {"members", members}, {"count", members.size()}}));
+  }));
 }
 
 }  // namespace evstream::api

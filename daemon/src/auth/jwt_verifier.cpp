@@ -70,8 +70,9 @@ bool JwtVerifier::Reload(const VerifierConfig& cfg, std::string* error) {
       *error = "no key left: every token would be refused";
       return false;
     }
-    keys_ = std::move(keys);
-    cfg_ = cfg;
+    // Every loop verifies with keys_ (--threads): swapped atomically; the other settings
+    // (leeway, audience, issuer, ...) are not reloadable and are never written after start.
+    std::atomic_store(&keys_, std::shared_ptr<const std::vector<VerifyKey>>(std::move(keys)));
   } catch (const std::exception& e) {
     *error = e.what();
     return false;
@@ -82,7 +83,7 @@ bool JwtVerifier::Reload(const VerifierConfig& cfg, std::string* error) {
 
 std::vector<std::string> JwtVerifier::Algorithms() const {
   std::set<std::string> algs;
-  for (const auto& k : *keys_) algs.insert(k.alg);
+  for (const auto& k : *std::atomic_load(&keys_)) algs.insert(k.alg);
   return {algs.begin(), algs.end()};
 }
 
@@ -139,7 +140,7 @@ std::optional<VerifiedToken> JwtVerifier::VerifyUnguarded(std::string_view token
   if (header.contains("crit")) return Fail(error, "token header has unsupported crit extensions");
   if (alg != "HS256" && alg != "RS256" && alg != "ES256" && alg != "EdDSA")
     return Fail(error, "algorithm is not accepted (HS256, RS256, ES256 or EdDSA only, as configured)");
-  std::shared_ptr<const std::vector<VerifyKey>> keys = keys_;
+  std::shared_ptr<const std::vector<VerifyKey>> keys = std::atomic_load(&keys_);
   std::vector<const VerifyKey*> candidates;
   bool kid_known = false;
   for (const auto& k : *keys) {

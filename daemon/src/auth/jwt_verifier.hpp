@@ -54,10 +54,11 @@ class JwtVerifier {
   // (HS256 secret under 32 bytes, RSA under 2048 bits).
   explicit JwtVerifier(const VerifierConfig& cfg);
 
-  // Replaces the keys and settings (SIGHUP). On error the old ones stay and *error says why.
+  // Replaces the keys (SIGHUP; safe while other threads verify). The other settings stay as
+  // constructed. On error the old keys stay and *error says why.
   bool Reload(const VerifierConfig& cfg, std::string* error);
 
-  bool Enabled() const { return !keys_->empty(); }
+  bool Enabled() const { return !std::atomic_load(&keys_)->empty(); }
   // The verified token, or nullopt with *error set (a short reason, safe to return to clients).
   // Never throws.
   std::optional<VerifiedToken> VerifyToken(std::string_view token, std::string* error,
@@ -65,7 +66,7 @@ class JwtVerifier {
   // The claims only (same checks).
   std::optional<nlohmann::json> Verify(std::string_view token, std::string* error, double now_seconds = 0) const;
   std::vector<std::string> Algorithms() const;  // distinct, sorted
-  size_t KeyCount() const { return keys_->size(); }
+  size_t KeyCount() const { return std::atomic_load(&keys_)->size(); }
 
  private:
   static std::shared_ptr<const std::vector<VerifyKey>> LoadKeys(const VerifierConfig& cfg,

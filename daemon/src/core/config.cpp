@@ -122,6 +122,10 @@ const std::vector<Option>& Options() {
       {"max-body-bytes", "EVSTREAM_MAX_BODY_BYTES", "BYTES",
        "largest accepted request body; larger gets 413 (default 1048576)",
        IntField(&Config::max_body_bytes, 1, 1L << 30)},
+      {"threads", "EVSTREAM_THREADS", "K",
+       "event loops serving connections, each on its own thread (SO_REUSEPORT listeners); one feed "
+       "reads the log for all of them (default 0: one per CPU core)",
+       IntField(&Config::threads, 0, 256)},
       {"max-connections", "EVSTREAM_MAX_CONNECTIONS", "N",
        "open HTTP connections before new ones are refused (default 10000)",
        IntField(&Config::max_connections, 1, 1000000)},

@@ -28,6 +28,7 @@ struct Config {
   int stall_timeout_ms = 10000;           // above the limit this long without draining: dropped
   std::size_t max_body_bytes = 1 << 20;   // POST bodies (413 above)
   int max_connections = 10000;
+  int threads = 0;                        // event loops (0: one per core)
   int batch_size = 1000;                  // rows per read_after
   int held_back_ms = 25;                  // re-read period while events are held back
   int poll_ms = 1000;                     // safety-net read period (0: doorbells only)

@@ -62,8 +62,8 @@ auto Feed::Guarded(const char* where, Fn fn) {
   };
 }
 
-Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metrics)
-    : loop_(loop), opts_(std::move(opts)), hub_(hub), metrics_(metrics),
+Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Fanout* fanout, core::Metrics* metrics)
+    : loop_(loop), opts_(std::move(opts)), fanout_(fanout), metrics_(metrics),
       conn_(loop, opts_.conninfo, "feed") {
   conn_.SetOptions(opts_.pg_options);
   if (uv_timer_init(loop_, held_back_timer_.get()) == 0) held_back_timer_.MarkInitialised();
@@ -73,6 +73,7 @@ Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metr
   conn_.on_connected = Guarded("feed connected", [this] { OnConnected(); });
   conn_.on_disconnected = [this](const std::string&) {
     metrics_->db_connected = false;
+    fanout_->Connected(false);
     busy_ = false;
     uv_timer_stop(held_back_timer_.get());
     bool was_listening = listening_;
@@ -108,6 +109,7 @@ void Feed::Close() {
 
 void Feed::OnConnected() {
   metrics_->db_connected = true;
+  fanout_->Connected(true);
   if (ever_connected_) metrics_->db_reconnects++;
   ever_connected_ = true;
   busy_ = true;
@@ -169,6 +171,7 @@ void Feed::FindTail() {
     positioned_ = true;
     metrics_->last_position = cursor_.position;
     core::LogInfo("feed positioned", {{"position", cursor_.position}});
+    fanout_->Positioned(cursor_);
     if (on_positioned) on_positioned();
     Read();
   }));
@@ -209,14 +212,17 @@ void Feed::OnRows(QueryResult& r) {
   int n = r.rows();
   core::LogDebug("feed read", {{"after", cursor_.position}, {"rows", n}, {"doorbell_pending", doorbell_pending_}});
   double now = core::NowSeconds();
+  std::vector<EventPtr> batch;
+  batch.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; i++) {
     EventPtr ev = MakeEvent(RowAt(r, i));
     cursor_ = ev->key;
     metrics_->events_read++;
     metrics_->last_position = ev->key.position;
     metrics_->feed_lag_seconds = now - ev->created_epoch;
-    hub_->Publish(ev);
+    batch.push_back(std::move(ev));
   }
+  fanout_->Events(std::move(batch));  // every loop's hub, once each
   if (n >= opts_.batch_size || doorbell_pending_) {
     Read();
     return;
@@ -234,8 +240,7 @@ void Feed::CheckHeldBack() {
     metrics_->held_back_seconds = held_back ? r.Double(0, 1) : 0;
     metrics_->held_back_events = held_back ? r.Int64(0, 2) : 0;
     metrics_->held_back_pid = held_back ? r.Int32(0, 3) : 0;
-    metrics_->held_back_database = held_back ? r.Text(0, 4) : "";
-    metrics_->held_back_state = held_back ? r.Text(0, 5) : "";
+    metrics_->SetHeldBackText(held_back ? r.Text(0, 4) : "", held_back ? r.Text(0, 5) : "");
     metrics_->held_back_open_seconds = held_back ? r.Double(0, 6) : 0;
     core::LogDebug("feed held-back check", {{"held_back", held_back}, {"doorbell_pending", doorbell_pending_}});
     if (doorbell_pending_) {

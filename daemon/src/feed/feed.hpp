@@ -12,7 +12,7 @@
 #include "core/uv_handle.hpp"
 #include "feed/event.hpp"
 #include "feed/pg.hpp"
-#include "hub/hub.hpp"
+#include "hub/fanout.hpp"
 
 namespace evstream::feed {
 
@@ -38,7 +38,8 @@ EventRow RowAt(const QueryResult& r, int row);
 
 class Feed {
  public:
-  Feed(uv_loop_t* loop, FeedOptions opts, hub::Hub* hub, core::Metrics* metrics);
+  // Batches go to every loop through `fanout` (its views follow the feed there).
+  Feed(uv_loop_t* loop, FeedOptions opts, hub::Fanout* fanout, core::Metrics* metrics);
   void Start();
   void Close();
   bool Connected() const { return conn_.state() == PgConnection::State::Ready ||
@@ -71,7 +72,7 @@ class Feed {
 
   uv_loop_t* loop_;
   FeedOptions opts_;
-  hub::Hub* hub_;
+  hub::Fanout* fanout_;
   core::Metrics* metrics_;
   PgConnection conn_;
   core::UvHandle<uv_timer_t> held_back_timer_;

@@ -119,6 +119,25 @@ void PgPool::FailLater(PgConnection::Callback cb, std::string why, bool overload
 }
 
 void PgPool::Query(std::string sql, Params params, PgConnection::Callback cb, const std::string& key, Lane lane) {
+  core::Mailbox* back = core::Mailbox::Current();
+  if (home_ && back && back != home_) {
+    // From another loop: queued on the pool's loop (fair and bounded like any other job), and
+    // the result goes back to the caller's loop, where the callback runs. A loop that has
+    // closed takes nothing more: then the job or its result is dropped with its callback.
+    home_->Post([this, sql = std::move(sql), params = std::move(params), cb = std::move(cb), key, lane,
+                 back]() mutable {
+      QueryHere(std::move(sql), std::move(params), [cb = std::move(cb), back](QueryResult& r) mutable {
+        auto result = std::make_shared<QueryResult>(std::move(r));
+        back->Post([cb = std::move(cb), result] { cb(*result); });
+      }, key, lane);
+    });
+    return;
+  }
+  QueryHere(std::move(sql), std::move(params), std::move(cb), key, lane);
+}
+
+void PgPool::QueryHere(std::string sql, Params params, PgConnection::Callback cb, const std::string& key,
+                       Lane lane) {
   if (closed_) return FailLater(std::move(cb), "shutting down", false);
   if (AllDown()) return FailLater(std::move(cb), "database unavailable", false);
   std::string k = lane == Lane::Replay ? kReplayPrefix + key : key;
@@ -129,6 +148,7 @@ void PgPool::Query(std::string sql, Params params, PgConnection::Callback cb, co
     return FailLater(std::move(job.cb), "too many database requests queued; retry later", true);
   queue_.Push(k, std::move(job));
   Dispatch();
+  queued_.store(queue_.Size(), std::memory_order_relaxed);
 }
 
 void PgPool::Dispatch() {
@@ -146,6 +166,7 @@ void PgPool::Dispatch() {
       if (replay) replays_running_--;
       core::Guard("pool result", [&] { cb(r); });
       if (!closed_) Dispatch();
+      queued_.store(queue_.Size(), std::memory_order_relaxed);
     });
     if (!sent && replay) replays_running_--;
   }

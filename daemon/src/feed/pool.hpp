@@ -5,10 +5,12 @@
 // connections at a time (when size > 1), so reads of the log never take every connection from
 // POSTs. Jobs fail fast while the database is unreachable.
 #pragma once
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/mailbox.hpp"
 #include "feed/fair_queue.hpp"
 #include "feed/pg.hpp"
 
@@ -35,10 +37,13 @@ class PgPool {
   // The callback runs exactly once, with the result or an error (never synchronously), and
   // never after Close() has returned: Close() fails what is queued or deferred ("shutting down").
   // key: the client to be fair between ("" = the daemon itself).
+  // Callable from any loop (--threads) once SetHome() names the pool's own: the job is queued on
+  // the pool's loop and the callback runs on the caller's.
   void Query(std::string sql, Params params, PgConnection::Callback cb, const std::string& key = "",
              Lane lane = Lane::Api);
+  void SetHome(core::Mailbox* home) { home_ = home; }
   std::vector<int> BackendPids() const;
-  size_t Queued() const { return queue_.Size(); }
+  size_t Queued() const { return queued_.load(std::memory_order_relaxed); }  // any thread
 
  private:
   struct Job {
@@ -47,6 +52,7 @@ class PgPool {
     PgConnection::Callback cb;
     Lane lane = Lane::Api;
   };
+  void QueryHere(std::string sql, Params params, PgConnection::Callback cb, const std::string& key, Lane lane);
   void Dispatch();
   bool AllDown() const;
   struct Deferred;  // an error reported on the next loop iteration (uv_idle_t)
@@ -58,7 +64,9 @@ class PgPool {
   FairQueue<Job> queue_;
   int replays_running_ = 0;
   bool closed_ = false;
-  std::vector<Deferred*> deferred_;  // pending error reports (freed in their close callback)
+  std::vector<Deferred*> deferred_;
+  core::Mailbox* home_ = nullptr;  // the pool's loop (nullptr: one loop)
+  std::atomic<size_t> queued_{0};  // pending error reports (freed in their close callback)
 };
 
 // libpq `options` that add `-c statement_timeout=MS` to what the conninfo (or PGOPTIONS) sets.

@@ -233,7 +233,7 @@ int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void
     // A stream counts like a connection: for --max-connections (past it: REFUSED_STREAM, the
     // client may retry) and for --max-connections-per-address (past it: 429, the connection
     // goes on). A trusted proxy's streams count under the client each names (Dispatch).
-    if (static_cast<int64_t>(server->conns_.size()) + server->metrics_->h2_streams >= server->opts_.max_connections) {
+    if (server->limits().Open() >= server->opts_.max_connections) {
       nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
       return;
     }
@@ -251,6 +251,7 @@ int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void
     s->ArmTimer(server->options().header_timeout_ms);
     self->streams_[frame->hd.stream_id] = std::move(s);
     server->metrics_->h2_streams++;
+    server->limits().AddOpen(1);
     if (!self->goaway_) c->StopTimer();
   }, [&] { rv = NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; });
   return rv;
@@ -295,14 +296,12 @@ int H2Session::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const u
     Request& r = s->parser_.request();
     if (r.body.size() + len > server->options().max_body_bytes) {
       s->h2_error_status_ = 413;
-    } else if (server->pending_bytes_ + len > server->opts_.max_pending_bytes) {
+    } else if (!server->TakePending(len)) {
       server->metrics_->shed++;
       s->h2_error_status_ = 503;
     } else {
       r.body.append(reinterpret_cast<const char*>(data), len);
       s->pending_ += len;
-      server->pending_bytes_ += len;
-      server->metrics_->pending_bytes = static_cast<int64_t>(server->pending_bytes_);
     }
     if (s->h2_error_status_) self->Dispatch(s.get());  // answer now; the rest of the body is ignored
   }, [&] { s->Fail(); });

@@ -1,5 +1,8 @@
 #include "http/server.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -79,20 +82,13 @@ void Connection::Refuse(const Response& r) {
 }
 
 void Connection::ReleasePending() {
-  server_->pending_bytes_ -= pending_;
-  server_->metrics_->pending_bytes = static_cast<int64_t>(server_->pending_bytes_);
+  server_->ReleasePending(pending_);
   pending_ = 0;
 }
 
 bool Connection::ClaimSub(const std::string& sub) {
   if (sub == sub_) return true;
-  int& n = server_->per_sub_[sub];
-  if (n >= server_->opts_.max_connections_per_sub) {
-    if (n == 0) server_->per_sub_.erase(sub);
-    return false;
-  }
-  n++;
-  if (!sub_.empty() && --server_->per_sub_[sub_] <= 0) server_->per_sub_.erase(sub_);
+  if (!server_->limits().ClaimSub(sub_, sub, server_->opts_.max_connections_per_sub)) return false;
   sub_ = sub;
   return true;
 }
@@ -100,15 +96,16 @@ bool Connection::ClaimSub(const std::string& sub) {
 // Counts this connection for `address` (moving it from the address it counted for before);
 // false when that passes the per-address limit.
 bool Connection::CountAddress(const std::string& address) {
-  if (address == counted_address_) return server_->per_address_[address] <= server_->opts_.max_connections_per_address;
-  UncountAddress();
+  int max = server_->opts_.max_connections_per_address;
+  if (address == counted_address_) return server_->limits().AddressCount(address) <= max;
+  int n = server_->limits().MoveAddress(counted_address_, address);
   counted_address_ = address;
-  return ++server_->per_address_[address] <= server_->opts_.max_connections_per_address;
+  return n <= max;
 }
 
 void Connection::UncountAddress() {
   if (counted_address_.empty()) return;
-  if (--server_->per_address_[counted_address_] <= 0) server_->per_address_.erase(counted_address_);
+  server_->limits().MoveAddress(counted_address_, "");
   counted_address_.clear();
 }
 
@@ -264,19 +261,17 @@ void Connection::MaybeFinishH2() {
 void Connection::OnHttp1(const char* data, size_t n) {
   if (state_ != State::ReadingRequest) return;  // a streaming client has nothing more to say
   if (discard_input_) return;
-  if (server_->pending_bytes_ + n > server_->opts_.max_pending_bytes) {
+  if (!server_->TakePending(n)) {
     // The budget for bytes held in incomplete requests is spent: shed this request.
     server_->metrics_->shed++;
     core::LogWarn("unread-bytes budget spent; refusing a request",
-                  {{"conn", id_}, {"peer", peer_}, {"pending_bytes", server_->pending_bytes_}});
+                  {{"conn", id_}, {"peer", peer_}, {"pending_bytes", server_->limits().Pending()}});
     Response r = JsonError(503, "busy", "the server holds too many incoming requests; retry later");
     r.headers.emplace_back("Retry-After", RetryAfter());
     Refuse(r);
     return;
   }
   pending_ += n;
-  server_->pending_bytes_ += n;
-  server_->metrics_->pending_bytes = static_cast<int64_t>(server_->pending_bytes_);
   if (!got_bytes_) {
     got_bytes_ = true;
     ArmTimer(server_->options().header_timeout_ms);
@@ -678,7 +673,9 @@ void Connection::OnClosed() {
   tcp_open_ = false;
   ReleasePending();
   UncountAddress();
-  if (!sub_.empty() && --server_->per_sub_[sub_] <= 0) server_->per_sub_.erase(sub_);
+  server_->limits().ReleaseSub(sub_);
+  sub_.clear();
+  server_->limits().AddOpen(-1);
   if (proto_ == Protocol::H2Stream)
     server_->metrics_->h2_streams--;
   else
@@ -700,6 +697,7 @@ void Connection::OnClosed() {
 // one revolution about 3.4 minutes (later deadlines wait their round in their slot).
 Server::Server(uv_loop_t* loop, ServerOptions opts, Handler handler, core::Metrics* metrics)
     : loop_(loop), opts_(opts), handler_(std::move(handler)), metrics_(metrics), wheel_(loop, 50, 4096) {
+  if (!opts_.shared) opts_.shared = std::make_shared<SharedLimits>();
   if (uv_check_init(loop_, flush_check_.get()) == 0) {
     flush_check_.MarkInitialised();
     flush_check_->data = this;
@@ -709,6 +707,18 @@ Server::Server(uv_loop_t* loop, ServerOptions opts, Handler handler, core::Metri
     uv_unref(flush_check_.handle());  // it does not keep the loop alive; the idle handle does
   }
   if (uv_idle_init(loop_, flush_idle_.get()) == 0) flush_idle_.MarkInitialised();
+}
+
+bool Server::TakePending(size_t n) {
+  if (!opts_.shared->TakePending(n, opts_.max_pending_bytes)) return false;
+  metrics_->pending_bytes += static_cast<int64_t>(n);  // this loop's part of the total
+  return true;
+}
+
+void Server::ReleasePending(size_t n) {
+  if (n == 0) return;
+  opts_.shared->ReleasePending(n);
+  metrics_->pending_bytes -= static_cast<int64_t>(n);
 }
 
 Server::~Server() {
@@ -763,17 +773,23 @@ void Server::GiveWriteReq(Connection::WriteReq* w) {
   free_reqs_.push_back(w);
 }
 
-int Server::Listen(const std::string& host, int port) {
-  int rc = uv_tcp_init(loop_, listener_.get());
+int Server::Listen(const std::string& host, int port, bool reuse_port) {
+  sockaddr_storage addr{};
+  bool v6 = host.find(':') != std::string::npos;
+  int rc = v6 ? uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr))
+              : uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) return rc;
+  rc = uv_tcp_init_ex(loop_, listener_.get(), v6 ? AF_INET6 : AF_INET);
   if (rc != 0) return rc;
   listener_.MarkInitialised();
   listener_->data = this;
-  sockaddr_storage addr{};
-  if (host.find(':') != std::string::npos)
-    rc = uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr));
-  else
-    rc = uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
-  if (rc != 0) return rc;
+  if (reuse_port) {
+    // libuv (1.44) has no flag for it: set it on the socket uv_tcp_init_ex created, before bind.
+    uv_os_fd_t fd;
+    int one = 1;
+    if ((rc = uv_fileno(listener_.handle(), &fd)) != 0) return rc;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) return uv_translate_sys_error(errno);
+  }
   rc = uv_tcp_bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), 0);
   if (rc != 0) return rc;
   return uv_listen(reinterpret_cast<uv_stream_t*>(listener_.get()), 4096, [](uv_stream_t* s, int status) {
@@ -801,11 +817,12 @@ void Server::OnConnection(int status) {
   conn->tcp_open_ = true;
   conns_[conn.get()] = conn;
   metrics_->http_connections++;
+  opts_.shared->AddOpen(1);
   if (uv_accept(reinterpret_cast<uv_stream_t*>(listener_.get()), reinterpret_cast<uv_stream_t*>(&conn->tcp_)) != 0) {
     conn->Close();
     return;
   }
-  if (static_cast<int64_t>(conns_.size()) + metrics_->h2_streams > opts_.max_connections) {
+  if (opts_.shared->Open() > opts_.max_connections) {
     core::LogWarn("too many connections; refusing one", {{"limit", opts_.max_connections}});
     conn->Close();
     return;

@@ -17,6 +17,7 @@
 #include "http/client_address.hpp"
 #include "http/frame_queue.hpp"
 #include "http/h2.hpp"
+#include "http/limits.hpp"
 #include "http/request.hpp"
 #include "http/response.hpp"
 #include "http/tls.hpp"
@@ -42,6 +43,9 @@ struct ServerOptions {
   int retry_after_seconds = 1;    // in 429 and 503 answers
   ProxyList trusted_proxies;      // peers whose X-Forwarded-For / X-Real-IP count
   uint32_t h2_max_concurrent_streams = 100;  // SETTINGS_MAX_CONCURRENT_STREAMS
+  // The limits above that count connections or bytes, shared by every loop's server (nullptr:
+  // the server makes its own).
+  std::shared_ptr<SharedLimits> shared;
 };
 
 // One client connection, or one HTTP/2 stream of one (Protocol::H2Stream): the handler sees
@@ -177,8 +181,9 @@ class Server {
  public:
   Server(uv_loop_t* loop, ServerOptions opts, Handler handler, core::Metrics* metrics);
   ~Server();
-  // Binds and listens; returns a libuv error code (0 on success).
-  int Listen(const std::string& host, int port);
+  // Binds and listens; returns a libuv error code (0 on success). reuse_port: SO_REUSEPORT, so
+  // that every loop's server listens on the same port and the kernel spreads connections.
+  int Listen(const std::string& host, int port, bool reuse_port = false);
   int BoundPort() const;
   // Stops accepting and closes every connection.
   void Close();
@@ -205,9 +210,10 @@ class Server {
   void OnCheck();
   Connection::WriteReq* TakeWriteReq();
   void GiveWriteReq(Connection::WriteReq* w);
-  std::unordered_map<std::string, int> per_address_;
-  std::unordered_map<std::string, int> per_sub_;
-  size_t pending_bytes_ = 0;
+  // Over the budget of unread request bytes (all loops): false, nothing taken.
+  bool TakePending(size_t n);
+  void ReleasePending(size_t n);
+  SharedLimits& limits() { return *opts_.shared; }
 
   uv_loop_t* loop_;
   ServerOptions opts_;

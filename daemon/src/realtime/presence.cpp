@@ -24,9 +24,9 @@ std::string Str(const nlohmann::json& m, const char* key) {
 }
 }  // namespace
 
-Presence::Presence(uv_loop_t* loop, PresenceOptions opts, hub::Hub* hub, feed::PgPool* pool,
+Presence::Presence(uv_loop_t* loop, PresenceOptions opts, hub::Fanout* fanout, feed::PgPool* pool,
                    core::Metrics* metrics)
-    : loop_(loop), opts_(opts), hub_(hub), pool_(pool), metrics_(metrics) {
+    : loop_(loop), opts_(opts), fanout_(fanout), pool_(pool), metrics_(metrics) {
   std::random_device rd;
   char buf[24];
   std::snprintf(buf, sizeof buf, "%08x%08x", rd(), rd());
@@ -48,6 +48,10 @@ void Presence::Close() {
 }
 
 void Presence::Join(const std::string& user, const std::vector<std::string>& channels) {
+  if (home_ && !home_->IsCurrent()) {
+    home_->Post([this, user, channels] { Join(user, channels); });
+    return;
+  }
   if (closed_ || user.empty()) return;
   for (const auto& ch : channels) {
     std::pair<std::string, std::string> key{ch, user};
@@ -59,6 +63,10 @@ void Presence::Join(const std::string& user, const std::vector<std::string>& cha
 }
 
 void Presence::Leave(const std::string& user, const std::vector<std::string>& channels) {
+  if (home_ && !home_->IsCurrent()) {
+    home_->Post([this, user, channels] { Leave(user, channels); });
+    return;
+  }
   if (closed_ || user.empty()) return;
   for (const auto& ch : channels) {
     auto it = local_.find({ch, user});
@@ -74,6 +82,14 @@ std::vector<std::string> Presence::Members(const std::string& channel) const {
   if (auto it = global_.find(channel); it != global_.end())
     for (const auto& [user, n] : it->second) out.push_back(user);
   return out;
+}
+
+void Presence::MembersThen(const std::string& channel, std::function<void(std::vector<std::string>)> done) {
+  core::Mailbox* back = core::Mailbox::Current();
+  core::RunOn(home_, [this, channel, done, back] {
+    std::vector<std::string> members = Members(channel);
+    core::RunOn(back, [done, members] { done(members); });
+  });
 }
 
 void Presence::Apply(const std::string& instance, const std::string& channel, const std::string& user,
@@ -119,7 +135,7 @@ void Presence::Emit(const std::string& channel, const std::string& type, const n
                               {"id", nullptr},         {"data", data},        {"ephemeral", true},
                               {"createdBy", "system"}, {"timestamp", core::IsoTime(core::NowSeconds())}};
   core::LogDebug("presence emit", {{"channel", channel}, {"type", type}, {"data", data}});
-  hub_->PublishEphemeral(feed::MakeEphemeral(channel, type, core::DumpJson(j)));
+  fanout_->Ephemeral(feed::MakeEphemeral(channel, type, core::DumpJson(j)));
 }
 
 // A message from the outbox (written by an evstream_daemon member): every field type-checked.

@@ -16,6 +16,7 @@
 #pragma once
 #include <uv.h>
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -25,7 +26,7 @@
 #include "core/uv_handle.hpp"
 #include "feed/event.hpp"
 #include "feed/pool.hpp"
-#include "hub/hub.hpp"
+#include "hub/fanout.hpp"
 
 namespace evstream::realtime {
 
@@ -38,7 +39,11 @@ struct PresenceOptions {
 
 class Presence {
  public:
-  Presence(uv_loop_t* loop, PresenceOptions opts, hub::Hub* hub, feed::PgPool* pool, core::Metrics* metrics);
+  // Presence events go to every loop's subscribers through `fanout`.
+  Presence(uv_loop_t* loop, PresenceOptions opts, hub::Fanout* fanout, feed::PgPool* pool, core::Metrics* metrics);
+  // The loop Presence lives on (--threads): Join, Leave and MembersThen may then be called from
+  // any loop; they run there.
+  void SetHome(core::Mailbox* home) { home_ = home; }
   void Start();
   void Close();
   // A stream of `user` opened / closed on these (exact) channels.
@@ -47,7 +52,9 @@ class Presence {
   void OnMessage(const std::string& payload);       // a presence row of the outbox
   void OnListening();                               // the outbox reader (re)anchored: resynchronise
   void OnEphemeral(const feed::EphemeralEvent& ev);  // typing bookkeeping
-  std::vector<std::string> Members(const std::string& channel) const;
+  std::vector<std::string> Members(const std::string& channel) const;  // on the home loop
+  // The members, answered on the caller's loop.
+  void MembersThen(const std::string& channel, std::function<void(std::vector<std::string>)> done);
   const std::string& instance() const { return instance_; }
 
  private:
@@ -67,7 +74,8 @@ class Presence {
 
   uv_loop_t* loop_;
   PresenceOptions opts_;
-  hub::Hub* hub_;
+  hub::Fanout* fanout_;
+  core::Mailbox* home_ = nullptr;
   feed::PgPool* pool_;
   core::Metrics* metrics_;
   std::string instance_;

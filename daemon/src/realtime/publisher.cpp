@@ -94,6 +94,30 @@ void Publisher::Close() {
 }
 
 void Publisher::Publish(Publication p, Done done) {
+  core::Mailbox* back = core::Mailbox::Current();
+  if (home_ && back && back != home_) {
+    // From another loop: coalesced with everyone else's on the publisher's loop; the answer
+    // (an error copied without its result) goes back to the caller's loop.
+    home_->Post([this, p = std::move(p), done = std::move(done), back]() mutable {
+      PublishHere(std::move(p), [done, back](const feed::QueryResult* error, const std::string& id, int chunks) {
+        std::shared_ptr<feed::QueryResult> copy;
+        if (error) {
+          copy = std::make_shared<feed::QueryResult>();
+          copy->error = error->error;
+          copy->sqlstate = error->sqlstate;
+          copy->detail = error->detail;
+          copy->hint = error->hint;
+          copy->overloaded = error->overloaded;
+        }
+        back->Post([done, copy, id, chunks] { done(copy.get(), id, chunks); });
+      });
+    });
+    return;
+  }
+  PublishHere(std::move(p), std::move(done));
+}
+
+void Publisher::PublishHere(Publication p, Done done) {
   uint64_t ticket = next_ticket_++;
   waiting_.emplace(ticket, std::move(done));
   p.tickets = {ticket};

@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/mailbox.hpp"
 #include "core/metrics.hpp"
 #include "core/uv_handle.hpp"
 #include "feed/pg.hpp"
@@ -48,7 +49,9 @@ class Publisher {
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
   void Start();
+  // Callable from any loop once SetHome() names the publisher's own: done runs on the caller's.
   void Publish(Publication p, Done done);
+  void SetHome(core::Mailbox* home) { home_ = home; }
   void Close();
 
   std::function<void(const std::vector<OutboxRow>&)> on_rows;  // committed rows, in id order
@@ -56,6 +59,7 @@ class Publisher {
   std::function<void()> on_lost;           // an answer was lost: its rows may have committed
 
  private:
+  void PublishHere(Publication p, Done done);
   void Flush();
   void Send(std::vector<Publication> batch);
   // Sends one statement; answers `cb` with a "database unavailable" error when it cannot.
@@ -78,6 +82,7 @@ class Publisher {
   uint64_t next_ticket_ = 1;
   std::unordered_map<uint64_t, Done> waiting_;
   core::UvHandle<uv_timer_t> timer_;
+  core::Mailbox* home_ = nullptr;  // the publisher's loop (nullptr: one loop)
 };
 
 }  // namespace evstream::realtime

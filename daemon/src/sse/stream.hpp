@@ -14,7 +14,7 @@
 #include "core/config.hpp"
 #include "core/metrics.hpp"
 #include "core/uv_handle.hpp"
-#include "feed/feed.hpp"
+#include "hub/fanout.hpp"
 #include "feed/pool.hpp"
 #include "http/server.hpp"
 #include "hub/hub.hpp"
@@ -29,7 +29,7 @@ struct StreamDeps {
   const core::Config* config = nullptr;
   core::Metrics* metrics = nullptr;
   hub::Hub* hub = nullptr;
-  feed::Feed* feed = nullptr;
+  hub::FeedView* feed = nullptr;  // this loop's view of the feed
   feed::PgPool* pool = nullptr;
   const auth::JwtVerifier* verifier = nullptr;
   realtime::Presence* presence = nullptr;  // optional

@@ -1,0 +1,48 @@
+#include "hub/fanout.hpp"
+
+namespace evstream::hub {
+
+void Fanout::Add(Hub* hub, FeedView* view, core::Mailbox* mailbox) { targets_.push_back({hub, view, mailbox}); }
+
+template <typename Fn>
+void Fanout::ForEach(const Fn& fn) {
+  for (const Target& t : targets_) {
+    if (!t.mailbox) {
+      fn(t);
+    } else {
+      t.mailbox->Post([fn, t] { fn(t); });  // refused only once that loop has closed
+    }
+  }
+}
+
+void Fanout::Events(std::vector<feed::EventPtr> batch) {
+  if (batch.empty()) return;
+  auto shared = std::make_shared<const std::vector<feed::EventPtr>>(std::move(batch));
+  ForEach([shared](const Target& t) {
+    for (const feed::EventPtr& ev : *shared) {
+      if (t.view) t.view->cursor_ = ev->key;
+      t.hub->Publish(ev);
+    }
+  });
+}
+
+void Fanout::Ephemeral(const feed::EphemeralPtr& ev) {
+  ForEach([ev](const Target& t) { t.hub->PublishEphemeral(ev); });
+}
+
+void Fanout::Positioned(feed::LogKey at) {
+  ForEach([at](const Target& t) {
+    if (!t.view || t.view->positioned_) return;
+    t.view->cursor_ = at;
+    t.view->positioned_ = true;
+    if (t.view->on_positioned) t.view->on_positioned();
+  });
+}
+
+void Fanout::Connected(bool up) {
+  ForEach([up](const Target& t) {
+    if (t.view) t.view->connected_ = up;
+  });
+}
+
+}  // namespace evstream::hub
