@@ -9,7 +9,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard sql/evstream--*--*.sql) sql/
 PG_CPPFLAGS = -Iextension/include -Iextension/src
 PG_CXXFLAGS = -std=c++17 -Wno-register -fexceptions -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK  = -lre2 -lstdc++
-EXTRA_CLEAN = build build-fuzz build-asan
+EXTRA_CLEAN = build build-fuzz build-asan build-tsan
 override with_llvm = no
 # rebuild objects when a header they include changes (.deps/)
 override autodepend = yes
