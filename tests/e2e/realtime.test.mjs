@@ -117,10 +117,13 @@ describe('ephemeral events', () => {
       results.push(publish(a, claims, { channel: `project:${p}`, type: 'ai_chat_chunk', data: { streamId: 's1', text: w, done: i === words.length - 1 } }));
     const answers = await Promise.all(results);
     assert.ok(answers.every((x) => x.status === 202), JSON.stringify(answers.map((x) => x.status)));
-    await s.until((evs) => evs.some((e) => e.event === 'ai_chat_chunk' && JSON.parse(e.data).data.done), 10000, 'done chunk');
+    // Requests on separate connections may reach the daemon in any order (with --threads, on
+    // different loops too), so the `done` chunk may come before others: wait for every word. The
+    // coalescer keeps arrival order, so compare as multisets and check that merging lost nothing.
+    const wordsIn = (evs) => evs.filter((e) => e.event === 'ai_chat_chunk')
+      .map((e) => JSON.parse(e.data).data.text).join('').split(' ').filter(Boolean).length;
+    await s.until((evs) => wordsIn(evs) >= words.length, 10000, 'every chunk');
     const chunks = parsed(s, 'ai_chat_chunk');
-    // Requests on separate connections may reach the daemon in any order; the coalescer keeps
-    // arrival order, so compare as multisets and check that merging lost nothing.
     const text = chunks.map((c) => c.data.text).join('');
     assert.equal(text.split(' ').filter(Boolean).sort().join(' '), words.map((w) => w.trim()).sort().join(' '));
     assert.ok(chunks.length <= words.length);
