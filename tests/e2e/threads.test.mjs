@@ -143,6 +143,21 @@ describe('evstreamd --threads', () => {
     }
   });
 
+  test('a second daemon on the same port is refused (SO_REUSEPORT does not share it)', async () => {
+    const d = await startDaemon({ args: ['--threads', '2'] });
+    try {
+      await assert.rejects(startDaemon({ args: ['--threads', '2', '--listen', `127.0.0.1:${d.port}`] }),
+        (e) => e.addressInUse === true);
+      const p = uniq('p');
+      const s = await openReady(d, { tokenValue: token({ projects: [p] }) });
+      const [pos] = await postConcurrently(`project:${p}`, 1, 1);
+      await s.until(() => s.positions().includes(pos), 10000, 'the first daemon still serves');
+      s.close();
+    } finally {
+      await stopDaemon(d);
+    }
+  });
+
   test('presence and ephemeral events reach streams on every loop', async () => {
     const d = await startDaemon({ args: ['--threads', String(THREADS), '--presence-leave-grace-ms', '50'] });
     try {

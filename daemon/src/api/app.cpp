@@ -1,5 +1,7 @@
 #include "api/app.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -20,6 +22,13 @@ auth::VerifierConfig VerifierFrom(const core::Config& c) {
   v.issuer = c.jwt_issuer;
   v.leeway_seconds = c.jwt_leeway_seconds;
   return v;
+}
+// The cores this process may run on (its CPU affinity, e.g. taskset or a cpuset), at least 1.
+int UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 feed::FeedOptions FeedFrom(const core::Config& c) {
   feed::FeedOptions f;
@@ -52,7 +61,7 @@ feed::PoolOptions PoolFrom(const core::Config& c) {
 
 App::App(uv_loop_t* loop, const core::Config& cfg)
     : loop_(loop), cfg_(cfg),
-      threads_(cfg.threads > 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency())),
+      threads_(cfg.threads > 0 ? cfg.threads : UsableCores()),
       verifier_(VerifierFrom(cfg)),
       feed_(loop, FeedFrom(cfg), &fanout_, &metrics_),
       outbox_(loop, OutboxFrom(cfg), &metrics_),
@@ -71,6 +80,7 @@ App::App(uv_loop_t* loop, const core::Config& cfg)
   }
   // The shared services run on loop 0; the other loops call them through its mailbox.
   pool_.SetHome(&mailbox_);
+  pool_.SetMetrics(&metrics_);
   presence_.SetHome(&mailbox_);
   publisher_.SetHome(&mailbox_);
   shared_.verifier = &verifier_;
@@ -111,7 +121,7 @@ void App::RunWorker(Worker* w, int port) {
     core::Config cfg = cfg_;
     cfg.listen_port = port;
     w->front = std::make_unique<Front>(&loop, w->index, cfg, &shared_, &w->metrics);
-    rc = w->front->Listen(true);
+    rc = w->front->Listen(http::Server::Share::kJoin);
   }
   w->listening.set_value(rc);
   if (rc == 0) {
@@ -161,7 +171,7 @@ bool App::LoadStatic(std::string* error) {
 }
 
 int App::Start() {
-  int rc = front_->Listen(threads_ > 1);
+  int rc = front_->Listen(threads_ > 1 ? http::Server::Share::kFirst : http::Server::Share::kNo);
   if (rc != 0) return rc;
   // The other loops listen on the port loop 0 got; all must before the feed starts (the fan-out
   // reaches every loop from its first batch).

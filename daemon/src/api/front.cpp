@@ -8,9 +8,10 @@
 
 namespace evstream::api {
 namespace {
-http::ServerOptions ServerFrom(const core::Config& c, std::shared_ptr<http::SharedLimits> limits) {
+http::ServerOptions ServerFrom(const core::Config& c, std::shared_ptr<http::SharedLimits> limits, int loop) {
   http::ServerOptions o;
   o.shared = std::move(limits);
+  o.first_id = (static_cast<uint64_t>(loop) << 40) + 1;
   o.max_body_bytes = c.max_body_bytes;
   o.max_queue_bytes = c.max_queue_bytes * 2 + 65536;  // hard limit; sessions keep below it
   o.max_connections = c.max_connections;
@@ -36,16 +37,16 @@ Front::Front(uv_loop_t* loop, int index, const core::Config& cfg, const Shared* 
       realtime_api_(EventsDeps{&cfg_, metrics_, shared->pool, shared->verifier}, shared->publisher, shared->presence),
       catalog_api_(EventsDeps{&cfg_, metrics_, shared->pool, shared->verifier}),
       consumers_api_(EventsDeps{&cfg_, metrics_, shared->pool, shared->verifier}),
-      server_(loop, ServerFrom(cfg, shared->limits), [this](const http::ConnectionPtr& c, http::Request& r) { Route(c, r); },
+      server_(loop, ServerFrom(cfg, shared->limits, index), [this](const http::ConnectionPtr& c, http::Request& r) { Route(c, r); },
               metrics_) {
   if (shared->tls) server_.SetTls(shared->tls);
   if (index != 0) catalog_api_.ShareStatsWith(shared->stats_owner, shared->home);
   BuildRoutes();
 }
 
-int Front::Listen(bool reuse_port) {
+int Front::Listen(http::Server::Share share) {
   // Loop 0 binds first (port 0: the kernel picks one); the others bind the port it got.
-  return server_.Listen(cfg_.listen_host, cfg_.listen_port, reuse_port);
+  return server_.Listen(cfg_.listen_host, cfg_.listen_port, share);
 }
 
 void Front::Start() { streams_.Start(); }
@@ -114,8 +115,6 @@ void Front::BuildRoutes() {
   AddRoute("/metrics", false, {"GET"}, open, [this](Call& c) {
     http::Response r;
     r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    // The pool's queue is loop 0's part of the sum.
-    if (index_ == 0) metrics_->db_queued = static_cast<int64_t>(shared_->pool->Queued());
     r.body = core::Metrics::Render(shared_->all_metrics);
     c.Reply(r);
   });

@@ -51,7 +51,7 @@ class Front {
  public:
   // metrics: this loop's (written by this loop's thread only).
   Front(uv_loop_t* loop, int index, const core::Config& cfg, const Shared* shared, core::Metrics* metrics);
-  int Listen(bool reuse_port);  // libuv error code
+  int Listen(http::Server::Share share);  // libuv error code
   void Start();                 // heartbeats
   void Close();                 // stop accepting, close every connection
   void SetTls(std::shared_ptr<http::TlsContext> tls) { server_.SetTls(std::move(tls)); }

@@ -34,6 +34,11 @@ void Mailbox::Close() {
   closing_ = true;  // a Drain in progress runs nothing more
   // No Post can reach the handle any more (open_ is false under the lock): close it.
   async_.Reset();
+  // The thread keeps its identity: its calls to another loop's services still post (and are
+  // refused or answered into this closed mailbox, i.e. dropped), never run on the wrong thread.
+}
+
+Mailbox::~Mailbox() {
   if (t_current == this) t_current = nullptr;
 }
 

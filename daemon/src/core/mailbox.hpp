@@ -21,6 +21,7 @@ class Mailbox {
  public:
   using Task = std::function<void()>;
   Mailbox() = default;
+  ~Mailbox();
   Mailbox(const Mailbox&) = delete;
   Mailbox& operator=(const Mailbox&) = delete;
 
@@ -49,7 +50,8 @@ class Mailbox {
 };
 
 // Runs `fn` on `home`'s loop: at once when the caller is on that loop (or home is nullptr, a
-// single-loop setup), else posted. False when it was posted to a closed mailbox.
+// single-loop setup), else posted. False when it was posted to a closed mailbox. (Every loop
+// thread has a Current() mailbox, open or closed, from Open() on.)
 bool RunOn(Mailbox* home, Mailbox::Task fn);
 
 }  // namespace evstream::core

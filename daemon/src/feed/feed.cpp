@@ -70,11 +70,14 @@ Feed::Feed(uv_loop_t* loop, FeedOptions opts, hub::Fanout* fanout, core::Metrics
   held_back_timer_->data = this;
   if (uv_timer_init(loop_, poll_timer_.get()) == 0) poll_timer_.MarkInitialised();
   poll_timer_->data = this;
+  if (uv_timer_init(loop_, backlog_timer_.get()) == 0) backlog_timer_.MarkInitialised();
+  backlog_timer_->data = this;
   conn_.on_connected = Guarded("feed connected", [this] { OnConnected(); });
   conn_.on_disconnected = [this](const std::string&) {
     metrics_->db_connected = false;
     fanout_->Connected(false);
     busy_ = false;
+    if (backlog_timer_.initialised()) uv_timer_stop(backlog_timer_.get());
     uv_timer_stop(held_back_timer_.get());
     bool was_listening = listening_;
     listening_ = false;
@@ -103,6 +106,7 @@ void Feed::Start() {
 
 void Feed::Close() {
   uv_timer_stop(held_back_timer_.get());
+  if (backlog_timer_.initialised()) uv_timer_stop(backlog_timer_.get());
   uv_timer_stop(poll_timer_.get());
   conn_.Close();
 }
@@ -179,6 +183,18 @@ void Feed::FindTail() {
 
 void Feed::Read() {
   busy_ = true;
+  if (fanout_->Backlog() > hub::Fanout::kMaxBacklog && backlog_timer_.initialised()) {
+    // Another loop has not taken the last batches yet: read when it has (doorbells meanwhile
+    // wait in doorbell_pending_; the read after the wait covers them).
+    doorbell_pending_ = true;
+    uv_timer_start(backlog_timer_.get(), [](uv_timer_t* t) {
+      auto* self = static_cast<Feed*>(t->data);
+      self->Guarded("feed backlog timer", [self] {
+        if (self->busy_ && self->Connected()) self->Read();
+      })();
+    }, kBacklogWaitMs, 0);
+    return;
+  }
   doorbell_pending_ = false;
   uv_timer_stop(held_back_timer_.get());
   metrics_->feed_reads++;

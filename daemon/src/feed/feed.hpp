@@ -77,6 +77,8 @@ class Feed {
   PgConnection conn_;
   core::UvHandle<uv_timer_t> held_back_timer_;
   core::UvHandle<uv_timer_t> poll_timer_;
+  core::UvHandle<uv_timer_t> backlog_timer_;  // waiting for other loops to take their batches
+  static constexpr int kBacklogWaitMs = 1;
   static constexpr int kGraceReads = 3;
   int grace_reads_ = 0;
   int held_back_streak_ = 0;  // consecutive checks that found events held back

@@ -83,6 +83,7 @@ void PgPool::Close() {
     r.error = "shutting down";
     core::Guard("pool result", [&] { j.cb(r); });
   }
+  Count();
 }
 
 std::vector<int> PgPool::BackendPids() const {
@@ -119,21 +120,33 @@ void PgPool::FailLater(PgConnection::Callback cb, std::string why, bool overload
 }
 
 void PgPool::Query(std::string sql, Params params, PgConnection::Callback cb, const std::string& key, Lane lane) {
+  if (!home_ || home_->IsCurrent()) return QueryHere(std::move(sql), std::move(params), std::move(cb), key, lane);
+  // From another loop: queued on the pool's loop (fair and bounded like any other job), and the
+  // result goes back to the caller's loop, where the callback runs. Jobs on their way count
+  // against the queue bound here already, so a flood waits in no mailbox: past the bound the
+  // caller's loop fails the job (overloaded) on its next turn.
   core::Mailbox* back = core::Mailbox::Current();
-  if (home_ && back && back != home_) {
-    // From another loop: queued on the pool's loop (fair and bounded like any other job), and
-    // the result goes back to the caller's loop, where the callback runs. A loop that has
-    // closed takes nothing more: then the job or its result is dropped with its callback.
-    home_->Post([this, sql = std::move(sql), params = std::move(params), cb = std::move(cb), key, lane,
-                 back]() mutable {
-      QueryHere(std::move(sql), std::move(params), [cb = std::move(cb), back](QueryResult& r) mutable {
-        auto result = std::make_shared<QueryResult>(std::move(r));
-        back->Post([cb = std::move(cb), result] { cb(*result); });
-      }, key, lane);
+  if (!back) return;  // not a loop thread: nothing can answer it (never the case)
+  if (in_transit_.fetch_add(1, std::memory_order_relaxed) + queued_.load(std::memory_order_relaxed) >=
+      opts_.max_queued) {
+    in_transit_.fetch_sub(1, std::memory_order_relaxed);
+    back->Post([cb = std::move(cb)] {
+      QueryResult r;
+      r.error = "too many database requests queued; retry later";
+      r.overloaded = true;
+      cb(r);
     });
     return;
   }
-  QueryHere(std::move(sql), std::move(params), std::move(cb), key, lane);
+  bool posted = home_->Post([this, sql = std::move(sql), params = std::move(params), cb = std::move(cb), key, lane,
+                             back]() mutable {
+    in_transit_.fetch_sub(1, std::memory_order_relaxed);
+    QueryHere(std::move(sql), std::move(params), [cb = std::move(cb), back](QueryResult& r) mutable {
+      auto result = std::make_shared<QueryResult>(std::move(r));
+      back->Post([cb = std::move(cb), result] { cb(*result); });
+    }, key, lane);
+  });
+  if (!posted) in_transit_.fetch_sub(1, std::memory_order_relaxed);  // the pool's loop has stopped
 }
 
 void PgPool::QueryHere(std::string sql, Params params, PgConnection::Callback cb, const std::string& key,
@@ -148,10 +161,19 @@ void PgPool::QueryHere(std::string sql, Params params, PgConnection::Callback cb
     return FailLater(std::move(job.cb), "too many database requests queued; retry later", true);
   queue_.Push(k, std::move(job));
   Dispatch();
-  queued_.store(queue_.Size(), std::memory_order_relaxed);
 }
 
 void PgPool::Dispatch() {
+  DispatchJobs();
+  Count();
+}
+
+void PgPool::Count() {
+  queued_.store(queue_.Size(), std::memory_order_relaxed);
+  if (metrics_) metrics_->db_queued = static_cast<int64_t>(queue_.Size());
+}
+
+void PgPool::DispatchJobs() {
   int replay_cap = opts_.size > 1 ? opts_.size - 1 : 1;
   for (auto& c : conns_) {
     if (queue_.Empty()) return;
@@ -166,7 +188,6 @@ void PgPool::Dispatch() {
       if (replay) replays_running_--;
       core::Guard("pool result", [&] { cb(r); });
       if (!closed_) Dispatch();
-      queued_.store(queue_.Size(), std::memory_order_relaxed);
     });
     if (!sent && replay) replays_running_--;
   }

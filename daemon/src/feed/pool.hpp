@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/mailbox.hpp"
+#include "core/metrics.hpp"
 #include "feed/fair_queue.hpp"
 #include "feed/pg.hpp"
 
@@ -38,10 +39,13 @@ class PgPool {
   // never after Close() has returned: Close() fails what is queued or deferred ("shutting down").
   // key: the client to be fair between ("" = the daemon itself).
   // Callable from any loop (--threads) once SetHome() names the pool's own: the job is queued on
-  // the pool's loop and the callback runs on the caller's.
+  // the pool's loop and the callback runs on the caller's (once; not at all when the caller's
+  // loop has closed meanwhile, at shutdown).
   void Query(std::string sql, Params params, PgConnection::Callback cb, const std::string& key = "",
              Lane lane = Lane::Api);
   void SetHome(core::Mailbox* home) { home_ = home; }
+  // The db_queued gauge (the pool's loop's metrics).
+  void SetMetrics(core::Metrics* metrics) { metrics_ = metrics; }
   std::vector<int> BackendPids() const;
   size_t Queued() const { return queued_.load(std::memory_order_relaxed); }  // any thread
 
@@ -53,7 +57,9 @@ class PgPool {
     Lane lane = Lane::Api;
   };
   void QueryHere(std::string sql, Params params, PgConnection::Callback cb, const std::string& key, Lane lane);
-  void Dispatch();
+  void Dispatch();  // DispatchJobs, then Count
+  void DispatchJobs();
+  void Count();     // the queue's length for Queued() and the gauge
   bool AllDown() const;
   struct Deferred;  // an error reported on the next loop iteration (uv_idle_t)
   void FailLater(PgConnection::Callback cb, std::string why, bool overloaded);
@@ -64,9 +70,11 @@ class PgPool {
   FairQueue<Job> queue_;
   int replays_running_ = 0;
   bool closed_ = false;
-  std::vector<Deferred*> deferred_;
-  core::Mailbox* home_ = nullptr;  // the pool's loop (nullptr: one loop)
-  std::atomic<size_t> queued_{0};  // pending error reports (freed in their close callback)
+  std::vector<Deferred*> deferred_;  // pending error reports (freed in their close callback)
+  core::Mailbox* home_ = nullptr;    // the pool's loop (nullptr: one loop)
+  core::Metrics* metrics_ = nullptr;
+  std::atomic<size_t> queued_{0};      // queue_'s length, for any thread
+  std::atomic<size_t> in_transit_{0};  // jobs posted by other loops, not queued yet
 };
 
 // libpq `options` that add `-c statement_timeout=MS` to what the conninfo (or PGOPTIONS) sets.

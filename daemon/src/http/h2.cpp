@@ -233,7 +233,7 @@ int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void
     // A stream counts like a connection: for --max-connections (past it: REFUSED_STREAM, the
     // client may retry) and for --max-connections-per-address (past it: 429, the connection
     // goes on). A trusted proxy's streams count under the client each names (Dispatch).
-    if (server->limits().Open() >= server->opts_.max_connections) {
+    if (!server->limits().TryOpen(server->opts_.max_connections)) {
       nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_REFUSED_STREAM);
       return;
     }
@@ -250,8 +250,7 @@ int H2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void
       s->refuse_status_ = 429;
     s->ArmTimer(server->options().header_timeout_ms);
     self->streams_[frame->hd.stream_id] = std::move(s);
-    server->metrics_->h2_streams++;
-    server->limits().AddOpen(1);
+    server->metrics_->h2_streams++;  // (counted in the shared limits by TryOpen)
     if (!self->goaway_) c->StopTimer();
   }, [&] { rv = NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; });
   return rv;

@@ -27,6 +27,14 @@ class SharedLimits {
   // Open TCP connections and HTTP/2 streams, all loops.
   int64_t Open() const { return open_.load(std::memory_order_relaxed); }
   void AddOpen(int64_t d) { open_.fetch_add(d, std::memory_order_relaxed); }
+  // One more unless that passes `max` (every loop at once: no overshoot).
+  bool TryOpen(int64_t max) {
+    int64_t cur = open_.load(std::memory_order_relaxed);
+    do {
+      if (cur >= max) return false;
+    } while (!open_.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed));
+    return true;
+  }
 
  private:
   std::mutex mu_;

@@ -1,6 +1,7 @@
 #include "http/server.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -698,6 +699,7 @@ void Connection::OnClosed() {
 Server::Server(uv_loop_t* loop, ServerOptions opts, Handler handler, core::Metrics* metrics)
     : loop_(loop), opts_(opts), handler_(std::move(handler)), metrics_(metrics), wheel_(loop, 50, 4096) {
   if (!opts_.shared) opts_.shared = std::make_shared<SharedLimits>();
+  next_id_ = opts_.first_id;
   if (uv_check_init(loop_, flush_check_.get()) == 0) {
     flush_check_.MarkInitialised();
     flush_check_->data = this;
@@ -773,17 +775,29 @@ void Server::GiveWriteReq(Connection::WriteReq* w) {
   free_reqs_.push_back(w);
 }
 
-int Server::Listen(const std::string& host, int port, bool reuse_port) {
+int Server::Listen(const std::string& host, int port, Share share) {
   sockaddr_storage addr{};
   bool v6 = host.find(':') != std::string::npos;
   int rc = v6 ? uv_ip6_addr(host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&addr))
               : uv_ip4_addr(host.c_str(), port, reinterpret_cast<sockaddr_in*>(&addr));
   if (rc != 0) return rc;
+  if (share == Share::kFirst && port != 0) {
+    // SO_REUSEPORT would share the port with anyone else who set it (another evstreamd): make
+    // sure nobody listens there first, with a plain bind (as without --threads).
+    int probe = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) return uv_translate_sys_error(errno);
+    int one = 1;
+    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // as libuv's bind (TIME_WAIT)
+    socklen_t len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    rc = bind(probe, reinterpret_cast<sockaddr*>(&addr), len) == 0 ? 0 : uv_translate_sys_error(errno);
+    close(probe);
+    if (rc != 0) return rc;
+  }
   rc = uv_tcp_init_ex(loop_, listener_.get(), v6 ? AF_INET6 : AF_INET);
   if (rc != 0) return rc;
   listener_.MarkInitialised();
   listener_->data = this;
-  if (reuse_port) {
+  if (share != Share::kNo) {
     // libuv (1.44) has no flag for it: set it on the socket uv_tcp_init_ex created, before bind.
     uv_os_fd_t fd;
     int one = 1;

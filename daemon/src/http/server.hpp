@@ -46,6 +46,7 @@ struct ServerOptions {
   // The limits above that count connections or bytes, shared by every loop's server (nullptr:
   // the server makes its own).
   std::shared_ptr<SharedLimits> shared;
+  uint64_t first_id = 1;  // connection ids (in logs) start here: loop i uses i << 40 (distinct)
 };
 
 // One client connection, or one HTTP/2 stream of one (Protocol::H2Stream): the handler sees
@@ -181,9 +182,12 @@ class Server {
  public:
   Server(uv_loop_t* loop, ServerOptions opts, Handler handler, core::Metrics* metrics);
   ~Server();
-  // Binds and listens; returns a libuv error code (0 on success). reuse_port: SO_REUSEPORT, so
-  // that every loop's server listens on the same port and the kernel spreads connections.
-  int Listen(const std::string& host, int port, bool reuse_port = false);
+  // Binds and listens; returns a libuv error code (0 on success). With SO_REUSEPORT every loop's
+  // server listens on the same port and the kernel spreads connections: kFirst checks first
+  // that nobody else listens on the port (SO_REUSEPORT would share it with another process
+  // that set it too), kJoin joins the port kFirst bound.
+  enum class Share { kNo, kFirst, kJoin };
+  int Listen(const std::string& host, int port, Share share = Share::kNo);
   int BoundPort() const;
   // Stops accepting and closes every connection.
   void Close();

@@ -1,18 +1,34 @@
 #include "hub/fanout.hpp"
 
+#include <algorithm>
+
 namespace evstream::hub {
 
-void Fanout::Add(Hub* hub, FeedView* view, core::Mailbox* mailbox) { targets_.push_back({hub, view, mailbox}); }
+void Fanout::Add(Hub* hub, FeedView* view, core::Mailbox* mailbox) {
+  targets_.push_back({hub, view, mailbox, std::make_shared<std::atomic<int>>(0)});
+}
 
+int Fanout::Backlog() const {
+  int most = 0;
+  for (const Target& t : targets_)
+    if (t.mailbox) most = std::max(most, t.backlog->load(std::memory_order_relaxed));
+  return most;
+}
+
+// The other loops first: they start on the batch while this one delivers its own share.
 template <typename Fn>
 void Fanout::ForEach(const Fn& fn) {
   for (const Target& t : targets_) {
-    if (!t.mailbox) {
+    if (!t.mailbox) continue;
+    t.backlog->fetch_add(1, std::memory_order_relaxed);
+    bool posted = t.mailbox->Post([fn, t] {
+      t.backlog->fetch_sub(1, std::memory_order_relaxed);
       fn(t);
-    } else {
-      t.mailbox->Post([fn, t] { fn(t); });  // refused only once that loop has closed
-    }
+    });
+    if (!posted) t.backlog->fetch_sub(1, std::memory_order_relaxed);  // that loop has closed
   }
+  for (const Target& t : targets_)
+    if (!t.mailbox) fn(t);
 }
 
 void Fanout::Events(std::vector<feed::EventPtr> batch) {

@@ -4,6 +4,7 @@
 // its own loop at once, the others through their mailboxes (one task per batch per loop, in
 // order with the loop's other feed news). Nothing is read again and nothing re-serialised per loop.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -40,12 +41,18 @@ class Fanout {
   void Ephemeral(const feed::EphemeralPtr& ev);
   void Positioned(feed::LogKey at);
   void Connected(bool up);
+  // Tasks handed to the slowest other loop and not run there yet. The feed reads no further
+  // batch while it passes kMaxBacklog: a loop short of CPU slows the feed down (as one loop did)
+  // instead of piling batches up in its mailbox; its streams' own limits then apply as before.
+  int Backlog() const;
+  static constexpr int kMaxBacklog = 4;
 
  private:
   struct Target {
     Hub* hub;
     FeedView* view;
     core::Mailbox* mailbox;
+    std::shared_ptr<std::atomic<int>> backlog;  // posted, not run yet (other loops only)
   };
   // Runs fn(target) on each target's loop.
   template <typename Fn>

@@ -94,8 +94,9 @@ void Publisher::Close() {
 }
 
 void Publisher::Publish(Publication p, Done done) {
-  core::Mailbox* back = core::Mailbox::Current();
-  if (home_ && back && back != home_) {
+  if (home_ && !home_->IsCurrent()) {
+    core::Mailbox* back = core::Mailbox::Current();
+    if (!back) return;  // not a loop thread: nothing can answer it (never the case)
     // From another loop: coalesced with everyone else's on the publisher's loop; the answer
     // (an error copied without its result) goes back to the caller's loop.
     home_->Post([this, p = std::move(p), done = std::move(done), back]() mutable {
