@@ -184,7 +184,7 @@ void Feed::FindTail() {
 void Feed::Read() {
   busy_ = true;
   if (fanout_->Backlog() > hub::Fanout::kMaxBacklog && backlog_timer_.initialised()) {
-    // Another loop has not taken the last batches yet: read when it has (doorbells meanwhile
+    // Another loop has not taken what it was given yet: read when it has (doorbells meanwhile
     // wait in doorbell_pending_; the read after the wait covers them).
     doorbell_pending_ = true;
     uv_timer_start(backlog_timer_.get(), [](uv_timer_t* t) {

@@ -17,15 +17,15 @@ int Fanout::Backlog() const {
 
 // The other loops first: they start on the batch while this one delivers its own share.
 template <typename Fn>
-void Fanout::ForEach(const Fn& fn) {
+void Fanout::ForEach(const Fn& fn, int events) {
   for (const Target& t : targets_) {
     if (!t.mailbox) continue;
-    t.backlog->fetch_add(1, std::memory_order_relaxed);
-    bool posted = t.mailbox->Post([fn, t] {
-      t.backlog->fetch_sub(1, std::memory_order_relaxed);
+    t.backlog->fetch_add(events, std::memory_order_relaxed);
+    bool posted = t.mailbox->Post([fn, t, events] {
       fn(t);
+      t.backlog->fetch_sub(events, std::memory_order_relaxed);
     });
-    if (!posted) t.backlog->fetch_sub(1, std::memory_order_relaxed);  // that loop has closed
+    if (!posted) t.backlog->fetch_sub(events, std::memory_order_relaxed);  // that loop has closed
   }
   for (const Target& t : targets_)
     if (!t.mailbox) fn(t);
@@ -39,11 +39,11 @@ void Fanout::Events(std::vector<feed::EventPtr> batch) {
       if (t.view) t.view->cursor_ = ev->key;
       t.hub->Publish(ev);
     }
-  });
+  }, static_cast<int>(shared->size()));
 }
 
 void Fanout::Ephemeral(const feed::EphemeralPtr& ev) {
-  ForEach([ev](const Target& t) { t.hub->PublishEphemeral(ev); });
+  ForEach([ev](const Target& t) { t.hub->PublishEphemeral(ev); }, 1);
 }
 
 void Fanout::Positioned(feed::LogKey at) {
@@ -52,13 +52,13 @@ void Fanout::Positioned(feed::LogKey at) {
     t.view->cursor_ = at;
     t.view->positioned_ = true;
     if (t.view->on_positioned) t.view->on_positioned();
-  });
+  }, 0);
 }
 
 void Fanout::Connected(bool up) {
   ForEach([up](const Target& t) {
     if (t.view) t.view->connected_ = up;
-  });
+  }, 0);
 }
 
 }  // namespace evstream::hub

@@ -41,22 +41,23 @@ class Fanout {
   void Ephemeral(const feed::EphemeralPtr& ev);
   void Positioned(feed::LogKey at);
   void Connected(bool up);
-  // Tasks handed to the slowest other loop and not run there yet. The feed reads no further
-  // batch while it passes kMaxBacklog: a loop short of CPU slows the feed down (as one loop did)
-  // instead of piling batches up in its mailbox; its streams' own limits then apply as before.
+  // Events (and ephemeral events) handed to the slowest other loop and not delivered there yet.
+  // The feed reads no further batch while it passes kMaxBacklog: a loop that stops taking them
+  // slows the feed down (as one loop did) instead of piling batches up in its mailbox; a loop
+  // that is merely busy for a moment does not hold the others back.
   int Backlog() const;
-  static constexpr int kMaxBacklog = 4;
+  static constexpr int kMaxBacklog = 16384;
 
  private:
   struct Target {
     Hub* hub;
     FeedView* view;
     core::Mailbox* mailbox;
-    std::shared_ptr<std::atomic<int>> backlog;  // posted, not run yet (other loops only)
+    std::shared_ptr<std::atomic<int>> backlog;  // events posted, not run yet (other loops only)
   };
   // Runs fn(target) on each target's loop.
   template <typename Fn>
-  void ForEach(const Fn& fn);
+  void ForEach(const Fn& fn, int events);
   std::vector<Target> targets_;
 };
 
