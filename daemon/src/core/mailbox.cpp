@@ -10,7 +10,6 @@ thread_local Mailbox* t_current = nullptr;
 Mailbox* Mailbox::Current() { return t_current; }
 
 int Mailbox::Open(uv_loop_t* loop) {
-  loop_ = loop;
   int rc = uv_async_init(loop, async_.get(), [](uv_async_t* h) {
     Guard("mailbox", [&] { static_cast<Mailbox*>(h->data)->Drain(); });
   });

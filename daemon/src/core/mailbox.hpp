@@ -35,12 +35,10 @@ class Mailbox {
   // The mailbox of the calling thread's loop (nullptr on a thread without one).
   static Mailbox* Current();
   bool IsCurrent() const { return Current() == this; }
-  uv_loop_t* loop() const { return loop_; }
 
  private:
   void Drain();
 
-  uv_loop_t* loop_ = nullptr;
   UvHandle<uv_async_t> async_;
   std::mutex mu_;
   std::vector<Task> queue_;    // guarded by mu_

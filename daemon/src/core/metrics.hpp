@@ -87,7 +87,6 @@ struct Metrics {
   void SetHeldBackText(std::string database, std::string state);
   std::pair<std::string, std::string> HeldBackText() const;
 
-  std::string Render() const { return Render({this}); }
   // The sum over every loop's metrics (gauges of one loop's parts, e.g. the feed's, are 0 in
   // the others).
   static std::string Render(const std::vector<const Metrics*>& all);

@@ -176,7 +176,6 @@ void Feed::FindTail() {
     metrics_->last_position = cursor_.position;
     core::LogInfo("feed positioned", {{"position", cursor_.position}});
     fanout_->Positioned(cursor_);
-    if (on_positioned) on_positioned();
     Read();
   }));
 }

@@ -44,13 +44,10 @@ class Feed {
   void Close();
   bool Connected() const { return conn_.state() == PgConnection::State::Ready ||
                                   conn_.state() == PgConnection::State::Busy; }
-  // True once the feed knows where the log ends (its cursor is meaningful).
-  bool Positioned() const { return positioned_; }
-  LogKey Cursor() const { return cursor_; }
+  // Where the feed stands is each loop's hub::FeedView (fanout): streams and /healthz read that.
   int BackendPid() const { return conn_.BackendPid(); }
 
   std::function<void()> on_listening;   // after every (re)LISTEN (both channels)
-  std::function<void()> on_positioned;  // once: the end of the log is known
   // The ephemeral doorbell rang (be_pid: the sender's backend, from the server); and the
   // connection that listens for it went away (doorbells are missed until on_listening).
   std::function<void(int be_pid)> on_ephemeral_doorbell;
