@@ -22,8 +22,12 @@ struct Option {
   std::function<bool(Config*, const std::string&, std::string*)> apply;
 };
 
+// Strict: an optional '-' and digits only (strtol alone would also take " 2" and "+2").
 bool ToInt(const std::string& s, long min, long max, long* out) {
-  if (s.empty()) return false;
+  size_t digits = !s.empty() && s[0] == '-' ? 1 : 0;
+  if (s.size() == digits) return false;
+  for (size_t i = digits; i < s.size(); i++)
+    if (s[i] < '0' || s[i] > '9') return false;
   char* end = nullptr;
   errno = 0;
   long v = std::strtol(s.c_str(), &end, 10);

@@ -161,3 +161,27 @@ TEST(Config, stats_fold_ms) {
   g_env.clear();
   EXPECT_NE(HelpText().find("--stats-fold-ms"), std::string::npos);
 }
+
+// --threads: 0 (one loop per core) to 256; anything else, from a flag or EVSTREAM_THREADS, is refused.
+TEST(Config, threads) {
+  g_env.clear();
+  Config c;
+  std::string err;
+  ASSERT_EQ(Parse({}, &c, &err), ParseOutcome::Run);
+  EXPECT_EQ(c.threads, 0);
+  ASSERT_EQ(Parse({"--threads", "2"}, &c, &err), ParseOutcome::Run) << err;
+  EXPECT_EQ(c.threads, 2);
+  for (const char* bad : {"-1", "257", "99999999999999999999", "2x", "", " 2", "+2", "0x10", "-"}) {
+    Config b;
+    EXPECT_EQ(Parse({"--threads", bad}, &b, &err), ParseOutcome::Error) << bad;
+    EXPECT_NE(err.find("--threads"), std::string::npos) << err;
+  }
+  g_env = {{"EVSTREAM_THREADS", "3"}};
+  Config e;
+  ASSERT_EQ(Parse({}, &e, &err), ParseOutcome::Run) << err;
+  EXPECT_EQ(e.threads, 3);
+  g_env = {{"EVSTREAM_THREADS", "lots"}};
+  Config f;
+  EXPECT_EQ(Parse({}, &f, &err), ParseOutcome::Error);
+  g_env.clear();
+}
