@@ -16,9 +16,13 @@ const char* const kBeforeSql =
     "SELECT position, order_key::text FROM evstream.events"
     " WHERE (order_key, position) < ($1::bigint, $2::bigint)"
     " ORDER BY order_key DESC, position DESC LIMIT 1";
-// Whether committed events wait behind an open appending transaction, and which one.
-const char* const kHeldBackSql =
-    "SELECT h.held_back > 0, coalesce(extract(epoch FROM h.held_for), 0)::float8, h.held_back,"
+// Whether committed events wait behind an open appending transaction: after every short read,
+// so the cheap check (one step of events_order_idx; tests/pgtap/plans.sql).
+const char* const kHeldBackSql = "SELECT evstream._held_back()";
+// And, only while they do, which transaction holds them (evstream.horizon() reads
+// pg_stat_activity: several times the cost of the read itself).
+const char* const kHolderSql =
+    "SELECT coalesce(extract(epoch FROM h.held_for), 0)::float8, h.held_back,"
     " coalesce(h.pid, 0), coalesce(h.database::text, ''), coalesce(h.state, ''),"
     " coalesce(extract(epoch FROM clock_timestamp() - h.xact_start), 0)::float8"
     " FROM evstream.horizon() h";
@@ -249,34 +253,58 @@ void Feed::OnRows(QueryResult& r) {
 // (their own doorbell may already have rung while they were unreadable).
 void Feed::CheckHeldBack() {
   conn_.Send(kHeldBackSql, {}, Guarded("feed held-back check", [this](QueryResult& r) {
-    busy_ = false;
-    if (!r.ok()) return;
-    bool held_back = r.rows() == 1 && r.Bool(0, 0);
-    metrics_->held_back_seconds = held_back ? r.Double(0, 1) : 0;
-    metrics_->held_back_events = held_back ? r.Int64(0, 2) : 0;
-    metrics_->held_back_pid = held_back ? r.Int32(0, 3) : 0;
-    metrics_->SetHeldBackText(held_back ? r.Text(0, 4) : "", held_back ? r.Text(0, 5) : "");
-    metrics_->held_back_open_seconds = held_back ? r.Double(0, 6) : 0;
-    core::LogDebug("feed held-back check", {{"held_back", held_back}, {"doorbell_pending", doorbell_pending_}});
-    if (doorbell_pending_) {
-      Read();
+    if (!r.ok()) {
+      busy_ = false;
       return;
     }
-    // A doorbell can ring a moment before its commit is visible to us: look again a few times.
-    bool grace = !held_back && grace_reads_ > 0;
-    if (grace) grace_reads_--;
-    // While a long transaction holds events back, look less often (up to 8x the period); a
-    // doorbell (its commit, or any other) resets the pace.
-    held_back_streak_ = held_back ? held_back_streak_ + 1 : 0;
-    uint64_t delay = static_cast<uint64_t>(opts_.held_back_ms) << std::min(held_back_streak_ / 20, 3);
-    if (held_back || grace)
-      uv_timer_start(held_back_timer_.get(), [](uv_timer_t* t) {
-        auto* self = static_cast<Feed*>(t->data);
-        self->Guarded("feed held-back timer", [self] {
-          if (!self->busy_ && self->Connected()) self->Read();
-        })();
-      }, delay, 0);
+    if (r.rows() == 1 && r.Bool(0, 0)) {
+      conn_.Send(kHolderSql, {}, Guarded("feed held-back holder", [this](QueryResult& h) {
+        if (!h.ok()) {
+          busy_ = false;
+          return;
+        }
+        RecordHolder(h.rows() == 1 ? &h : nullptr);
+        AfterHeldBackCheck(true);
+      }));
+      return;
+    }
+    RecordHolder(nullptr);
+    AfterHeldBackCheck(false);
   }));
+}
+
+// The held-back gauges: from evstream.horizon()'s row, or all zero (nothing held back, or the
+// holder ended between the two queries).
+void Feed::RecordHolder(const QueryResult* h) {
+  bool held = h != nullptr && h->Int64(0, 1) > 0;
+  metrics_->held_back_seconds = held ? h->Double(0, 0) : 0;
+  metrics_->held_back_events = held ? h->Int64(0, 1) : 0;
+  metrics_->held_back_pid = held ? h->Int32(0, 2) : 0;
+  metrics_->SetHeldBackText(held ? h->Text(0, 3) : "", held ? h->Text(0, 4) : "");
+  metrics_->held_back_open_seconds = held ? h->Double(0, 5) : 0;
+}
+
+void Feed::AfterHeldBackCheck(bool held_back) {
+  busy_ = false;
+  core::LogDebug("feed held-back check", {{"held_back", held_back}, {"doorbell_pending", doorbell_pending_}});
+  if (doorbell_pending_) {
+    Read();
+    return;
+  }
+  // A doorbell can ring a moment before its commit is visible to us: look again a few times.
+  bool grace = !held_back && grace_reads_ > 0;
+  if (grace) grace_reads_--;
+  // While a long transaction holds events back, look less often (up to 8x the period); a
+  // doorbell (its commit, or any other) resets the pace.
+  held_back_streak_ = held_back ? held_back_streak_ + 1 : 0;
+  uint64_t delay = static_cast<uint64_t>(opts_.held_back_ms) << std::min(held_back_streak_ / 20, 3);
+  if (held_back || grace)
+    uv_timer_start(held_back_timer_.get(), [](uv_timer_t* t) {
+      auto* self = static_cast<Feed*>(t->data);
+      self->Guarded("feed held-back timer", [self] {
+        if (!self->busy_ && self->Connected()) self->Read();
+      })();
+    }, delay, 0);
 }
 
 void Feed::OnDoorbell() {

@@ -63,6 +63,8 @@ class Feed {
   void Read();
   void OnRows(QueryResult& r);
   void CheckHeldBack();
+  void RecordHolder(const QueryResult* holder);
+  void AfterHeldBackCheck(bool held_back);
   void OnDoorbell();
   template <typename Fn>
   auto Guarded(const char* where, Fn fn);
