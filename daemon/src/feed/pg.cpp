@@ -98,6 +98,9 @@ void PgConnection::Close() {
   poll_.Reset();  // stop watching before the socket goes away
   poll_fd_ = -1;
   conn_.reset();
+  statements_.clear();
+  after_prepare_.reset();
+  executing_ = nullptr;
   if (in_flight_) Fail(std::move(in_flight_), "shutting down");
   on_connected = nullptr;
   on_disconnected = nullptr;
@@ -220,6 +223,11 @@ void PgConnection::ReadInput() {
   while (!PQisBusy(conn_.get())) {
     PGresult* r = PQgetResult(conn_.get());
     if (!r) {
+      if (after_prepare_ && ExecuteAfterPrepare()) return;
+      // A prepared statement whose result type changed under it (its function or table was
+      // redefined) fails for good: forget it, the next Send prepares it again.
+      if (executing_ && pending_.sqlstate == "0A000") statements_.erase(*executing_);
+      executing_ = nullptr;
       // Query complete. Notifications parsed together with the result are delivered first.
       state_ = State::Ready;
       if (!DrainNotifies()) return;
@@ -265,12 +273,39 @@ bool PgConnection::DrainNotifies() {
 
 bool PgConnection::Send(const std::string& sql, const Params& params, Callback cb) {
   if (state_ != State::Ready) return false;
+  if (auto it = statements_.find(sql); it != statements_.end()) {
+    executing_ = &it->first;
+    return SendParams(it->second.c_str(), sql, params, std::move(cb));
+  }
+  if (statements_.size() >= kMaxStatements) return SendParams(nullptr, sql, params, std::move(cb));
+  std::string name = "evstream_s" + std::to_string(++statement_seq_);
+  after_prepare_ = PendingExecute{sql, name, params};
+  return Sent(PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr), std::move(cb));
+}
+
+// name: a prepared statement, or nullptr for the unnamed one (parsed and planned with `sql`).
+bool PgConnection::SendParams(const char* name, const std::string& sql, const Params& params, Callback cb) {
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  return Sent(PQsendQueryParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
-                                values.data(), nullptr, nullptr, 0),
-              std::move(cb));
+  int n = static_cast<int>(values.size());
+  int ok = name ? PQsendQueryPrepared(conn_.get(), name, n, values.data(), nullptr, nullptr, 0)
+                : PQsendQueryParams(conn_.get(), sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
+  return Sent(ok, std::move(cb));
+}
+
+// The connection stays Busy and the caller's callback waits for the statement's own result; a
+// failed prepare (an error of the statement) is that result instead, and nothing is kept.
+bool PgConnection::ExecuteAfterPrepare() {
+  PendingExecute next = std::move(*after_prepare_);
+  after_prepare_.reset();
+  if (!pending_.error.empty()) return false;
+  auto [it, added] = statements_.emplace(std::move(next.sql), std::move(next.name));
+  executing_ = &it->first;
+  Callback cb = std::move(in_flight_);
+  in_flight_ = nullptr;
+  SendParams(it->second.c_str(), it->first, next.params, std::move(cb));
+  return true;
 }
 
 bool PgConnection::Prepare(const std::string& name, const std::string& sql, Callback cb) {
@@ -321,6 +356,9 @@ void PgConnection::Lost(const std::string& why) {
   poll_.Reset();
   poll_fd_ = -1;
   conn_.reset();
+  statements_.clear();  // prepared statements live and die with the backend
+  after_prepare_.reset();
+  executing_ = nullptr;
   core::LogWarn("database connection lost", {{"conn", name_}, {"error", why}});
   Callback cb = std::move(in_flight_);
   in_flight_ = nullptr;

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/uv_handle.hpp"
@@ -76,8 +77,12 @@ class PgConnection {
   State state() const { return state_; }
   bool Ready() const { return state_ == State::Ready; }
   int BackendPid() const;
-  // Sends one statement; false if not Ready. The callback runs exactly once.
+  // Sends one statement; false if not Ready. The callback runs exactly once. The first
+  // kMaxStatements distinct statements of a connection are prepared on their first Send (one
+  // more round trip then) and run prepared afterwards: parsed and planned once per connection,
+  // not per call (statements are the daemon's constants; a new connection prepares again).
   bool Send(const std::string& sql, const Params& params, Callback cb);
+  static constexpr size_t kMaxStatements = 32;
   // Prepares `sql` as the named statement (parsed and planned once per connection: prepare it
   // again after every reconnect), and runs a prepared statement. Same contract as Send.
   bool Prepare(const std::string& name, const std::string& sql, Callback cb);
@@ -103,6 +108,8 @@ class PgConnection {
   void ScheduleReconnect();
   void Fail(Callback cb, const std::string& why);
   bool Sent(int ok, Callback cb);  // after a PQsend*: flush and wait for the result
+  bool SendParams(const char* name, const std::string& sql, const Params& params, Callback cb);
+  bool ExecuteAfterPrepare();  // the prepare in flight succeeded: run the statement, still Busy
 
   uv_loop_t* loop_;
   std::string conninfo_, name_, options_;
@@ -115,6 +122,16 @@ class PgConnection {
   uint64_t backoff_ms_ = 0;
   Callback in_flight_;
   QueryResult pending_;
+  // Send's prepared statements on this connection: SQL text -> statement name.
+  std::unordered_map<std::string, std::string> statements_;
+  uint64_t statement_seq_ = 0;  // names are never reused on a connection
+  // While Send's prepare is in flight: what to run once it succeeds.
+  struct PendingExecute {
+    std::string sql, name;
+    Params params;
+  };
+  std::optional<PendingExecute> after_prepare_;
+  const std::string* executing_ = nullptr;  // the prepared statement's SQL while it runs
 };
 
 // A PostgreSQL text[] literal, {"a","b"}, with quotes and backslashes escaped: how the daemon
