@@ -308,21 +308,6 @@ bool PgConnection::ExecuteAfterPrepare() {
   return true;
 }
 
-bool PgConnection::Prepare(const std::string& name, const std::string& sql, Callback cb) {
-  if (state_ != State::Ready) return false;
-  return Sent(PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr), std::move(cb));
-}
-
-bool PgConnection::SendPrepared(const std::string& name, const Params& params, Callback cb) {
-  if (state_ != State::Ready) return false;
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  return Sent(PQsendQueryPrepared(conn_.get(), name.c_str(), static_cast<int>(values.size()), values.data(),
-                                  nullptr, nullptr, 0),
-              std::move(cb));
-}
-
 bool PgConnection::Sent(int ok, Callback cb) {
   if (!ok) {
     std::string why = ConnError(conn_.get());

@@ -83,10 +83,6 @@ class PgConnection {
   // not per call (statements are the daemon's constants; a new connection prepares again).
   bool Send(const std::string& sql, const Params& params, Callback cb);
   static constexpr size_t kMaxStatements = 32;
-  // Prepares `sql` as the named statement (parsed and planned once per connection: prepare it
-  // again after every reconnect), and runs a prepared statement. Same contract as Send.
-  bool Prepare(const std::string& name, const std::string& sql, Callback cb);
-  bool SendPrepared(const std::string& name, const Params& params, Callback cb);
   // Drops the connection (a query in flight fails) and reconnects with backoff: how an owner
   // recovers after an exception in its own callback.
   void Reset(const std::string& why) { Lost(why); }

@@ -16,8 +16,6 @@ const char* const kReadSql =
 const char* const kTailSql =
     "SELECT last_id, missing::text, next_xid::text FROM evstream._ephemeral_tail()";
 const char* const kPruneSql = "SELECT evstream._ephemeral_prune($1::bigint)";
-// The read runs on every doorbell: prepared once per connection (no parse and plan per read).
-const char* const kReadStatement = "evstream_outbox_read";
 
 // Strict decimal parsing of a column value: false unless the whole text is a number in range.
 bool ParseI64(const char* s, int64_t* out) {
@@ -74,7 +72,6 @@ Outbox::Outbox(uv_loop_t* loop, OutboxOptions opts, core::Metrics* metrics)
     busy_ = false;
     anchored_ = false;
     cursor_.Unanchor();
-    prepared_ = false;
     uv_timer_stop(recheck_timer_.get());
     uv_timer_stop(read_timer_.get());
   };
@@ -101,7 +98,7 @@ void Outbox::OnConnected() {
   anchored_ = false;
   cursor_.Unanchor();
   doorbell_pending_ = false;
-  PrepareRead();
+  if (listening_) Anchor();
 }
 
 // The listener (re)listens: anchor if not anchored yet (LISTEN before anchoring: whatever commits
@@ -118,29 +115,7 @@ void Outbox::Listening() {
     ReadLater();
     return;
   }
-  if (!busy_ && conn_.Ready()) PrepareRead();
-}
-
-// Prepares the read (once per connection), then anchors when the listener listens.
-void Outbox::PrepareRead() {
-  if (prepared_) {
-    if (listening_) Anchor();
-    return;
-  }
-  busy_ = true;
-  bool sent = conn_.Prepare(kReadStatement, kReadSql, [this](feed::QueryResult& r) {
-    core::Guard("outbox prepare", [&] {
-      if (!r.ok()) {
-        core::LogWarn("preparing the outbox read failed", {{"error", r.error}, {"sqlstate", r.sqlstate}});
-        busy_ = false;
-        return;  // the next tick tries again
-      }
-      prepared_ = true;
-      busy_ = false;
-      if (listening_) Anchor();
-    }, [&] { Recover(); });
-  });
-  if (!sent) busy_ = false;
+  if (!busy_ && conn_.Ready()) Anchor();
 }
 
 void Outbox::Anchor() {
@@ -178,11 +153,11 @@ void Outbox::Read() {
   metrics_->outbox_reads++;
   read_after_ = cursor_.after();
   cursor_.BeginRead();
-  bool sent = conn_.SendPrepared(kReadStatement, {std::to_string(read_after_), cursor_.GapsLiteral(),
-                                                  std::to_string(opts_.batch_size)},
-                                 [this](feed::QueryResult& r) {
-                                   core::Guard("outbox rows", [&] { OnRows(r); }, [&] { Recover(); });
-                                 });
+  bool sent = conn_.Send(kReadSql, {std::to_string(read_after_), cursor_.GapsLiteral(),
+                                    std::to_string(opts_.batch_size)},
+                         [this](feed::QueryResult& r) {
+                           core::Guard("outbox rows", [&] { OnRows(r); }, [&] { Recover(); });
+                         });
   if (!sent) busy_ = false;
 }
 
@@ -310,7 +285,7 @@ void Outbox::ReadSoon() {
 void Outbox::Tick() {
   if (closed_) return;
   if (!anchored_) {
-    if (!busy_ && conn_.Ready()) PrepareRead();  // preparing or anchoring failed (or no listener yet): try again
+    if (!busy_ && conn_.Ready() && listening_) Anchor();  // anchoring failed (or no listener yet): try again
     return;
   }
   uint64_t now = uv_now(loop_);

@@ -92,7 +92,6 @@ class Outbox {
 
  private:
   void OnConnected();
-  void PrepareRead();
   void Anchor();
   void Read();
   void ReadSoon();  // Read now, or when min_read_interval_ms has passed since the last one
@@ -112,7 +111,6 @@ class Outbox {
   core::UvHandle<uv_timer_t> tick_timer_;
   core::UvHandle<uv_timer_t> read_timer_;  // a paced read (ReadSoon)
   bool anchored_ = false;
-  bool prepared_ = false;  // the read statement is prepared on this connection
   bool listening_ = false;  // the listener hears the doorbell (anchoring waits for it)
   bool busy_ = false;
   int own_writer_pid_ = 0;

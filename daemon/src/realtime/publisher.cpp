@@ -11,8 +11,6 @@ namespace evstream::realtime {
 namespace {
 // One row per item, in order: the ephemeralId, the outbox row's id and its payload.
 const char* const kPublishSql = "SELECT ephemeral_id::text, outbox_id, payload FROM evstream._publish_batch($1::jsonb)";
-// Prepared once per connection: no parse and plan per round trip.
-const char* const kPublishStatement = "evstream_publish_batch";
 
 bool ParseId(const char* s, int64_t* out) {
   if (s == nullptr || *s == '\0') return false;
@@ -59,24 +57,11 @@ Publisher::Publisher(uv_loop_t* loop, const std::string& conninfo, const std::st
   conn_.on_connected = [this] {
     core::Guard("publish connected", [&] {
       if (on_writer) on_writer(conn_.BackendPid());
-      prepared_ = false;
-      in_flight_ = true;  // nothing goes out before the statement is prepared
-      bool sent = conn_.Prepare(kPublishStatement, kPublishSql, [this](feed::QueryResult& r) {
-        core::Guard("publish prepared", [&] {
-          in_flight_ = false;
-          prepared_ = r.ok();
-          if (!r.ok() && !r.sqlstate.empty())
-            core::LogWarn("preparing the publish statement failed; sending it unprepared",
-                          {{"error", r.error}, {"sqlstate", r.sqlstate}});
-          if (!closed_) Flush();
-        }, [&] { Recover(); });
-      });
-      if (!sent) in_flight_ = false;
+      if (!closed_) Flush();  // what waited for the connection
     }, [&] { Recover(); });
   };
   conn_.on_disconnected = [this](const std::string&) {
     core::Guard("publish disconnected", [&] {
-      prepared_ = false;
       if (on_writer) on_writer(0);
     });
   };
@@ -167,7 +152,7 @@ void Publisher::Query(const std::string& items, feed::PgConnection::Callback cb)
     if (!r.ok() && r.sqlstate.empty() && on_lost) core::Guard("publish lost", [&] { on_lost(); });
     cb(r);
   };
-  bool sent = prepared_ ? conn_.SendPrepared(kPublishStatement, {items}, done) : conn_.Send(kPublishSql, {items}, done);
+  bool sent = conn_.Send(kPublishSql, {items}, done);
   if (!sent) {
     feed::QueryResult err;
     err.error = "database unavailable";

@@ -77,7 +77,6 @@ class Publisher {
   int coalesce_ms_;
   Coalescer coalescer_;
   bool in_flight_ = false;
-  bool prepared_ = false;  // the publish statement is prepared on this connection
   bool closed_ = false;
   uint64_t next_ticket_ = 1;
   std::unordered_map<uint64_t, Done> waiting_;
