@@ -10,7 +10,8 @@
 #  throughput: THROUGHPUT_CONNS subscribers, BURST events published as fast as the publisher can;
 #              delivered events/s (events, not writes)
 # `evstreamd-base` is the same as `evstreamd` with the binary EVSTREAMD_BASE (a baseline build,
-# e.g. of main, beside this one in the same run: compare ratios, not absolute figures).
+# e.g. of main, beside this one in the same run: compare ratios, not absolute figures), and
+# `evstreamd-base-tK` the same as `evstreamd-tK` (the summary then adds tK / base-tK ratios).
 # Threads against nginx workers (issue 15), every server fed over HTTP:
 #  `evstreamd-tK` evstreamd started with `$EVSTREAMD_THREADS_FLAG K` (EVSTREAMD_THREADS_FLAG=
 #                 omits the flag, for a daemon that does not have it yet); events POSTed to its
@@ -66,7 +67,7 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 g++ -std=c++17 -O2 -o "$work/fanout-client" bench/fanout/loadclient.cpp -luv -lnghttp2
 for kind in $SERVERS; do
   case "$kind" in
-    evstreamd-base) ;;
+    evstreamd-base*) ;;
     evstreamd*) [ -x "$evstreamd_bin" ] || { echo "build evstreamd first (make test or cmake --build $build), or set EVSTREAMD_BIN"; exit 1; } ;;
   esac
 done
@@ -86,10 +87,10 @@ start_server() {  # start_server KIND -> sets server_pid, port, sub_path, header
   local workers=0
   pub_args=()
   case "$1" in
-    evstreamd|evstreamd-base|evstreamd-h2x10|evstreamd-h2|evstreamd-t[0-9]*)
+    evstreamd|evstreamd-base|evstreamd-h2x10|evstreamd-h2|evstreamd-t[0-9]*|evstreamd-base-t[0-9]*)
       local bin="$evstreamd_bin" threads=()
-      [ "$1" = evstreamd-base ] && bin="${EVSTREAMD_BASE:?set EVSTREAMD_BASE to the baseline evstreamd}"
-      case "$1" in evstreamd-t*) [ -z "$threads_flag" ] || threads=("$threads_flag" "${1#evstreamd-t}") ;; esac
+      case "$1" in evstreamd-base*) bin="${EVSTREAMD_BASE:?set EVSTREAMD_BASE to the baseline evstreamd}" ;; esac
+      case "$1" in evstreamd-t*|evstreamd-base-t*) [ -z "$threads_flag" ] || threads=("$threads_flag" "${1##*-t}") ;; esac
       "$bin" --listen "127.0.0.1:$port_evstreamd" --jwt-secret "$secret" \
         --heartbeat 30 --max-queue-bytes 8388608 --max-connections-per-address 100000 \
         --max-connections-per-sub 100000 --h2-max-concurrent-streams 1000 --log-level warn --web-root "$work" \
@@ -98,7 +99,7 @@ start_server() {  # start_server KIND -> sets server_pid, port, sub_path, header
       sub_path="/api/events/stream?channel=project:bench"
       headers=(--header "Authorization: Bearer $token")
       case "$1" in
-        evstreamd-t*) pub_target=http; pub_url="http://127.0.0.1:$port_evstreamd/api/events"
+        evstreamd-t*|evstreamd-base-t*) pub_target=http; pub_url="http://127.0.0.1:$port_evstreamd/api/events"
                       pub_args=(--format evstream --header "Authorization: Bearer $token") ;;
         *) pub_target=sql; pub_url="" ;;
       esac ;;
@@ -165,7 +166,7 @@ run() {
   start_server "$kind"
   # A row says what ran: evstreamd-tK started without the thread flag is labelled so.
   local label=$kind
-  case "$kind" in evstreamd-t*) [ -n "$threads_flag" ] || label="$kind-noflag" ;; esac
+  case "$kind" in evstreamd-t*|evstreamd-base-t*) [ -n "$threads_flag" ] || label="$kind-noflag" ;; esac
   local rss0; rss0=$(rss_kib "$server_pid")
   rm -f "$work/ready"
   local shape=(--connections "$conns")
@@ -188,6 +189,14 @@ run() {
   local s1; s1=$(date +%s.%N)
   local t1; t1=$(tree_ticks "$server_pid")
   local pg_ticks; pg_ticks=$(pg_session_ticks "$work/pg_before")
+  # evstreamd: events per feed read (its /metrics; "-" for other servers): how much each read
+  # and each write per connection carried
+  local per_read="-"
+  case "$kind" in evstreamd*)
+    per_read=$(curl -s --max-time 5 "http://127.0.0.1:$port/metrics" | awk '
+      $1 == "evstream_events_read_total" {e = $2} $1 == "evstream_feed_reads_total" {r = $2}
+      END {if (r > 0) printf "%.2f", e / r; else print "-"}') ;;
+  esac
   stop_server
   local hz; hz=$(getconf CLK_TCK)
   local line
@@ -209,7 +218,7 @@ run() {
   pg_us=$(awk -v t="$pg_ticks" -v hz="$hz" -v d="$received" 'BEGIN {printf "%.2f", (d > 0 ? t / hz * 1e6 / d : 0)}')
   pub_failed=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1])).failed ?? 0' "$work/pub.json")
   printf '%s\t%s\t%s\t%s\n' "$rate" "$line" "$pg_us" "$pub_failed" >>"$work/rows.tsv"
-  echo "$line" | awk -F'\t' -v pg="$pg_us" -v pf="$pub_failed" '{printf "%-19s %-10s conns=%-6s pub=%5s/s recv=%8s/%-8s lost=%s dup/reord=%s failed=%s pubfail=%s  delivered=%7s ev/s  p50=%6sms p99=%6sms p99.9=%6sms  cpu=%3s%%  rss/conn=%6s KiB  cpu/delivery=%s us (pg=%s us)\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,pf,$10,$11,$12,$13,$14,$15,$16,pg}'
+  echo "$line" | awk -F'\t' -v pg="$pg_us" -v pf="$pub_failed" -v pr="$per_read" '{printf "%-19s %-10s conns=%-6s pub=%5s/s recv=%8s/%-8s lost=%s dup/reord=%s failed=%s pubfail=%s  delivered=%7s ev/s  p50=%6sms p99=%6sms p99.9=%6sms  cpu=%3s%%  rss/conn=%6s KiB  cpu/delivery=%s us (pg=%s us)  events/read=%s\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,pf,$10,$11,$12,$13,$14,$15,$16,pg,pr}'
 }
 
 # The rows of this run (offered rate, the TSV line, pg us, publisher failures): evstreamd-tK /
@@ -237,6 +246,13 @@ summary() {
         if (!((r, o) in p99)) continue
         printf "  %5s/s  %s / %-8s  p99 %8s / %8s ms = %s   cpu/delivery %6s / %6s us = %s   (evstreamd pg=%s us)\n",
           r, k, o, p99[r, k], p99[r, o], ratio(p99[r, k], p99[r, o]), cpu[r, k], cpu[r, o], ratio(cpu[r, k], cpu[r, o]), pg[r, k]
+      }
+      for (i = 1; i <= nr; i++) for (j = 1; j <= nk; j++) {
+        r = rates[i]; k = kinds[j]; b = k; sub(/^evstreamd-t/, "evstreamd-base-t", b)
+        if (k !~ /^evstreamd-t[0-9]+(-noflag)?$/ || !((r, b) in p99)) continue
+        printf "  %5s/s  %s / %s  p99 %s / %s ms = %s   cpu/delivery %s / %s us = %s   pg %s / %s us = %s\n",
+          r, k, b, p99[r, k], p99[r, b], ratio(p99[r, k], p99[r, b]), cpu[r, k], cpu[r, b], ratio(cpu[r, k], cpu[r, b]),
+          pg[r, k], pg[r, b], ratio(pg[r, k], pg[r, b])
       }
       printf "sustainable rate (highest rate run with p99 <= %s ms, all delivered, publisher on schedule):\n", budget
       for (j = 1; j <= nk; j++) printf "  %-19s %s\n", kinds[j], (kinds[j] in best) ? best[kinds[j]] "/s" : "none"

@@ -61,6 +61,7 @@ class Feed {
   void ListenFailed(const QueryResult& r);
   void FindTail();
   void Read();
+  void ReadLater(uint64_t ms);
   void OnRows(QueryResult& r);
   void CheckHeldBack();
   void RecordHolder(const QueryResult* holder);
@@ -76,7 +77,8 @@ class Feed {
   PgConnection conn_;
   core::UvHandle<uv_timer_t> held_back_timer_;
   core::UvHandle<uv_timer_t> poll_timer_;
-  core::UvHandle<uv_timer_t> backlog_timer_;  // waiting for other loops to take their batches
+  // The next read of a busy feed: after this loop turn, or after other loops took their batches.
+  core::UvHandle<uv_timer_t> next_read_timer_;
   static constexpr int kBacklogWaitMs = 1;
   static constexpr int kGraceReads = 3;
   int grace_reads_ = 0;
