@@ -274,8 +274,8 @@ void Feed::CheckHeldBack() {
           busy_ = false;
           return;
         }
-        RecordHolder(h.rows() == 1 ? &h : nullptr);
-        AfterHeldBackCheck(true);
+        // Still held back, unless the holder ended between the two queries.
+        AfterHeldBackCheck(RecordHolder(h.rows() == 1 ? &h : nullptr));
       }));
       return;
     }
@@ -286,13 +286,14 @@ void Feed::CheckHeldBack() {
 
 // The held-back gauges: from evstream.horizon()'s row, or all zero (nothing held back, or the
 // holder ended between the two queries).
-void Feed::RecordHolder(const QueryResult* h) {
+bool Feed::RecordHolder(const QueryResult* h) {
   bool held = h != nullptr && h->Int64(0, 1) > 0;
   metrics_->held_back_seconds = held ? h->Double(0, 0) : 0;
   metrics_->held_back_events = held ? h->Int64(0, 1) : 0;
   metrics_->held_back_pid = held ? h->Int32(0, 2) : 0;
   metrics_->SetHeldBackText(held ? h->Text(0, 3) : "", held ? h->Text(0, 4) : "");
   metrics_->held_back_open_seconds = held ? h->Double(0, 5) : 0;
+  return held;
 }
 
 void Feed::AfterHeldBackCheck(bool held_back) {

@@ -64,7 +64,7 @@ class Feed {
   void ReadLater(uint64_t ms);
   void OnRows(QueryResult& r);
   void CheckHeldBack();
-  void RecordHolder(const QueryResult* holder);
+  bool RecordHolder(const QueryResult* holder);  // true: events are held back
   void AfterHeldBackCheck(bool held_back);
   void OnDoorbell();
   template <typename Fn>
@@ -85,7 +85,7 @@ class Feed {
   int held_back_streak_ = 0;  // consecutive checks that found events held back
   LogKey cursor_;
   bool positioned_ = false;
-  bool busy_ = false;           // a read or held-back check is in flight
+  bool busy_ = false;           // a read or held-back check is in flight, or the next read waits
   bool doorbell_pending_ = false;
   bool ever_connected_ = false;
   bool listening_ = false;  // both LISTENs done on the current connection

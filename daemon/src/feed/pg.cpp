@@ -99,6 +99,7 @@ void PgConnection::Close() {
   poll_fd_ = -1;
   conn_.reset();
   statements_.clear();
+  statement_seq_ = 0;
   after_prepare_.reset();
   executing_ = nullptr;
   if (in_flight_) Fail(std::move(in_flight_), "shutting down");
@@ -223,10 +224,15 @@ void PgConnection::ReadInput() {
   while (!PQisBusy(conn_.get())) {
     PGresult* r = PQgetResult(conn_.get());
     if (!r) {
-      if (after_prepare_ && ExecuteAfterPrepare()) return;
+      if (after_prepare_ && ExecuteAfterPrepare()) {
+        DrainNotifies();  // those that came with the prepare's answer (Busy: no handler sends)
+        return;
+      }
       // A prepared statement whose result type changed under it (its function or table was
-      // redefined) fails for good: forget it, the next Send prepares it again.
-      if (executing_ && pending_.sqlstate == "0A000") statements_.erase(*executing_);
+      // redefined: 0A000) fails for good, and one the server no longer has (26000) too: forget
+      // it, the next Send prepares it again under a new name.
+      if (executing_ && (pending_.sqlstate == "0A000" || pending_.sqlstate == "26000"))
+        statements_.erase(statements_.find(*executing_));
       executing_ = nullptr;
       // Query complete. Notifications parsed together with the result are delivered first.
       state_ = State::Ready;
@@ -277,7 +283,8 @@ bool PgConnection::Send(const std::string& sql, const Params& params, Callback c
     executing_ = &it->first;
     return SendParams(it->second.c_str(), sql, params, std::move(cb));
   }
-  if (statements_.size() >= kMaxStatements) return SendParams(nullptr, sql, params, std::move(cb));
+  // Bounded by the names handed out, forgotten ones included (they stay on the server).
+  if (statement_seq_ >= kMaxStatements) return SendParams(nullptr, sql, params, std::move(cb));
   std::string name = "evstream_s" + std::to_string(++statement_seq_);
   after_prepare_ = PendingExecute{sql, name, params};
   return Sent(PQsendPrepare(conn_.get(), name.c_str(), sql.c_str(), 0, nullptr), std::move(cb));
@@ -299,7 +306,10 @@ bool PgConnection::SendParams(const char* name, const std::string& sql, const Pa
 bool PgConnection::ExecuteAfterPrepare() {
   PendingExecute next = std::move(*after_prepare_);
   after_prepare_.reset();
-  if (!pending_.error.empty()) return false;
+  if (!pending_.error.empty()) {
+    statement_seq_--;  // nothing was kept on the server: the name is free again
+    return false;
+  }
   auto [it, added] = statements_.emplace(std::move(next.sql), std::move(next.name));
   executing_ = &it->first;
   Callback cb = std::move(in_flight_);
@@ -342,6 +352,7 @@ void PgConnection::Lost(const std::string& why) {
   poll_fd_ = -1;
   conn_.reset();
   statements_.clear();  // prepared statements live and die with the backend
+  statement_seq_ = 0;
   after_prepare_.reset();
   executing_ = nullptr;
   core::LogWarn("database connection lost", {{"conn", name_}, {"error", why}});

@@ -81,6 +81,8 @@ class PgConnection {
   // kMaxStatements distinct statements of a connection are prepared on their first Send (one
   // more round trip then) and run prepared afterwards: parsed and planned once per connection,
   // not per call (statements are the daemon's constants; a new connection prepares again).
+  // One that fails with a changed result type (0A000) or is gone from the server (26000) is
+  // prepared again by the next Send, under a new name counted against the same bound.
   bool Send(const std::string& sql, const Params& params, Callback cb);
   static constexpr size_t kMaxStatements = 32;
   // Drops the connection (a query in flight fails) and reconnects with backoff: how an owner
@@ -120,7 +122,7 @@ class PgConnection {
   QueryResult pending_;
   // Send's prepared statements on this connection: SQL text -> statement name.
   std::unordered_map<std::string, std::string> statements_;
-  uint64_t statement_seq_ = 0;  // names are never reused on a connection
+  size_t statement_seq_ = 0;  // names handed out on this connection (never reused on it)
   // While Send's prepare is in flight: what to run once it succeeds.
   struct PendingExecute {
     std::string sql, name;

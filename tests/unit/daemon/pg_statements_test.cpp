@@ -2,8 +2,8 @@
 // PG* environment; skipped when PGDATABASE is not set, e.g. ctest run by hand without a cluster).
 // Send prepares a statement on its first use on a connection and runs it prepared afterwards; the
 // first kMaxStatements distinct statements are kept, later ones run unnamed; a statement that
-// fails to prepare is reported and not kept; a statement whose result type changed is reported
-// once and prepared again; a new connection prepares again.
+// fails to prepare is reported and not kept; a statement whose result type changed, or that the
+// server no longer has, is reported once and prepared again; a new connection prepares again.
 #include <gtest/gtest.h>
 #include <uv.h>
 
@@ -87,6 +87,11 @@ TEST_F(PgStatements, a_statement_that_fails_to_prepare_reports_its_own_error_eve
   auto ok = Run("SELECT 1");
   ASSERT_TRUE(ok.ok()) << ok.error;
   EXPECT_EQ(Kept(), 2);  // SELECT 1 and the count
+  // Failed prepares use up nothing: as many as the bound, and the next statements are still kept.
+  for (size_t i = 0; i < feed::PgConnection::kMaxStatements; i++)
+    EXPECT_EQ(Run("SELECT $1::int FROM missing_" + std::to_string(i), {"1"}).sqlstate, "42P01");
+  ASSERT_TRUE(Run("SELECT 2").ok());
+  EXPECT_EQ(Kept(), 3);  // SELECT 1, the count, SELECT 2
 }
 
 TEST_F(PgStatements, beyond_the_bound_statements_run_unnamed_and_still_answer) {
@@ -110,6 +115,16 @@ TEST_F(PgStatements, a_changed_result_type_fails_once_then_the_statement_is_prep
   auto again = Run("SELECT * FROM t");
   ASSERT_TRUE(again.ok()) << again.error;
   EXPECT_EQ(again.columns(), 2);
+}
+
+TEST_F(PgStatements, a_statement_the_server_dropped_fails_once_then_is_prepared_again) {
+  ASSERT_TRUE(Run("SELECT $1::int * 2", {"2"}).ok());
+  ASSERT_TRUE(Run("DEALLOCATE ALL").ok());  // as DISCARD ALL or a transaction-mode pooler would
+  auto gone = Run("SELECT $1::int * 2", {"3"});
+  EXPECT_EQ(gone.sqlstate, "26000") << gone.error;
+  auto again = Run("SELECT $1::int * 2", {"4"});
+  ASSERT_TRUE(again.ok()) << again.error;
+  EXPECT_EQ(again.Int64(0, 0), 8);
 }
 
 TEST_F(PgStatements, a_new_connection_prepares_again) {
