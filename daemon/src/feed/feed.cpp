@@ -250,11 +250,13 @@ void Feed::OnRows(QueryResult& r) {
   }
   fanout_->Events(std::move(batch));  // every loop's hub, once each
   if (n >= opts_.batch_size || doorbell_pending_) {
-    // More to read: at the start of the next loop turn, once this turn's writes (this batch's
-    // frames, one write per connection at its end) are out. Under load the read then takes what
-    // committed while they went out, and the next batch leaves in fewer writes per event; idle,
-    // it costs nothing (nothing is pending).
-    ReadLater(0);
+    // More to read: not before this turn's writes (this batch's frames, one write per
+    // connection at the end of the turn) are out. A doorbell that rang while this batch was
+    // read means commits arrive faster than the feed cycles: linger a moment so that the next
+    // read takes several, and each connection gets one write for them instead of one each (a
+    // write per connection is most of a delivery's cost). Idle, nothing is pending and nothing
+    // waits.
+    ReadLater(n < opts_.batch_size ? kLingerMs : 0);
     return;
   }
   CheckHeldBack();

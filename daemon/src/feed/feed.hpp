@@ -80,6 +80,7 @@ class Feed {
   // The next read of a busy feed: after this loop turn, or after other loops took their batches.
   core::UvHandle<uv_timer_t> next_read_timer_;
   static constexpr int kBacklogWaitMs = 1;
+  static constexpr int kLingerMs = 1;  // before the next read, while doorbells ring during reads
   static constexpr int kGraceReads = 3;
   int grace_reads_ = 0;
   int held_back_streak_ = 0;  // consecutive checks that found events held back
