@@ -502,27 +502,31 @@ test('rapid reset: 3000 streams opened and reset at once get GOAWAY ENHANCE_YOUR
     const id = 2 * i + 1;
     parts.push(h2Frame(1, 0x5, id, block), h2Frame(3, 0, id, cancel));  // HEADERS END_STREAM|END_HEADERS, RST_STREAM
   }
-  const goaway = await new Promise((resolve) => {
-    let buf = Buffer.alloc(0);
-    let code = null;
-    const sock = net.connect(d.port, '127.0.0.1', () => sock.write(Buffer.concat(parts)));
-    sock.on('data', (c) => {
-      buf = Buffer.concat([buf, c]);
-      while (buf.length >= 9) {
-        const len = buf.readUIntBE(0, 3);
-        if (buf.length < 9 + len) break;
-        if (buf[3] === 7 && code === null) code = buf.readUInt32BE(13);
-        buf = buf.subarray(9 + len);
-      }
+  try {
+    const goaway = await new Promise((resolve) => {
+      let buf = Buffer.alloc(0);
+      let code = null;
+      const sock = net.connect(d.port, '127.0.0.1', () => sock.write(Buffer.concat(parts)));
+      sock.on('data', (c) => {
+        buf = Buffer.concat([buf, c]);
+        while (buf.length >= 9) {
+          const len = buf.readUIntBE(0, 3);
+          if (buf.length < 9 + len) break;
+          if (buf[3] === 7 && code === null) code = buf.readUInt32BE(13);
+          buf = buf.subarray(9 + len);
+        }
+      });
+      sock.on('error', () => {});
+      sock.on('close', () => resolve(code));
     });
-    sock.on('error', () => {});
-    sock.on('close', () => resolve(code));
-  });
-  assert.equal(goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-  assert.equal(d.exited, null);
-  assert.equal(d.child.pid, pid);
-  assert.equal((await curl(['--http2-prior-knowledge', `${d.url}/healthz`])).status, 'HTTP/2 200');
-  assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+    assert.equal(goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    assert.equal(d.exited, null);
+    assert.equal(d.child.pid, pid);
+    assert.equal((await curl(['--http2-prior-knowledge', `${d.url}/healthz`])).status, 'HTTP/2 200');
+  } finally {
+    // also when an assertion failed: a daemon left running would keep the test file from ending
+    assert.deepEqual(await stopDaemon(d), { code: 0, signal: null });
+  }
 });
 
 // Ephemeral events and presence, over each transport: an open stream makes its user a member

@@ -23,8 +23,11 @@ constexpr size_t kMaxPumpBytes = 256 * 1024;   // produced per write of the carr
 // ENHANCE_YOUR_CALM and the connection closes. Far above what a browser or a proxy opens.
 constexpr double kStreamBurst = 1000;
 constexpr double kStreamRate = 100;
-// RST_STREAM frames from the client, also a token bucket (nghttp2 sends GOAWAY past it).
-constexpr uint64_t kResetBurst = 1000;
+// RST_STREAM frames from the client, also a token bucket (nghttp2 sends GOAWAY INTERNAL_ERROR
+// past it). Twice the stream burst: a client that opens and resets streams runs out of stream
+// tokens first and gets ENHANCE_YOUR_CALM however slowly the frames are processed (the stream
+// bucket refills faster); this one stops resets of streams that were never opened.
+constexpr uint64_t kResetBurst = 2000;
 constexpr uint64_t kResetRate = 33;
 
 std::string Lower(std::string s) {
